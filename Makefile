@@ -1,0 +1,52 @@
+# skiff — make targets. `make help` lists them.
+SHELL        := bash
+GO           ?= go
+BIN          := bin/skiff
+EXAMPLE_DIR  ?= $(or $(TMPDIR),/tmp)/skiff-example
+SKIFF_CORPUS ?= $(HOME)/.cache/skiff/corpus
+INFRA        ?= /tmp/skiff-infra
+FUZZTIME     ?= 200000x
+export SKIFF_CORPUS INFRA
+
+.PHONY: help build example test integration corpus infra-up infra-down fuzz bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+build: ## build bin/skiff
+	$(GO) build -o $(BIN) ./cmd/skiff
+
+example: build ## run skiff on the built-in example pair (no network needed)
+	@rm -rf $(EXAMPLE_DIR)
+	$(BIN) example $(EXAMPLE_DIR)
+	$(BIN) inspect --verify docker-archive:$(EXAMPLE_DIR)/old.tar
+	$(BIN) inspect --verify oci:$(EXAMPLE_DIR)/new
+
+test: ## unit tests, vet and the fuzz seeds (fast, no network, no daemons)
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+corpus: ## build the realistic corpus (real software; ~10 min the first time, cached)
+	bash testdata/corpus/make-corpus.sh
+	$(GO) run ./bench/corpus/cmd/mkimages -root "$(SKIFF_CORPUS)"
+
+infra-up: ## install and start Docker Engine, containerd and the registry on loopback
+	bash testdata/infra/start-infra.sh
+
+infra-down: ## stop what infra-up started
+	bash testdata/infra/stop-infra.sh
+
+integration: corpus infra-up ## integration tests against real engines and the corpus
+	. $(INFRA)/env.sh && SKIFF_CORPUS_IMAGES="$(SKIFF_CORPUS)/images/app/new.tar" \
+	  $(GO) test -count=1 -tags integration -timeout 40m -run Integration -v ./... 2>&1 | \
+	  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|exact|_test.go' ; exit $${PIPESTATUS[0]}
+
+fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
+	$(GO) test -run XXX -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./layerfs/
+	$(GO) test -run XXX -fuzz '^FuzzSkeletonReader$$' -fuzztime $(FUZZTIME) ./layerfs/
+
+bench: ## benchmarks (set SKIFF_CORPUS to include the corpus layers)
+	$(GO) test -run XXX -bench . -benchmem ./layerfs/
+
+clean: ## remove build outputs
+	rm -rf bin $(EXAMPLE_DIR)

@@ -1,0 +1,17 @@
+// Package corpus turns the benchmark corpus's layer tars into real images.
+//
+// The corpus script writes uncompressed layer tars to
+// $SKIFF_CORPUS/layers/<pair>/{old,new}.tar for the pairs "os", "toolchain"
+// and "app". BuildImages assembles each pair into two images and writes them
+// the ways images reach skiff in practice:
+//
+//	images/<pair>/old.tar, new.tar   docker-archive, gzip layers (default level, like Docker)
+//	images/<pair>/old.oci, new.oci   OCI layout, gzip layers at BestSpeed (like a crane push)
+//	images/os/new-resaved.tar        new.tar as `docker save` writes it: uncompressed
+//	                                 layers, metadata members first, other member mtimes
+//
+// The "os" images are the os layer alone; "toolchain" and "app" put their
+// layer on top of the old os layer, so only the top layer changes.
+// Output is deterministic and cached: a pair is rebuilt only when an output
+// is missing or older than an input, or with WithForce.
+package corpus

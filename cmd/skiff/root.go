@@ -1,0 +1,42 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	insecure bool   // allow plain-HTTP registries
+	platform string // os/arch[/variant] to pick from a multi-platform index
+	tmpDir   string // scratch space for archives and stores
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "skiff",
+		Short: "Exact, file-level delta updates for container images",
+		Long: `skiff turns two container images into a small, exact, file-level delta and
+rebuilds the target image from that delta and the image a device already has.
+
+Image references:
+  docker-archive:PATH[:TAG]   a "docker save" tar
+  oci:DIR[:REF]               an OCI image layout directory
+  oci-archive:PATH[:REF]      a tar of an OCI image layout
+  docker://HOST/REPO:TAG      a registry (--insecure for plain HTTP)
+  docker-daemon:NAME:TAG      a Docker Engine via its API socket (DOCKER_HOST)
+
+Exit codes: 0 success, 1 failure, 2 usage error.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	fs := root.PersistentFlags()
+	fs.BoolVar(&g.insecure, "insecure", false, "allow plain-HTTP and self-signed registries")
+	fs.StringVar(&g.platform, "platform", "", "platform to pick from a multi-platform image (os/arch[/variant]); default linux/amd64")
+	fs.StringVar(&g.tmpDir, "tmpdir", "", "directory for temporary files (default $TMPDIR)")
+	root.AddCommand(
+		newInspectCommand(g),
+		newExampleCommand(g),
+	)
+	return root
+}
