@@ -55,6 +55,7 @@ type assembler struct {
 	hash  hash.Hash
 	n     int64
 	zeros []byte
+	buf   []byte // copy buffer shared by all payloads
 }
 
 func (a *assembler) write(b []byte) error {
@@ -91,8 +92,10 @@ func (a *assembler) payload(ctx context.Context, d digest.Digest, size int64) er
 		return fmt.Errorf("payload %s: %w", d, err)
 	}
 	defer rc.Close()
-	vr := VerifyReader(rc, d, size)
-	n, err := io.Copy(a.w, vr)
+	if a.buf == nil {
+		a.buf = make([]byte, 64<<10)
+	}
+	n, err := io.CopyBuffer(a.w, VerifyReader(rc, d, size), a.buf)
 	a.n += n
 	if err != nil {
 		return fmt.Errorf("payload %s: %w", d, err)

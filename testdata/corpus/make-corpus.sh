@@ -117,7 +117,7 @@ apt_install() {
   log "apt-get install $*"
   mkdir -p "$W"
   { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; } >"$W/apt.log" 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends "$@"; } >"$W/apt.log" 2>&1 ||
     { tail -20 "$W/apt.log" >&2; die "apt-get install $* failed (log $W/apt.log)"; }
 }
 want_pair() { case " $PAIRS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -168,10 +168,11 @@ finish() {
 #   mktar SRC OUT EPOCH clamp  -> mtimes clamped to <= EPOCH, real owners kept
 mktar() {
   local src=$1 out=$2 t=$3 mode=$4
-  local o=(--sort=name --format=posix --numeric-owner --mtime=@"$t"
+  # shellcheck disable=SC2054 # the commas belong to --pax-option
+  local opts=(--sort=name --format=posix --numeric-owner --mtime=@"$t"
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime)
-  if [ "$mode" = clamp ]; then o+=(--clamp-mtime); else o+=(--owner=0 --group=0); fi
-  (cd "$src" && ls -A | sort | tar "${o[@]}" -cf "$out" -T -)
+  if [ "$mode" = clamp ]; then opts+=(--clamp-mtime); else opts+=(--owner=0 --group=0); fi
+  (cd "$src" && ls -A | sort | tar "${opts[@]}" -cf "$out" -T -)
 }
 # jfield NAME: a top-level string field of `go mod download -json` output (stdin)
 jfield() { sed -n "s/^\t\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" | head -1; }

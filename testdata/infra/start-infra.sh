@@ -82,7 +82,7 @@ install_pkgs() {
   local rc=0
   {
     DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${want[@]}"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends "${want[@]}"
   } >"$LOGS/apt.log" 2>&1 || rc=$?
   [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
   if [ $rc != 0 ]; then
@@ -119,8 +119,7 @@ start() {
     echo $! >"$PIDS/$name.pid"
     log "started $name pid $! (log $LOGS/$name.log)"
   fi
-  local i
-  for i in $(seq 1 120); do
+  for _ in $(seq 1 120); do
     if eval "$ready" >/dev/null 2>&1; then
       log "$name ready in $(($(now_ms) - t0)) ms"
       return 0
