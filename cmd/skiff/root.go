@@ -37,6 +37,8 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	root.AddCommand(
 		newInspectCommand(g),
 		newExampleCommand(g),
+		newDiffCommand(g),
+		newApplyCommand(g),
 	)
 	return root
 }

@@ -89,38 +89,49 @@ type offtControls struct {
 
 func (o *offtControls) next() (Control, error) {
 	if _, err := io.ReadFull(o.r, o.buf[:]); err != nil {
-		return Control{}, fmt.Errorf("control block truncated: %v: %w", err, ErrCorruptPatch)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return Control{}, fmt.Errorf("control block truncated: %w", ErrCorruptPatch)
+		}
+		return Control{}, err
 	}
 	return Control{getOfft(o.buf[0:]), getOfft(o.buf[8:]), getOfft(o.buf[16:])}, nil
 }
 
 // varintControls reads the compact encoding.
 type varintControls struct {
-	r io.ByteReader
+	r   io.ByteReader
+	src *streamReader // where r reads from, to tell its errors apart
 }
 
 func (v *varintControls) next() (Control, error) {
 	add, err := binary.ReadUvarint(v.r)
 	if err != nil {
-		return Control{}, fmt.Errorf("control stream: add length: %v: %w", eofAsUnexpected(err), ErrCorruptPatch)
+		return Control{}, v.controlErr("add length", err)
 	}
 	cp, err := binary.ReadUvarint(v.r)
 	if err != nil {
-		return Control{}, fmt.Errorf("control stream: copy length: %v: %w", eofAsUnexpected(err), ErrCorruptPatch)
+		return Control{}, v.controlErr("copy length", err)
 	}
 	seek, err := binary.ReadVarint(v.r)
 	if err != nil {
-		return Control{}, fmt.Errorf("control stream: seek: %v: %w", eofAsUnexpected(err), ErrCorruptPatch)
+		return Control{}, v.controlErr("seek", err)
 	}
-	if add > 1<<62 || cp > 1<<62 {
+	if add > maxLimit || cp > maxLimit {
 		return Control{}, fmt.Errorf("control stream: length %d/%d out of range: %w", add, cp, ErrCorruptPatch)
 	}
 	return Control{int64(add), int64(cp), seek}, nil
 }
 
-func eofAsUnexpected(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
+// controlErr classifies an error from decoding a varint: truncation and
+// overlong varints are corruption; an error of the underlying stream
+// (already wrapped by streamReader) is passed on.
+func (v *varintControls) controlErr(field string, err error) error {
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return fmt.Errorf("control stream truncated in %s: %w", field, ErrCorruptPatch)
+	case v.src != nil && err == v.src.err:
+		return err
+	default: // encoding/binary's overflow error
+		return fmt.Errorf("control stream: %s: %v: %w", field, err, ErrCorruptPatch)
 	}
-	return err
 }

@@ -16,7 +16,8 @@ const MaxInputSize = math.MaxInt32 - 1
 // with the SA-IS algorithm (Nong, Zhang and Chan, 2009) and needs, besides
 // the 4 bytes per input byte of the result, a type bitmap of one bit per
 // byte per recursion level and a bucket table per level (256 entries at the
-// top level; at most one int32 per reduced symbol below it).
+// top level; one int32 per reduced symbol below it, taken from the unused
+// part of the result when it fits, as it does for typical inputs).
 //
 // ctx is checked between the algorithm's phases; on cancellation the partial
 // result is discarded and ctx's error returned. Inputs of MaxInputSize bytes
@@ -26,7 +27,7 @@ func SuffixArray(ctx context.Context, text []byte) ([]int32, error) {
 		return nil, fmt.Errorf("suffix array of %d bytes (limit %d): %w", len(text), MaxInputSize, ErrTooLarge)
 	}
 	sa := make([]int32, len(text))
-	if err := sais(ctx, text, sa, 256); err != nil {
+	if err := sais(ctx, text, sa, 256, nil); err != nil {
 		return nil, err
 	}
 	return sa, nil
@@ -46,11 +47,13 @@ type symbol interface{ ~byte | ~int32 }
 // sais writes into sa (len(sa) == len(text)) the suffix array of text, whose
 // symbols are all in [0, k). Conceptually text is followed by a unique
 // sentinel smaller than every symbol; the sentinel is never stored.
+// work is scratch space that sais may use for its bucket table if it holds
+// at least k entries; otherwise the table is allocated.
 //
 // Notation: suffix i is S-type if it is smaller than suffix i+1, L-type if
 // larger; the last suffix is L-type (the sentinel after it is smaller). An
 // LMS position is an S-type position whose left neighbour is L-type.
-func sais[T symbol](ctx context.Context, text []T, sa []int32, k int) error {
+func sais[T symbol](ctx context.Context, text []T, sa []int32, k int, work []int32) error {
 	n := len(text)
 	switch n {
 	case 0:
@@ -72,7 +75,12 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int) error {
 	}
 	isLMS := func(i int) bool { return i > 0 && stype.get(i) && !stype.get(i-1) }
 
-	bkt := make([]int32, k)
+	var bkt []int32
+	if len(work) >= k {
+		bkt = work[:k]
+	} else {
+		bkt = make([]int32, k)
+	}
 
 	// Stage 1: sort the LMS substrings by placing the LMS positions at the
 	// ends of their buckets and inducing L- then S-type positions.
@@ -134,7 +142,8 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int) error {
 	// Stage 2: sort the suffixes of the reduced string, recursing only when
 	// two LMS substrings share a name.
 	if names < n1 {
-		if err := sais(ctx, s1, sa1, names); err != nil {
+		// sa[n1:n-n1] is free until stage 3: lend it to the recursion.
+		if err := sais(ctx, s1, sa1, names, sa[n1:n-n1]); err != nil {
 			return err
 		}
 	} else {

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/layerfs"
+)
+
+type diffOptions struct {
+	from, to, output string
+	encoders         []string
+	level, jobs      int
+	memoryMiB        int64
+	dictMiB          int64
+	json             bool
+}
+
+func (o *diffOptions) AddFlags(cmd *cobra.Command) {
+	d := delta.DefaultOptions()
+	fs := cmd.Flags()
+	fs.StringVar(&o.from, "from", "", "base image reference (what the device has)")
+	fs.StringVar(&o.to, "to", "", "target image reference (what the device should get)")
+	fs.StringVarP(&o.output, "output", "o", "", "delta file to write")
+	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
+	fs.IntVar(&o.level, "level", d.Level, "zstd level, 1 (fastest) to 4 (smallest)")
+	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
+	fs.Int64Var(&o.memoryMiB, "memory", d.MemoryCap>>20, "memory cap for the per-file encoders, MiB")
+	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
+	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
+	_ = cmd.MarkFlagRequired("from")
+	_ = cmd.MarkFlagRequired("to")
+	_ = cmd.MarkFlagRequired("output")
+}
+
+func newDiffCommand(g *globalOptions) *cobra.Command {
+	o := &diffOptions{}
+	cmd := &cobra.Command{
+		Use:   "diff --from REF --to REF -o FILE",
+		Short: "Write a delta that turns one image into another",
+		Long: `Write a delta that rebuilds the target image exactly from the base image:
+every changed file as bsdiff, zstd with the old file as dictionary, or plain
+zstd (whichever is smallest); files already in the base cost nothing; each
+layer's headers are compressed against the base layer's headers.`,
+		Example: `  skiff diff --from docker-archive:old.tar --to docker-archive:new.tar -o update.skiff`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDiff(cmd.Context(), o, g, cmd.OutOrStdout())
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Writer) error {
+	opts := delta.DefaultOptions()
+	opts.Bsdiff, opts.ZstdDict = false, false
+	for _, e := range o.encoders {
+		switch e {
+		case "bsdiff":
+			opts.Bsdiff = true
+		case "zstd-dict":
+			opts.ZstdDict = true
+		case "zstd":
+		default:
+			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, zstd-dict, zstd)", e)}
+		}
+	}
+	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = o.level, o.jobs, o.memoryMiB<<20, o.dictMiB<<20
+	base, err := layerfs.Open(ctx, o.from, g.refOptions()...)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	target, err := layerfs.Open(ctx, o.to, g.refOptions()...)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	// Write next to the output and rename into place only when complete.
+	dir := filepath.Dir(o.output)
+	tmp, err := os.CreateTemp(dir, ".skiff-delta-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	opts.WorkDir = ""
+	if g.tmpDir != "" {
+		if opts.WorkDir, err = os.MkdirTemp(g.tmpDir, "skiff-diff-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(opts.WorkDir)
+	}
+	rep, err := delta.Diff(ctx, base, target, bw, opts)
+	if err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), o.output); err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printDiffReport(out, o.output, rep)
+	return nil
+}
+
+func printDiffReport(out io.Writer, path string, r *delta.Report) {
+	fmt.Fprintf(out, "wrote %s: %s\n", path, humanBytes(r.DeltaBytes))
+	fmt.Fprintf(out, "layers: %d, %d reused from the base, %d rebuilt\n", r.Layers, r.LayersReused, r.Layers-r.LayersReused)
+	fmt.Fprintf(out, "files in rebuilt layers: %d, %d already on the device (cost 0)\n", r.Files, r.FilesInBase)
+	var encs []string
+	for e := range r.Ops {
+		encs = append(encs, e)
+	}
+	sort.Strings(encs)
+	for _, e := range encs {
+		fmt.Fprintf(out, "  %-9s %5d files  %10s -> %s\n", e, r.Ops[e], humanBytes(r.PayloadBytes[e]), humanBytes(r.OpBytes[e]))
+	}
+	fmt.Fprintf(out, "skeletons %s, header %s\n", humanBytes(r.SkeletonBytes), humanBytes(r.HeaderBytes))
+	if r.ChangedBlobs > 0 {
+		fmt.Fprintf(out, "pulling the changed layers: %s; the delta is %.1f%% of that (%.1fx smaller)\n",
+			humanBytes(r.ChangedBlobs), 100*float64(r.DeltaBytes)/float64(r.ChangedBlobs), float64(r.ChangedBlobs)/float64(max(r.DeltaBytes, 1)))
+	}
+}

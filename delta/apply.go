@@ -1,0 +1,409 @@
+package delta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/skiff-dev/skiff/layerfs"
+)
+
+// ApplyOptions configure Apply.
+type ApplyOptions struct {
+	// WorkDir holds the content store, skeletons and rebuilt layers until
+	// the Result is closed (default: a new temporary directory).
+	WorkDir string
+	// MaxWindow refuses deltas that declare a larger zstd window (device
+	// memory); 0 means the format's limit.
+	MaxWindow int64
+	// Sync fsyncs what the content store writes.
+	Sync bool
+	// Progress, if set, is called as the delta body is read.
+	Progress func(done, total int64)
+}
+
+// Result is a rebuilt, verified target image, backed by files in the work
+// directory until Close.
+type Result struct {
+	Image    v1.Image
+	Header   *Header
+	work     string
+	ownsWork bool
+}
+
+// Close removes the work directory if Apply made it.
+func (r *Result) Close() error {
+	if r.ownsWork {
+		return os.RemoveAll(r.work)
+	}
+	return nil
+}
+
+// Apply reads a delta from r and rebuilds the target image from base.
+// Everything is verified before the Result is returned: the base identity,
+// every blob and payload digest, every rebuilt layer's diff_id and the
+// config digest. The base is only read.
+func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (_ *Result, err error) {
+	h, err := ReadHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	m := &h.Manifest
+	maxWin := opts.MaxWindow
+	if maxWin == 0 {
+		maxWin = maxWindowLimit
+	}
+	if m.Limits.MaxWindow > maxWin {
+		return nil, fmt.Errorf("%w: the delta needs a %d-byte zstd window, this device allows %d", ErrLimit, m.Limits.MaxWindow, maxWin)
+	}
+	if err := checkBase(base, m); err != nil {
+		return nil, err
+	}
+	res := &Result{Header: h, work: opts.WorkDir}
+	if res.work == "" {
+		if res.work, err = os.MkdirTemp("", "skiff-apply-"); err != nil {
+			return nil, err
+		}
+		res.ownsWork = true
+	}
+	defer func() {
+		if err != nil {
+			res.Close()
+		}
+	}()
+	a := &applier{m: m, work: res.work, opts: opts}
+	if a.store, err = layerfs.OpenStore(filepath.Join(res.work, "store"), layerfs.WithSync(opts.Sync)); err != nil {
+		return nil, err
+	}
+	if err := a.loadBase(ctx, base); err != nil {
+		return nil, err
+	}
+	if err := a.readBody(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := a.rebuildLayers(ctx); err != nil {
+		return nil, err
+	}
+	if res.Image, err = a.image(base); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkBase refuses a base image other than the one the delta names.
+func checkBase(base v1.Image, m *Manifest) error {
+	cd, err := base.ConfigName()
+	if err != nil {
+		return fmt.Errorf("base config: %w", err)
+	}
+	layers, err := base.Layers()
+	if err != nil {
+		return fmt.Errorf("base layers: %w", err)
+	}
+	var ids []digest.Digest
+	for _, l := range layers {
+		h, err := l.DiffID()
+		if err != nil {
+			return fmt.Errorf("base layer: %w", err)
+		}
+		ids = append(ids, digest.Digest(h.String()))
+	}
+	same := cd.String() == m.Base.ConfigDigest.String() && len(ids) == len(m.Base.DiffIDs)
+	for i := 0; same && i < len(ids); i++ {
+		same = ids[i] == m.Base.DiffIDs[i]
+	}
+	if !same {
+		return fmt.Errorf("%w: the delta needs image %s (%d layers), the base given is %s (%d layers)",
+			ErrBaseMismatch, m.Base.ConfigDigest, len(m.Base.DiffIDs), cd, len(ids))
+	}
+	return nil
+}
+
+type applier struct {
+	m      *Manifest
+	work   string
+	opts   ApplyOptions
+	store  *layerfs.Store
+	baseSk []string // raw skeleton file of each base layer
+	baseL  []v1.Layer
+	tarOf  []string // rebuilt tar of each target layer ("" when taken from the base)
+}
+
+func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
+	layers, err := base.Layers()
+	if err != nil {
+		return err
+	}
+	a.baseL = layers
+	for i, l := range layers {
+		p := filepath.Join(a.work, fmt.Sprintf("base-%d.skel", i))
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		_, err = layerfs.DisassembleLayer(ctx, l, a.store, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("base layer %d: %w", i, err)
+		}
+		a.baseSk = append(a.baseSk, p)
+	}
+	return nil
+}
+
+// readBody streams the blobs in order and turns them into payloads and
+// skeletons.
+func (a *applier) readBody(ctx context.Context, r io.Reader) error {
+	var done, total int64
+	for _, b := range a.m.Blobs {
+		total += b.Size
+	}
+	blob := func(i int) io.Reader {
+		b := a.m.Blobs[i]
+		vr := layerfs.VerifyReader(io.LimitReader(r, b.Size), b.Digest, b.Size)
+		return &progressReader{r: vr, done: &done, total: total, fn: a.opts.Progress}
+	}
+	// finish reads what is left of a blob, which checks its digest.
+	finish := func(i int, br io.Reader) error {
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return fmt.Errorf("blob %d: %w", i, asCorrupt(err))
+		}
+		return nil
+	}
+	next := 0
+	// The pack.
+	var pack []Op
+	for _, op := range a.m.Ops {
+		if op.Encoder == EncZstd {
+			pack = append(pack, op)
+		}
+	}
+	if len(pack) > 0 {
+		br := blob(0)
+		dec, err := newDecoder(br, a.m.Limits.MaxWindow, nil)
+		if err != nil {
+			return err
+		}
+		for _, op := range pack {
+			if err := a.ingest(ctx, op, dec); err != nil {
+				dec.Close()
+				return asCorrupt(err)
+			}
+		}
+		dec.Close()
+		if err := finish(0, br); err != nil {
+			return err
+		}
+		next = 1
+	}
+	for _, op := range a.m.Ops {
+		if op.Encoder == EncZstd {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		br := blob(op.Blob)
+		if err := a.applyOp(ctx, op, br); err != nil {
+			return fmt.Errorf("payload %s: %w", op.Target, asCorrupt(err))
+		}
+		if err := finish(op.Blob, br); err != nil {
+			return err
+		}
+		next++
+	}
+	a.tarOf = make([]string, len(a.m.Layers))
+	for i, l := range a.m.Layers {
+		if l.Skeleton == nil {
+			continue
+		}
+		br := blob(*l.Skeleton)
+		if err := a.readSkeleton(i, l, br); err != nil {
+			return asCorrupt(err)
+		}
+		if err := finish(*l.Skeleton, br); err != nil {
+			return err
+		}
+		next++
+	}
+	// Nothing may follow the last blob.
+	var one [1]byte
+	if n, _ := r.Read(one[:]); n != 0 {
+		return fmt.Errorf("%w: bytes after the last blob", ErrBadDelta)
+	}
+	return nil
+}
+
+// ingest stores op.Size bytes of r as op.Target, checking the digest.
+func (a *applier) ingest(ctx context.Context, op Op, r io.Reader) error {
+	got, err := a.store.Ingest(ctx, r, op.Size)
+	if err != nil {
+		return fmt.Errorf("payload %s: %w", op.Target, asCorrupt(err))
+	}
+	if got != op.Target {
+		return fmt.Errorf("payload is %s, the delta says %s: %w", got, op.Target, ErrCorrupt)
+	}
+	return nil
+}
+
+func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
+	rc, err := a.store.Open(ctx, op.Base)
+	if err != nil {
+		return fmt.Errorf("op for %s: base payload %s: %w", op.Target, op.Base, err)
+	}
+	defer rc.Close()
+	f, ok := rc.(*os.File)
+	if !ok {
+		return fmt.Errorf("content store returned %T", rc)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	switch op.Encoder {
+	case EncZstdDict:
+		if st.Size() > a.m.Limits.MaxWindow {
+			return fmt.Errorf("%w: dictionary of %d bytes over the declared window", ErrLimit, st.Size())
+		}
+		dict, err := io.ReadAll(f)
+		if err != nil {
+			return err
+		}
+		dec, err := newDecoder(br, a.m.Limits.MaxWindow, dict)
+		if err != nil {
+			return err
+		}
+		defer dec.Close()
+		return a.ingest(ctx, op, dec)
+	case EncBsdiff:
+		dec, err := newDecoder(br, a.m.Limits.MaxWindow, nil)
+		if err != nil {
+			return err
+		}
+		defer dec.Close()
+		pr, pw := io.Pipe()
+		go func() {
+			pw.CloseWithError(applyBsdiffStream(f, st.Size(), dec, op.Size, pw))
+		}()
+		err = a.ingest(ctx, op, pr)
+		pr.CloseWithError(errors.New("ingest stopped"))
+		return err
+	}
+	return fmt.Errorf("%w: encoder %q", ErrBadDelta, op.Encoder)
+}
+
+func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
+	var dict []byte
+	if l.DictLayer >= 0 {
+		st, err := os.Stat(a.baseSk[l.DictLayer])
+		if err != nil {
+			return err
+		}
+		if st.Size() > a.m.Limits.MaxSkeleton {
+			return fmt.Errorf("%w: base skeleton of %d bytes over the declared %d", ErrLimit, st.Size(), a.m.Limits.MaxSkeleton)
+		}
+		if dict, err = os.ReadFile(a.baseSk[l.DictLayer]); err != nil {
+			return err
+		}
+	}
+	dec, err := newDecoder(br, a.m.Limits.MaxWindow, dict)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	p := filepath.Join(a.work, fmt.Sprintf("target-%d.skel", i))
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("skeleton of layer %d: %w", i, asCorrupt(err))
+	}
+	if n > a.m.Limits.MaxSkeleton {
+		return fmt.Errorf("%w: skeleton of layer %d over the declared %d bytes", ErrLimit, i, a.m.Limits.MaxSkeleton)
+	}
+	a.tarOf[i] = p
+	return nil
+}
+
+// rebuildLayers assembles every changed target layer into a tar file and
+// checks it against its diff_id.
+func (a *applier) rebuildLayers(ctx context.Context) error {
+	for i, l := range a.m.Layers {
+		skel := a.tarOf[i]
+		if skel == "" {
+			continue
+		}
+		p := filepath.Join(a.work, fmt.Sprintf("layer-%d.tar", i))
+		if err := a.assemble(ctx, skel, p, l); err != nil {
+			return fmt.Errorf("target layer %d: %w", i, err)
+		}
+		a.tarOf[i] = p
+	}
+	return nil
+}
+
+func (a *applier) assemble(ctx context.Context, skel, out string, l Layer) error {
+	sf, err := os.Open(skel)
+	if err != nil {
+		return err
+	}
+	defer sf.Close()
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	got, err := layerfs.Assemble(ctx, sf, a.store, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return asCorrupt(err)
+	}
+	if got != l.DiffID {
+		return fmt.Errorf("rebuilt layer is %s, the target's diff_id is %s: %w", got, l.DiffID, ErrCorrupt)
+	}
+	return nil
+}
+
+// asCorrupt maps errors met while decoding delta content to ErrCorrupt
+// (keeping the cause); I/O errors of this machine and cancellation stay
+// what they are.
+func asCorrupt(err error) error {
+	var pe *fs.PathError
+	switch {
+	case err == nil, errors.Is(err, ErrCorrupt), errors.Is(err, ErrLimit),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As(err, &pe):
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
+}
+
+type progressReader struct {
+	r     io.Reader
+	done  *int64
+	total int64
+	fn    func(done, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	*p.done += int64(n)
+	if p.fn != nil && n > 0 {
+		p.fn(*p.done, p.total)
+	}
+	return n, err
+}

@@ -1,0 +1,91 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/skiff-dev/skiff/internal/example"
+)
+
+func diffIDs(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range layers {
+		h, err := l.DiffID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, h.String())
+	}
+	return out
+}
+
+func TestDiffApplyExample(t *testing.T) {
+	ctx := context.Background()
+	oldImg, newImg, err := example.Images()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	rep, err := Diff(ctx, oldImg, newImg, &buf, DefaultOptions())
+	if err != nil {
+		t.Fatalf("Diff: %v", err)
+	}
+	t.Logf("delta %d bytes (header %d, skeletons %d), changed blobs %d; ops %v bytes %v", rep.DeltaBytes, rep.HeaderBytes, rep.SkeletonBytes, rep.ChangedBlobs, rep.Ops, rep.OpBytes)
+	if rep.DeltaBytes != int64(buf.Len()) {
+		t.Errorf("report says %d bytes, wrote %d", rep.DeltaBytes, buf.Len())
+	}
+	if rep.DeltaBytes*3 > rep.ChangedBlobs {
+		t.Errorf("delta %d bytes is not far below the changed layers' %d", rep.DeltaBytes, rep.ChangedBlobs)
+	}
+	res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	defer res.Close()
+	wantCfg, _ := newImg.ConfigName()
+	gotCfg, err := res.Image.ConfigName()
+	if err != nil || gotCfg != wantCfg {
+		t.Fatalf("config digest %s, want %s (%v)", gotCfg, wantCfg, err)
+	}
+	if diff := cmp.Diff(diffIDs(t, newImg), diffIDs(t, res.Image)); diff != "" {
+		t.Errorf("diff_ids (-want +got):\n%s", diff)
+	}
+
+	// Stability: the same inputs give the same bytes, whatever the parallelism.
+	opts := DefaultOptions()
+	opts.Jobs = 1
+	var again bytes.Buffer
+	if _, err := Diff(ctx, oldImg, newImg, &again, opts); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again.Bytes(), buf.Bytes()) {
+		t.Errorf("delta bytes differ between Jobs=%d and Jobs=1", DefaultOptions().Jobs)
+	}
+
+	// A wrong base is refused, naming both images.
+	if _, err := Apply(ctx, newImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()}); !errors.Is(err, ErrBaseMismatch) {
+		t.Errorf("apply to the wrong base: err = %v, want ErrBaseMismatch", err)
+	}
+	// Every truncation and a flipped byte in the body are refused.
+	body := buf.Bytes()
+	for _, cut := range []int{0, 7, 20, len(body) / 2, len(body) - 1} {
+		if _, err := Apply(ctx, oldImg, bytes.NewReader(body[:cut]), ApplyOptions{WorkDir: t.TempDir()}); err == nil {
+			t.Errorf("delta cut at %d applied", cut)
+		}
+	}
+	bad := append([]byte{}, body...)
+	bad[len(bad)-100] ^= 0x40
+	if _, err := Apply(ctx, oldImg, bytes.NewReader(bad), ApplyOptions{WorkDir: t.TempDir()}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("corrupt body: err = %v, want ErrCorrupt", err)
+	}
+}

@@ -1,0 +1,538 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/skiff-dev/skiff/layerfs"
+)
+
+// Options configure Diff. The zero value is not valid; use DefaultOptions.
+type Options struct {
+	// Encoders allowed for changed files (plain zstd is always allowed).
+	Bsdiff, ZstdDict bool
+	// Level is the zstd level: 1 fastest .. 4 best (klauspost levels).
+	Level int
+	// Jobs is how many files are encoded at once (default GOMAXPROCS).
+	Jobs int
+	// MemoryCap bounds the memory of concurrent per-file encoders, in bytes;
+	// a file whose encoding alone would need more skips bsdiff.
+	MemoryCap int64
+	// MaxDictBase is the largest base payload used as a zstd dictionary: a
+	// device holds it in memory while applying.
+	MaxDictBase int64
+	// WorkDir holds the content store and temporary blobs (default: a new
+	// temporary directory, removed afterwards).
+	WorkDir string
+}
+
+// DefaultOptions are the settings `skiff diff` uses.
+func DefaultOptions() Options {
+	return Options{Bsdiff: true, ZstdDict: true, Level: 4, Jobs: runtime.GOMAXPROCS(0),
+		MemoryCap: 256 << 20, MaxDictBase: 4 << 20}
+}
+
+func (o *Options) check() error {
+	if o.Level < 1 || o.Level > 4 {
+		return fmt.Errorf("zstd level %d: must be 1..4", o.Level)
+	}
+	if o.Jobs < 1 {
+		return fmt.Errorf("jobs %d: must be at least 1", o.Jobs)
+	}
+	if o.MemoryCap < 1<<20 {
+		return fmt.Errorf("memory cap %d: must be at least 1 MiB", o.MemoryCap)
+	}
+	return nil
+}
+
+// Report summarises a delta.
+type Report struct {
+	Layers        int              `json:"layers"`
+	LayersReused  int              `json:"layers_reused"`
+	Files         int              `json:"files"`                    // target payloads in changed layers
+	FilesInBase   int              `json:"files_in_base"`            // of those, already on the device
+	Ops           map[string]int   `json:"ops"`                      // count per encoder
+	OpBytes       map[string]int64 `json:"op_bytes"`                 // delta bytes per encoder
+	PayloadBytes  map[string]int64 `json:"payload_bytes"`            // target bytes made per encoder
+	SkeletonBytes int64            `json:"skeleton_bytes"`           // compressed skeletons
+	HeaderBytes   int64            `json:"header_bytes"`             // magic, manifest, signature
+	DeltaBytes    int64            `json:"delta_bytes"`              // the whole delta
+	ChangedBlobs  int64            `json:"changed_layer_blob_bytes"` // compressed size of the target's changed layers
+	Reproducible  bool             `json:"manifest_reproducible"`
+}
+
+// Source is an image to diff, as layerfs opens it.
+type Source = v1.Image
+
+// Diff writes a delta from base to target into w.
+func Diff(ctx context.Context, base, target Source, w io.Writer, opts Options) (*Report, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	work := opts.WorkDir
+	if work == "" {
+		dir, err := os.MkdirTemp("", "skiff-diff-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		work = dir
+	}
+	store, err := layerfs.OpenStore(filepath.Join(work, "store"))
+	if err != nil {
+		return nil, err
+	}
+	d := &differ{opts: opts, store: store, work: work, rep: &Report{
+		Ops: map[string]int{}, OpBytes: map[string]int64{}, PayloadBytes: map[string]int64{}}}
+	return d.run(ctx, base, target, w)
+}
+
+type differ struct {
+	opts  Options
+	store *layerfs.Store
+	work  string
+	rep   *Report
+}
+
+// layerInfo is a disassembled layer.
+type layerInfo struct {
+	diffID   digest.Digest
+	size     int64
+	skeleton string // raw skeleton file
+	files    []layerfs.File
+}
+
+func (d *differ) disassemble(ctx context.Context, l v1.Layer, name string) (*layerInfo, error) {
+	p := filepath.Join(d.work, name+".skel")
+	f, err := os.Create(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := layerfs.DisassembleLayer(ctx, l, d.store, f)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	li := &layerInfo{diffID: st.DiffID, size: st.TarSize, skeleton: p}
+	err = layerfs.Walk(f, func(file layerfs.File) error {
+		if file.Payload != "" {
+			li.files = append(li.files, file)
+		}
+		return nil
+	})
+	return li, err
+}
+
+// planned is one op being encoded.
+type planned struct {
+	op       Op
+	path     string
+	baseSize int64
+	blob     []byte // encoded bytes (nil for the pack members)
+	result   error
+}
+
+func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Report, error) {
+	m := &Manifest{Version: 1}
+	// Base identity and content.
+	cd, err := base.ConfigName()
+	if err != nil {
+		return nil, fmt.Errorf("base config: %w", err)
+	}
+	m.Base.ConfigDigest = digest.Digest(cd.String())
+	baseLayers, err := base.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("base layers: %w", err)
+	}
+	idx := newBaseIndex()
+	inBase := map[digest.Digest]bool{}
+	var baseInfo []*layerInfo
+	for i, l := range baseLayers {
+		li, err := d.disassemble(ctx, l, fmt.Sprintf("base-%d", i))
+		if err != nil {
+			return nil, fmt.Errorf("base layer %d: %w", i, err)
+		}
+		baseInfo = append(baseInfo, li)
+		m.Base.DiffIDs = append(m.Base.DiffIDs, li.diffID)
+		for _, f := range li.files {
+			inBase[f.Payload] = true
+			if f.IsRegular() && !f.Sparse {
+				idx.add(baseFile{path: f.Name, digest: f.Payload, size: f.DataSize})
+			}
+		}
+	}
+	// Target identity.
+	cfg, err := target.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("target config: %w", err)
+	}
+	m.Target.Config = cfg
+	m.Target.ConfigDigest = digest.FromBytes(cfg)
+	targetLayers, err := target.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("target layers: %w", err)
+	}
+	d.rep.Layers = len(targetLayers)
+	var plans []*planned
+	planOf := map[digest.Digest]bool{}
+	targetInfo := make([]*layerInfo, len(targetLayers))
+	for i, l := range targetLayers {
+		h, err := l.DiffID()
+		if err != nil {
+			return nil, fmt.Errorf("target layer %d: %w", i, err)
+		}
+		did := digest.Digest(h.String())
+		m.Target.DiffIDs = append(m.Target.DiffIDs, did)
+		if j := slices.Index(m.Base.DiffIDs, did); j >= 0 {
+			m.Layers = append(m.Layers, Layer{DiffID: did, Size: baseInfo[j].size, BaseLayer: &j, DictLayer: -1})
+			m.Limits.TotalOutput += baseInfo[j].size
+			d.rep.LayersReused++
+			continue
+		}
+		if sz, err := l.Size(); err == nil {
+			d.rep.ChangedBlobs += sz
+		}
+		li, err := d.disassemble(ctx, l, fmt.Sprintf("target-%d", i))
+		if err != nil {
+			return nil, fmt.Errorf("target layer %d: %w", i, err)
+		}
+		targetInfo[i] = li
+		m.Layers = append(m.Layers, Layer{DiffID: did, Size: li.size})
+		m.Limits.TotalOutput += li.size
+		for _, f := range li.files {
+			d.rep.Files++
+			if inBase[f.Payload] {
+				d.rep.FilesInBase++
+				continue
+			}
+			if planOf[f.Payload] {
+				continue
+			}
+			planOf[f.Payload] = true
+			p := &planned{op: Op{Target: f.Payload, Size: f.DataSize, Encoder: EncZstd}, path: f.Name}
+			if f.IsRegular() && !f.Sparse {
+				if b, ok := idx.lookup(f.Name, f.DataSize); ok {
+					p.op.Base = b.digest
+				}
+			}
+			plans = append(plans, p)
+		}
+	}
+	if err := d.encodeAll(ctx, plans); err != nil {
+		return nil, err
+	}
+	return d.write(ctx, m, plans, baseInfo, targetInfo, w)
+}
+
+func (d *differ) level() zstd.EncoderLevel { return zstd.EncoderLevel(d.opts.Level) }
+
+// encodeAll picks the smallest encoding of every planned op, in parallel,
+// within the memory cap. Results do not depend on the schedule.
+func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
+	sem := semaphore.NewWeighted(d.opts.MemoryCap)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(d.opts.Jobs)
+	for _, p := range plans {
+		if p.op.Base == "" {
+			continue // plain zstd, in the pack
+		}
+		g.Go(func() error {
+			// bsdiff holds base, target, the suffix array (4 bytes per base
+			// byte) and its output; zstd-dict holds base and target.
+			need := 6*p.op.Size + 2*p.op.Size + 1<<20
+			useBsdiff := d.opts.Bsdiff && need <= d.opts.MemoryCap
+			if !useBsdiff {
+				need = 3*p.op.Size + 1<<20
+			}
+			need = min(need, d.opts.MemoryCap)
+			if err := sem.Acquire(ctx, need); err != nil {
+				return err
+			}
+			defer sem.Release(need)
+			return d.encodeOne(ctx, p, useBsdiff)
+		})
+	}
+	return g.Wait()
+}
+
+func (d *differ) readPayload(ctx context.Context, dg digest.Digest) ([]byte, error) {
+	rc, err := d.store.Open(ctx, dg)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool) error {
+	base, err := d.readPayload(ctx, p.op.Base)
+	if err != nil {
+		return err
+	}
+	p.baseSize = int64(len(base))
+	tgt, err := d.readPayload(ctx, p.op.Target)
+	if err != nil {
+		return err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(d.level()), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(int(windowFor(0, int64(len(tgt))))))
+	if err != nil {
+		return err
+	}
+	bestSize := len(enc.EncodeAll(tgt, nil)) // plain zstd, as a baseline
+	enc.Close()
+	p.op.Encoder, p.blob = EncZstd, nil
+	if d.opts.ZstdDict && int64(len(base)) <= d.opts.MaxDictBase {
+		b, err := encodeZstdDict(base, tgt, d.level())
+		if err != nil {
+			return fmt.Errorf("%s: zstd-dict: %w", p.path, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Encoder, p.blob = len(b), EncZstdDict, b
+		}
+	}
+	if useBsdiff {
+		b, err := encodeBsdiff(ctx, base, tgt, d.level())
+		if err != nil {
+			return fmt.Errorf("%s: bsdiff: %w", p.path, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
+		}
+	}
+	if p.op.Encoder == EncZstd {
+		p.op.Base = ""
+	}
+	return nil
+}
+
+// write lays out the blobs (pack, op blobs, skeletons), then writes header
+// and body.
+func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseInfo, targetInfo []*layerInfo, w io.Writer) (*Report, error) {
+	type blobSrc struct {
+		data []byte // in memory
+		file string // or on disk
+	}
+	var srcs []blobSrc
+	addBlob := func(b []byte, file string) (int, error) {
+		var dg digest.Digest
+		var size int64
+		if file != "" {
+			f, err := os.Open(file)
+			if err != nil {
+				return 0, err
+			}
+			defer f.Close()
+			v := digest.SHA256.Digester()
+			n, err := io.Copy(v.Hash(), f)
+			if err != nil {
+				return 0, err
+			}
+			dg, size = v.Digest(), n
+		} else {
+			dg, size = digest.FromBytes(b), int64(len(b))
+		}
+		m.Blobs = append(m.Blobs, Blob{Digest: dg, Size: size})
+		srcs = append(srcs, blobSrc{data: b, file: file})
+		return len(m.Blobs) - 1, nil
+	}
+	track := func(window int64) { m.Limits.MaxWindow = max(m.Limits.MaxWindow, window) }
+
+	// The pack: every plain-zstd payload, in ops order.
+	var packMembers []*planned
+	for _, p := range plans {
+		if p.op.Encoder == EncZstd {
+			packMembers = append(packMembers, p)
+		}
+	}
+	if len(packMembers) > 0 {
+		packFile := filepath.Join(d.work, "pack.zst")
+		f, err := os.Create(packFile)
+		if err != nil {
+			return nil, err
+		}
+		enc, err := newEncoder(f, d.level(), maxPlainWindow, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range packMembers {
+			rc, err := d.store.Open(ctx, p.op.Target)
+			if err != nil {
+				return nil, err
+			}
+			_, err = io.Copy(enc, rc)
+			rc.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
+		if err := enc.Close(); err != nil {
+			return nil, err
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		if _, err := addBlob(nil, packFile); err != nil {
+			return nil, err
+		}
+		track(maxPlainWindow)
+		for _, p := range packMembers {
+			p.op.Blob = 0
+		}
+	}
+	for _, p := range plans {
+		if p.op.Encoder == EncZstd {
+			continue
+		}
+		i, err := addBlob(p.blob, "")
+		if err != nil {
+			return nil, err
+		}
+		p.op.Blob = i
+		switch p.op.Encoder {
+		case EncZstdDict:
+			track(windowFor(p.baseSize, p.op.Size)) // bounded by MaxDictBase + payload
+		case EncBsdiff:
+			track(windowFor(0, p.op.Size*2+64))
+		}
+	}
+	for _, p := range plans {
+		m.Ops = append(m.Ops, p.op)
+		m.Limits.MaxPayload = max(m.Limits.MaxPayload, p.op.Size)
+		d.rep.Ops[p.op.Encoder]++
+		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
+		if p.op.Encoder != EncZstd {
+			d.rep.OpBytes[p.op.Encoder] += int64(len(p.blob))
+		}
+	}
+	if len(packMembers) > 0 {
+		d.rep.OpBytes[EncZstd] = m.Blobs[0].Size
+	}
+	// Skeletons, compressed against the most similar base layer's skeleton.
+	for i, li := range targetInfo {
+		if li == nil {
+			continue
+		}
+		dict := bestDictLayer(li, baseInfo)
+		m.Layers[i].DictLayer = dict
+		b, window, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
+		if err != nil {
+			return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
+		}
+		j, err := addBlob(b, "")
+		if err != nil {
+			return nil, err
+		}
+		m.Layers[i].Skeleton = &j
+		track(window)
+		d.rep.SkeletonBytes += int64(len(b))
+		for _, p := range []string{li.skeleton} {
+			if st, err := os.Stat(p); err == nil {
+				m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, st.Size())
+			}
+		}
+		if dict >= 0 {
+			if st, err := os.Stat(baseInfo[dict].skeleton); err == nil {
+				m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, st.Size())
+			}
+		}
+	}
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("internal error: the delta written would be invalid: %w", err)
+	}
+	hn, err := writeHeader(w, m)
+	if err != nil {
+		return nil, err
+	}
+	total := hn
+	for _, s := range srcs {
+		var n int64
+		if s.file != "" {
+			f, err := os.Open(s.file)
+			if err != nil {
+				return nil, err
+			}
+			n, err = io.Copy(w, f)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+		} else {
+			k, err := w.Write(s.data)
+			if err != nil {
+				return nil, err
+			}
+			n = int64(k)
+		}
+		total += n
+	}
+	d.rep.HeaderBytes = hn
+	d.rep.DeltaBytes = total
+	return d.rep, nil
+}
+
+// bestDictLayer picks the base layer sharing the most payloads with li
+// (ties: the lowest index); -1 when there is no base layer.
+func bestDictLayer(li *layerInfo, baseInfo []*layerInfo) int {
+	if len(baseInfo) == 0 {
+		return -1
+	}
+	want := make(map[digest.Digest]bool, len(li.files))
+	for _, f := range li.files {
+		want[f.Payload] = true
+	}
+	best, bestN := len(baseInfo)-1, -1
+	for i, b := range baseInfo {
+		n := 0
+		for _, f := range b.files {
+			if want[f.Payload] {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = i, n
+		}
+	}
+	return best
+}
+
+func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) ([]byte, int64, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	var dictBytes []byte
+	if dict >= 0 {
+		if dictBytes, err = os.ReadFile(baseInfo[dict].skeleton); err != nil {
+			return nil, 0, err
+		}
+	}
+	window := windowFor(int64(len(dictBytes)), int64(len(raw)))
+	var buf bytes.Buffer
+	enc, err := newEncoder(&buf, level, window, dictBytes)
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := enc.Write(raw); err != nil {
+		return nil, 0, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, 0, err
+	}
+	return buf.Bytes(), window, nil
+}

@@ -1,0 +1,179 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/bits"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/skiff-dev/skiff/delta/bsdiff"
+)
+
+// zstd settings shared by the encoders.
+const (
+	minWindow = 1 << 20
+	// maxPlainWindow is the window of the pack and of bsdiff streams: they
+	// need no dictionary, so a device decodes them in this much memory.
+	maxPlainWindow = 8 << 20
+)
+
+// windowFor returns the zstd window that covers a dictionary and content.
+func windowFor(dict, content int64) int64 {
+	n := dict + content
+	if n < minWindow {
+		return minWindow
+	}
+	w := int64(1) << (64 - bits.LeadingZeros64(uint64(n-1)))
+	return min(w, maxWindowLimit)
+}
+
+func newEncoder(w io.Writer, level zstd.EncoderLevel, window int64, dict []byte) (*zstd.Encoder, error) {
+	opts := []zstd.EOption{
+		zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(int(window)),
+		zstd.WithEncoderCRC(true),
+		zstd.WithZeroFrames(true),
+	}
+	if dict != nil {
+		opts = append(opts, zstd.WithEncoderDictRaw(0, dict))
+	}
+	return zstd.NewWriter(w, opts...)
+}
+
+func newDecoder(r io.Reader, window int64, dict []byte) (*zstd.Decoder, error) {
+	opts := []zstd.DOption{
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxWindow(uint64(max(window, minWindow))),
+		zstd.WithDecoderMaxMemory(uint64(max(window, minWindow)) * 2),
+	}
+	if dict != nil {
+		opts = append(opts, zstd.WithDecoderDictRaw(0, dict))
+	}
+	return zstd.NewReader(r, opts...)
+}
+
+// encodeZstdDict compresses target with base as raw dictionary.
+func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) ([]byte, error) {
+	var buf bytes.Buffer
+	enc, err := newEncoder(&buf, level, windowFor(int64(len(base)), int64(len(target))), base)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := enc.Write(target); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// encodeBsdiff computes the streaming bsdiff of target against base
+// (FORMAT.md), compressed as one zstd frame.
+func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLevel) ([]byte, error) {
+	var buf bytes.Buffer
+	enc, err := newEncoder(&buf, level, windowFor(0, int64(len(target))*2+64), nil)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(enc, 64<<10)
+	if err := bsdiff.Diff(ctx, base, target, &streamEmitter{w: bw}); err != nil {
+		return nil, err
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// streamEmitter writes bsdiff output interleaved: each control triple as
+// uvarint(add) uvarint(copy) svarint(seek), then its diff and extra bytes.
+type streamEmitter struct {
+	w   *bufio.Writer
+	tmp [3 * binary.MaxVarintLen64]byte
+}
+
+func (s *streamEmitter) EmitControl(c bsdiff.Control) error {
+	b := binary.AppendUvarint(s.tmp[:0], uint64(c.Add))
+	b = binary.AppendUvarint(b, uint64(c.Copy))
+	b = binary.AppendVarint(b, c.Seek)
+	_, err := s.w.Write(b)
+	return err
+}
+
+func (s *streamEmitter) EmitDiff(p []byte) error  { _, err := s.w.Write(p); return err }
+func (s *streamEmitter) EmitExtra(p []byte) error { _, err := s.w.Write(p); return err }
+
+// applyBsdiffStream rebuilds size bytes from a decompressed streaming
+// bsdiff r and old (by random access), writing them to w. Memory is two
+// fixed buffers.
+func applyBsdiffStream(old io.ReaderAt, oldSize int64, r io.Reader, size int64, w io.Writer) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: bsdiff stream: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	var (
+		newPos, oldPos int64
+		dbuf           = make([]byte, 32<<10)
+		obuf           = make([]byte, 32<<10)
+	)
+	for newPos < size {
+		add, err := binary.ReadUvarint(br)
+		if err != nil {
+			return bad("control: %v", err)
+		}
+		cp, err := binary.ReadUvarint(br)
+		if err != nil {
+			return bad("control: %v", err)
+		}
+		seek, err := binary.ReadVarint(br)
+		if err != nil {
+			return bad("control: %v", err)
+		}
+		if add > uint64(size-newPos) || cp > uint64(size-newPos)-add {
+			return bad("control (%d, %d) runs past the %d-byte output", add, cp, size)
+		}
+		for left := int64(add); left > 0; {
+			n := min(left, int64(len(dbuf)))
+			d := dbuf[:n]
+			if _, err := io.ReadFull(br, d); err != nil {
+				return bad("diff bytes: %v", err)
+			}
+			o := obuf[:n]
+			clear(o)
+			// Old bytes outside the old file count as zero.
+			lo, hi := max(oldPos, 0), min(oldPos+n, oldSize)
+			if lo < hi {
+				if _, err := old.ReadAt(o[lo-oldPos:hi-oldPos], lo); err != nil && err != io.EOF {
+					return fmt.Errorf("reading base: %w", err)
+				}
+			}
+			for i := range d {
+				d[i] += o[i]
+			}
+			if _, err := w.Write(d); err != nil {
+				return err
+			}
+			oldPos += n
+			left -= n
+		}
+		if _, err := io.CopyN(w, br, int64(cp)); err != nil {
+			return bad("extra bytes: %v", err)
+		}
+		newPos += int64(add) + int64(cp)
+		if seek < -(1<<62) || seek > 1<<62 {
+			return bad("seek %d", seek)
+		}
+		oldPos += seek
+	}
+	return nil
+}

@@ -1,0 +1,332 @@
+package delta
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+)
+
+// Sentinel errors. They are wrapped with context and matched with errors.Is.
+var (
+	// ErrBadDelta: the delta does not follow FORMAT.md.
+	ErrBadDelta = errors.New("bad delta")
+	// ErrBaseMismatch: the delta was made for another base image.
+	ErrBaseMismatch = errors.New("delta is for another base image")
+	// ErrCorrupt: bytes do not hash to the digest the delta declares.
+	ErrCorrupt = errors.New("corrupt delta content")
+	// ErrLimit: a declared size is beyond what this reader allows.
+	ErrLimit = errors.New("delta exceeds a limit")
+)
+
+var magic = [8]byte{'S', 'K', 'I', 'F', 'F', 'D', 'L', 1}
+
+// Hard limits of this implementation (FORMAT.md).
+const (
+	maxHeader      = 16 << 20
+	maxManifest    = 64 << 20
+	maxSignature   = 64 << 10
+	maxWindowLimit = 512 << 20
+)
+
+// Encoder names.
+const (
+	EncZstd     = "zstd"
+	EncZstdDict = "zstd-dict"
+	EncBsdiff   = "bsdiff"
+)
+
+// Manifest is the delta's header (FORMAT.md).
+type Manifest struct {
+	Version int     `json:"version"`
+	Base    Base    `json:"base"`
+	Target  Target  `json:"target"`
+	Limits  Limits  `json:"limits"`
+	Layers  []Layer `json:"layers"`
+	Blobs   []Blob  `json:"blobs"`
+	Ops     []Op    `json:"ops"`
+}
+
+// Base names the image a delta applies to.
+type Base struct {
+	ConfigDigest digest.Digest   `json:"config_digest"`
+	DiffIDs      []digest.Digest `json:"diff_ids"`
+}
+
+// Target is what a delta produces.
+type Target struct {
+	Config       []byte          `json:"config"`
+	ConfigDigest digest.Digest   `json:"config_digest"`
+	DiffIDs      []digest.Digest `json:"diff_ids"`
+	Distribution *Distribution   `json:"distribution,omitempty"`
+}
+
+// Distribution is the target's registry form, reproduced when present.
+type Distribution struct {
+	Manifest  []byte      `json:"manifest"`
+	MediaType string      `json:"media_type"`
+	Layers    []BlobLayer `json:"layers"`
+}
+
+// BlobLayer is one compressed target layer and how to reproduce it.
+type BlobLayer struct {
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"`
+	MediaType string        `json:"media_type"`
+	Recipe    string        `json:"recipe"`
+}
+
+// Limits are declared up front so a device can refuse before starting.
+type Limits struct {
+	MaxPayload  int64 `json:"max_payload"`
+	MaxWindow   int64 `json:"max_window"`
+	MaxSkeleton int64 `json:"max_skeleton"`
+	TotalOutput int64 `json:"total_output"`
+}
+
+// Layer is how to get target layer i.
+type Layer struct {
+	DiffID    digest.Digest `json:"diff_id"`
+	Size      int64         `json:"size"`
+	BaseLayer *int          `json:"base_layer,omitempty"`
+	Skeleton  *int          `json:"skeleton,omitempty"`
+	DictLayer int           `json:"dict_layer"`
+}
+
+// Blob is a run of bytes in the delta body.
+type Blob struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+}
+
+// Op makes one target payload that is not in the base.
+type Op struct {
+	Target  digest.Digest `json:"target"`
+	Size    int64         `json:"size"`
+	Encoder string        `json:"encoder"`
+	Base    digest.Digest `json:"base,omitempty"`
+	Blob    int           `json:"blob"`
+}
+
+// validate checks the manifest's internal consistency and bounds, so that
+// nothing later indexes out of range or allocates what was not declared.
+func (m *Manifest) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadDelta, fmt.Sprintf(format, args...))
+	}
+	if m.Version != 1 {
+		return bad("manifest version %d, this skiff reads 1", m.Version)
+	}
+	if err := m.Base.ConfigDigest.Validate(); err != nil {
+		return bad("base config digest: %v", err)
+	}
+	if digest.FromBytes(m.Target.Config) != m.Target.ConfigDigest {
+		return fmt.Errorf("%w: target config does not hash to %s", ErrCorrupt, m.Target.ConfigDigest)
+	}
+	if len(m.Layers) != len(m.Target.DiffIDs) {
+		return bad("%d layers for %d target diff_ids", len(m.Layers), len(m.Target.DiffIDs))
+	}
+	if m.Limits.MaxWindow < 0 || m.Limits.MaxWindow > maxWindowLimit {
+		return fmt.Errorf("%w: zstd window of %d bytes", ErrLimit, m.Limits.MaxWindow)
+	}
+	for _, d := range append(append([]digest.Digest{}, m.Base.DiffIDs...), m.Target.DiffIDs...) {
+		if err := d.Validate(); err != nil {
+			return bad("diff_id %q: %v", d, err)
+		}
+	}
+	var total int64
+	skeletons := 0
+	for i, l := range m.Layers {
+		if l.DiffID != m.Target.DiffIDs[i] {
+			return bad("layer %d diff_id %s is not target diff_id %s", i, l.DiffID, m.Target.DiffIDs[i])
+		}
+		if l.Size < 0 {
+			return bad("layer %d has negative size", i)
+		}
+		total += l.Size
+		switch {
+		case l.BaseLayer != nil && l.Skeleton == nil:
+			if *l.BaseLayer < 0 || *l.BaseLayer >= len(m.Base.DiffIDs) || m.Base.DiffIDs[*l.BaseLayer] != l.DiffID {
+				return bad("layer %d: base layer %d is not the same layer", i, *l.BaseLayer)
+			}
+		case l.Skeleton != nil && l.BaseLayer == nil:
+			if *l.Skeleton < 0 || *l.Skeleton >= len(m.Blobs) {
+				return bad("layer %d: skeleton blob %d out of range", i, *l.Skeleton)
+			}
+			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) {
+				return bad("layer %d: dictionary layer %d out of range", i, l.DictLayer)
+			}
+			skeletons++
+		default:
+			return bad("layer %d needs exactly one of base_layer and skeleton", i)
+		}
+	}
+	if total != m.Limits.TotalOutput {
+		return bad("layers add up to %d bytes, limits say %d", total, m.Limits.TotalOutput)
+	}
+	for i, b := range m.Blobs {
+		if err := b.Digest.Validate(); err != nil || b.Size < 0 {
+			return bad("blob %d: digest %q size %d", i, b.Digest, b.Size)
+		}
+	}
+	seen := make(map[digest.Digest]bool, len(m.Ops))
+	next := 0 // the next blob an op blob must be
+	for _, op := range m.Ops {
+		if op.Encoder == EncZstd {
+			next = 1 // blob 0 is the pack
+			break
+		}
+	}
+	for k, op := range m.Ops {
+		if err := op.Target.Validate(); err != nil || seen[op.Target] {
+			return bad("op %d: target %q invalid or repeated", k, op.Target)
+		}
+		seen[op.Target] = true
+		if op.Size <= 0 || op.Size > m.Limits.MaxPayload {
+			return fmt.Errorf("%w: op %d payload of %d bytes (max_payload %d)", ErrLimit, k, op.Size, m.Limits.MaxPayload)
+		}
+		if op.Blob < 0 || op.Blob >= len(m.Blobs) {
+			return bad("op %d: blob %d out of range", k, op.Blob)
+		}
+		switch op.Encoder {
+		case EncZstd:
+			if op.Blob != 0 {
+				return bad("op %d: zstd ops must use the pack, blob 0", k)
+			}
+		case EncZstdDict, EncBsdiff:
+			if err := op.Base.Validate(); err != nil {
+				return bad("op %d: base digest: %v", k, err)
+			}
+			if op.Blob != next {
+				return bad("op %d: blob %d out of order (expected %d)", k, op.Blob, next)
+			}
+			next++
+		default:
+			return bad("op %d: unknown encoder %q", k, op.Encoder)
+		}
+	}
+	if next+skeletons != len(m.Blobs) {
+		return bad("%d blobs, ops and skeletons use %d", len(m.Blobs), next+skeletons)
+	}
+	for _, l := range m.Layers {
+		if l.Skeleton != nil {
+			if *l.Skeleton != next {
+				return bad("skeleton blob %d out of order (expected %d)", *l.Skeleton, next)
+			}
+			next++
+		}
+	}
+	if d := m.Target.Distribution; d != nil && len(d.Layers) != len(m.Layers) {
+		return bad("distribution has %d layers for %d target layers", len(d.Layers), len(m.Layers))
+	}
+	return nil
+}
+
+// Header is a parsed delta header.
+type Header struct {
+	Manifest  Manifest
+	Raw       []byte // the stored (compressed) header bytes a signature covers
+	Signature []byte
+	// BodyOffset is where the first blob starts.
+	BodyOffset int64
+}
+
+// WriteHeader writes magic, manifest and (empty) signature.
+func writeHeader(w io.Writer, m *Manifest) (int64, error) {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return 0, err
+	}
+	hdr := enc.EncodeAll(js, nil)
+	enc.Close()
+	if len(hdr) > maxHeader || len(js) > maxManifest {
+		return 0, fmt.Errorf("%w: manifest of %d bytes", ErrLimit, len(js))
+	}
+	var buf bytes.Buffer
+	buf.Write(magic[:])
+	binary.Write(&buf, binary.LittleEndian, uint32(len(hdr)))
+	buf.Write(hdr)
+	binary.Write(&buf, binary.LittleEndian, uint32(0))
+	n, err := w.Write(buf.Bytes())
+	return int64(n), err
+}
+
+// ReadHeader reads and validates a delta's header from r, leaving r at the
+// first blob.
+func ReadHeader(r io.Reader) (*Header, error) {
+	var m [8]byte
+	if _, err := io.ReadFull(r, m[:]); err != nil {
+		return nil, fmt.Errorf("%w: reading magic: %v", ErrBadDelta, err)
+	}
+	if m != magic {
+		if bytes.Equal(m[:7], magic[:7]) {
+			return nil, fmt.Errorf("%w: format version %d, this skiff reads %d", ErrBadDelta, m[7], magic[7])
+		}
+		return nil, fmt.Errorf("%w: not a skiff delta", ErrBadDelta)
+	}
+	readLen := func(what string, max uint32) (uint32, error) {
+		var n uint32
+		if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
+			return 0, fmt.Errorf("%w: reading %s length: %v", ErrBadDelta, what, err)
+		}
+		if n > max {
+			return 0, fmt.Errorf("%w: %s of %d bytes (max %d)", ErrLimit, what, n, max)
+		}
+		return n, nil
+	}
+	n, err := readLen("header", maxHeader)
+	if err != nil {
+		return nil, err
+	}
+	h := &Header{Raw: make([]byte, n)}
+	if _, err := io.ReadFull(r, h.Raw); err != nil {
+		return nil, fmt.Errorf("%w: header truncated: %v", ErrBadDelta, err)
+	}
+	sn, err := readLen("signature", maxSignature)
+	if err != nil {
+		return nil, err
+	}
+	h.Signature = make([]byte, sn)
+	if _, err := io.ReadFull(r, h.Signature); err != nil {
+		return nil, fmt.Errorf("%w: signature truncated: %v", ErrBadDelta, err)
+	}
+	h.BodyOffset = int64(8 + 4 + n + 4 + sn)
+	dec, err := zstd.NewReader(bytes.NewReader(h.Raw), zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(maxManifest), zstd.WithDecoderMaxWindow(maxManifest))
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	js, err := io.ReadAll(io.LimitReader(dec, maxManifest+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrBadDelta, err)
+	}
+	if len(js) > maxManifest {
+		return nil, fmt.Errorf("%w: manifest over %d bytes", ErrLimit, maxManifest)
+	}
+	d := json.NewDecoder(bytes.NewReader(js))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&h.Manifest); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrBadDelta, err)
+	}
+	if err := h.Manifest.validate(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// HeaderDigest is what a signature will cover: the sha256 of the stored header.
+func (h *Header) HeaderDigest() digest.Digest {
+	s := sha256.Sum256(h.Raw)
+	return digest.NewDigestFromBytes(digest.SHA256, s[:])
+}
