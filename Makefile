@@ -16,11 +16,16 @@ help: ## list targets
 build: ## build bin/skiff
 	$(GO) build -o $(BIN) ./cmd/skiff
 
-example: build ## run skiff on the built-in example pair (no network needed)
+example: build ## the main job on the built-in example pair: diff, apply, verify (no network needed)
 	@rm -rf $(EXAMPLE_DIR)
 	$(BIN) example $(EXAMPLE_DIR)
-	$(BIN) inspect --verify docker-archive:$(EXAMPLE_DIR)/old.tar
-	$(BIN) inspect --verify oci:$(EXAMPLE_DIR)/new
+	$(BIN) diff --from docker-archive:$(EXAMPLE_DIR)/old.tar --to docker-archive:$(EXAMPLE_DIR)/new.tar -o $(EXAMPLE_DIR)/update.skiff
+	$(BIN) inspect $(EXAMPLE_DIR)/update.skiff
+	$(BIN) apply --base docker-archive:$(EXAMPLE_DIR)/old.tar --delta $(EXAMPLE_DIR)/update.skiff --output docker-archive:$(EXAMPLE_DIR)/rebuilt.tar
+	$(BIN) inspect --verify docker-archive:$(EXAMPLE_DIR)/rebuilt.tar
+	@want=$$($(BIN) inspect -o json docker-archive:$(EXAMPLE_DIR)/new.tar | grep -m1 config_digest); \
+	 got=$$($(BIN) inspect -o json docker-archive:$(EXAMPLE_DIR)/rebuilt.tar | grep -m1 config_digest); \
+	 [ "$$want" = "$$got" ] && echo "rebuilt image ID equals the target's: $$got" || { echo "image ID differs: $$got vs $$want"; exit 1; }
 
 test: ## unit tests, vet and the fuzz seeds (fast, no network, no daemons)
 	$(GO) vet ./...

@@ -29,22 +29,30 @@ func (o *inspectOptions) AddFlags(cmd *cobra.Command) {
 func newInspectCommand(g *globalOptions) *cobra.Command {
 	o := &inspectOptions{}
 	cmd := &cobra.Command{
-		Use:   "inspect REF",
-		Short: "Show an image's layers as skiff sees them (files, skeleton bytes)",
-		Long: `Show an image's layers: diff_id, blob digest and size, tar size, entries,
+		Use:   "inspect REF|DELTA",
+		Short: "Show an image's layers as skiff sees them, or what a delta needs and makes",
+		Long: `Given a delta file: what it needs (the base image), what it produces (the
+target image), whether the target's manifest digest is reproduced, and its
+bytes per layer and per encoder.
+
+Given an image: its layers: diff_id, blob digest and size, tar size, entries,
 files with content, and the size of each layer's skeleton (every byte that is
 not file content, zstd-compressed) in all and per entry.
 
 With --verify, every layer is taken apart into a temporary content store and
 rebuilt from its skeleton, and the rebuilt tar's sha256 must equal the
 layer's diff_id.`,
-		Example: `  skiff inspect docker-archive:old.tar
+		Example: `  skiff inspect update.skiff
+  skiff inspect docker-archive:old.tar
   skiff inspect --verify oci:./layout:app:2 -o json
   skiff inspect --insecure docker://127.0.0.1:5000/app:2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "table" && o.output != "json" {
 				return usageError{fmt.Sprintf("--output must be table or json, not %q", o.output)}
+			}
+			if isDeltaFile(args[0]) {
+				return runInspectDelta(args[0], o.output, cmd.OutOrStdout())
 			}
 			return runInspect(cmd.Context(), o, g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

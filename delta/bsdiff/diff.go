@@ -42,10 +42,14 @@ const prefixTableMin = 1 << 16
 // split any overlap where it scores best, and emit (diff, extra, seek).
 //
 // Memory: old and new as given, plus 4 bytes per old byte for the suffix
-// array (plus during its construction one bit per old byte and, for inputs
-// that need SA-IS recursion, at most 2 bytes per old byte of transient
-// bucket space), a 512 KiB prefix table when old is 64 KiB or more, and a
-// 32 KiB scratch buffer. Time is O(len(old)) for the suffix array and
+// array (plus during its construction one bit per old byte per SA-IS level
+// and, only where the reduced alphabet outgrows the free part of the
+// array, a transient bucket table of at most 2 bytes per old byte), a
+// 512 KiB prefix table when old is 64 KiB or more, and a 32 KiB scratch
+// buffer. WritePatch adds three bzip2 encoders (a few MB each) and the
+// compressed output; DiffStreams adds the returned streams (len(new) bytes
+// plus ctrl). With Go's default GOGC the process's peak RSS can approach
+// twice the live heap; set GOMEMLIMIT where that matters. Time is O(len(old)) for the suffix array and
 // O(len(new)·log len(old)·m) for the scan, where m is the typical match
 // length; highly repetitive inputs are the slow case, so ctx is checked
 // periodically and its error returned on cancellation.

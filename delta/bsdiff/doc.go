@@ -17,8 +17,10 @@
 //
 // Memory. The differ holds old and new plus 4 bytes per old byte (the
 // suffix array) and small tables; construction of the suffix array needs
-// one bit per old byte and, only for old files whose LMS substrings repeat,
-// transient bucket space of at most 2 bytes per old byte. The patcher
+// one bit per old byte per level and rarely (when the reduced alphabet does
+// not fit in the array's free part) transient bucket space of at most 2
+// bytes per old byte. Measured on a 20 MB Go binary: 125 MB live heap, 215
+// MB peak RSS (bsdiff 4.3: 180 MB); on 5-6 MB binaries, 43-69 MB. The patcher
 // streams: it reads old by random access, writes new sequentially and holds
 // only small buffers (plus the bzip2 decoders for BSDIFF40), checking every
 // declared length before it is used. Files must be smaller than

@@ -21,7 +21,7 @@ var (
 	// ErrBadBlob: the blob is not a valid gzip member whose content is
 	// the tar (bad header, corrupt deflate data, wrong CRC, other
 	// content). Find wraps it together with ErrNoRecipe.
-	ErrBadBlob = errors.New("gzrecipe: blob is not a gzip of the tar")
+	ErrBadBlob = errors.New("blob is not a gzip of the tar")
 )
 
 // Opener opens a fresh stream from the start each time it is called. Find
@@ -88,11 +88,11 @@ func WithAttempts(fn func(Attempt)) Option {
 // unset ModTime: uint32(time.Time{}.Unix()).
 const klauspostUnsetMTime = 0x886e0900
 
-// Probe limits: how far into the blob Find looks for pgzip's sync-flush
-// markers, and how many it uses.
+// Probe limits: how much of a pgzip-like blob Find decompresses to find
+// the uncompressed offsets of its sync-flush markers, and how many it uses.
 const (
 	scanLimit  = 64 << 20
-	maxMarkers = 3
+	maxMarkers = 8
 )
 
 // Find tries candidate recipes against blob, a gzip of tar, and returns the
@@ -244,15 +244,17 @@ func firstDiff(a, b []byte) int {
 
 // probed is what Find learns from the blob before trying anything.
 type probed struct {
-	header     Header
-	headerLen  int
-	blockSizes []int // pgzip block sizes suggested by sync-flush markers
-	finalFlush bool  // the deflate stream ends with a sync flush and an empty final block, as pgzip's does
+	header      Header
+	endsStored  bool  // the deflate stream ends with an empty stored final block, as Go's compress/flate's does
+	endsFlushed bool  // it ends with a sync flush and an empty fixed final block, as pgzip's does
+	blockSizes  []int // pgzip block sizes suggested by its sync-flush markers, most likely first
 }
 
-// probe reads the header and scans up to scanLimit bytes for sync-flush
-// markers (00 00 ff ff), then decompresses the blob up to each of the first
-// few to learn the uncompressed offset they sit at.
+// probe reads the header, then the rest of the blob for its last bytes
+// (how the deflate stream ends tells the compressor family). For a
+// pgzip-like blob it decompresses the start once more to learn the
+// uncompressed offsets of the sync-flush markers (00 00 ff ff), which pgzip
+// writes after every block.
 func probe(ctx context.Context, blob Opener) (probed, error) {
 	var p probed
 	rc, err := blob()
@@ -265,72 +267,130 @@ func probe(ctx context.Context, blob Opener) (probed, error) {
 	if err != nil {
 		return p, fmt.Errorf("%w: %w: %w", ErrNoRecipe, ErrBadBlob, err)
 	}
-	p.headerLen = p.header.Len()
-	var markers []int64 // blob offsets just past each marker
-	var last uint32 = 1
-	off := int64(p.headerLen)
-	var lastMarker int64 = -1
-	for off < scanLimit {
-		c, err := br.ReadByte()
-		if err == io.EOF {
-			// pgzip ends: sync flush, 03 00 (empty final block), trailer.
-			p.finalFlush = lastMarker >= 0 && off == lastMarker+2+8
-			break
-		}
-		if err != nil {
-			return p, fmt.Errorf("gzrecipe: read blob: %w", err)
-		}
-		off++
-		last = last<<8 | uint32(c)
-		if last == 0x0000ffff {
-			lastMarker = off
-			if len(markers) < maxMarkers+1 {
-				markers = append(markers, off)
-			}
-		}
+	tail, err := lastBytes(ctx, br, 16)
+	if err != nil {
+		return p, err
 	}
-	if p.finalFlush && len(markers) > 0 && markers[len(markers)-1] == lastMarker {
-		markers = markers[:len(markers)-1]
+	// Trailer (CRC-32, ISIZE) is the last 8 bytes; before it:
+	//   Go:    ... 00 00 ff ff                (BFINAL stored block, LEN 0)
+	//   pgzip: ... 00 00 ff ff 03 00          (sync flush, empty fixed final block)
+	marker := []byte{0, 0, 0xff, 0xff}
+	if len(tail) == 16 {
+		p.endsStored = bytes.Equal(tail[4:8], marker)
+		p.endsFlushed = bytes.Equal(tail[2:6], marker) && tail[6] == 3 && tail[7] == 0
 	}
-	var prev int64
-	for i, m := range markers {
-		if i == maxMarkers {
-			break
-		}
-		if err := ctx.Err(); err != nil {
+	if p.endsFlushed {
+		if p.blockSizes, err = pgzipBlockSizes(ctx, blob, p.header.Len()); err != nil {
 			return p, err
 		}
-		n, err := inflatedBefore(blob, p.headerLen, m)
-		if err != nil {
-			return p, err
-		}
-		if bs := n - prev; bs >= MinBlockSize && bs <= MaxBlockSize {
-			p.blockSizes = appendNew(p.blockSizes, int(bs))
-		}
-		prev = n
 	}
 	return p, nil
 }
 
-// inflatedBefore is how many bytes the deflate stream in blob decodes to
-// before blob offset end.
-func inflatedBefore(blob Opener, headerLen int, end int64) (int64, error) {
+// lastBytes reads r to its end and returns up to n of its last bytes.
+func lastBytes(ctx context.Context, r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, copyBufSize)
+	var tail []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := r.Read(buf)
+		tail = append(tail, buf[:m]...)
+		if len(tail) > n {
+			tail = append(tail[:0], tail[len(tail)-n:]...)
+		}
+		if err == io.EOF {
+			return tail, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gzrecipe: read blob: %w", err)
+		}
+	}
+}
+
+// markerReader feeds a flate decompressor one byte at a time where it asks
+// so (io.ByteReader), and records how much it had decompressed when it
+// asks for the byte after a sync-flush marker: Go's decompressor returns
+// all output before a block ends and only then reads the next block's
+// first byte, so that count is the uncompressed offset of the marker.
+type markerReader struct {
+	r      *bufio.Reader
+	last   uint32 // the last four bytes consumed, big endian
+	out    *int64 // bytes decompressed so far
+	counts []int64
+}
+
+func (m *markerReader) ReadByte() (byte, error) {
+	if m.last == 0x0000ffff {
+		m.counts = append(m.counts, *m.out)
+		m.last = 1
+	}
+	c, err := m.r.ReadByte()
+	if err == nil {
+		m.last = m.last<<8 | uint32(c)
+	}
+	return c, err
+}
+
+func (m *markerReader) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
+	for _, c := range p[:n] {
+		m.last = m.last<<8 | uint32(c)
+	}
+	return n, err
+}
+
+// pgzipBlockSizes decompresses the blob until it has seen maxMarkers
+// sync-flush markers (or scanLimit bytes of output) and derives block
+// sizes from their offsets: pgzip's fall at multiples of its block size,
+// others are chance byte patterns. Sizes whose double is also a marker
+// offset come first.
+func pgzipBlockSizes(ctx context.Context, blob Opener, headerLen int) ([]int, error) {
 	rc, err := blob()
 	if err != nil {
-		return 0, fmt.Errorf("gzrecipe: open blob: %w", err)
+		return nil, fmt.Errorf("gzrecipe: open blob: %w", err)
 	}
 	defer rc.Close()
-	if _, err := io.CopyN(io.Discard, rc, int64(headerLen)); err != nil {
-		return 0, fmt.Errorf("gzrecipe: read blob: %w", err)
+	br := bufio.NewReaderSize(rc, copyBufSize)
+	if _, err := br.Discard(headerLen); err != nil {
+		return nil, fmt.Errorf("gzrecipe: read blob: %w", err)
 	}
-	fr := flate.NewReader(io.LimitReader(rc, end-int64(headerLen)))
-	n, err := io.Copy(io.Discard, fr)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		// A corrupt stream: not a block boundary Find can use; the
-		// candidates and the final check will tell.
-		return n, nil
+	var out int64
+	mr := &markerReader{r: br, last: 1, out: &out}
+	fr := flate.NewReader(mr)
+	buf := make([]byte, copyBufSize)
+	ended := false
+	for len(mr.counts) < maxMarkers && out < scanLimit {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n, err := fr.Read(buf)
+		out += int64(n)
+		if err == io.EOF {
+			ended = true
+			break
+		}
+		if err != nil {
+			break // corrupt: the candidates and the final check will tell
+		}
 	}
-	return n, nil
+	seen := map[int64]bool{}
+	for _, c := range mr.counts {
+		seen[c] = true
+	}
+	var confirmed, other []int
+	for _, c := range mr.counts {
+		if c < MinBlockSize || c > MaxBlockSize || (ended && c == out) {
+			continue // the final flush: any larger block size fits
+		}
+		if seen[2*c] || (ended && 2*c >= out) {
+			confirmed = appendNew(confirmed, int(c))
+		} else {
+			other = appendNew(other, int(c))
+		}
+	}
+	return append(confirmed, other...), nil
 }
 
 func appendNew(s []int, v int) []int {
@@ -366,14 +426,15 @@ func levelsFor(base []int, xfl byte) []int {
 
 // candidates lists every recipe Find may try, most likely first.
 func candidates(p probed) []Recipe {
-	pgzipLikely := len(p.blockSizes) > 0 || p.finalFlush
 	klauspostHeader := p.header.ModTime == klauspostUnsetMTime
 	var families []string
 	switch {
-	case pgzipLikely && klauspostHeader:
+	case p.endsFlushed && klauspostHeader:
 		families = []string{KlauspostPgzip, KlauspostGzip, GoStdlib}
-	case pgzipLikely:
+	case p.endsFlushed:
 		families = []string{KlauspostPgzip, GoStdlib, KlauspostGzip}
+	case p.endsStored:
+		families = []string{GoStdlib, KlauspostGzip, KlauspostPgzip}
 	case klauspostHeader:
 		families = []string{KlauspostGzip, KlauspostPgzip, GoStdlib}
 	default:
@@ -430,9 +491,9 @@ func check(ctx context.Context, tar, blob Opener) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, zerr := io.ReadFull(zr, a)
-		if zerr != nil && !errors.Is(zerr, io.EOF) && !errors.Is(zerr, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: %w: decompress at offset %d: %w", ErrNoRecipe, ErrBadBlob, off, zerr)
+		n, zerr := fill(zr, a)
+		if zerr != nil && zerr != io.EOF {
+			return fmt.Errorf("%w: %w: decompress at offset %d: %w", ErrNoRecipe, ErrBadBlob, off+int64(n), zerr)
 		}
 		m, terr := io.ReadFull(tb, b[:n])
 		if terr != nil && !errors.Is(terr, io.EOF) && !errors.Is(terr, io.ErrUnexpectedEOF) {
@@ -445,7 +506,7 @@ func check(ctx context.Context, tar, blob Opener) error {
 			return fmt.Errorf("%w: %w: content differs from the tar at offset %d", ErrNoRecipe, ErrBadBlob, off+int64(i))
 		}
 		off += int64(n)
-		if zerr != nil { // end of the first member
+		if zerr == io.EOF { // end of the first member
 			break
 		}
 	}
@@ -462,4 +523,18 @@ func check(ctx context.Context, tar, blob Opener) error {
 		return fmt.Errorf("%w: %w: content ends at offset %d, before the tar does", ErrNoRecipe, ErrBadBlob, off)
 	}
 	return nil
+}
+
+// fill reads into p until it is full or r fails; unlike io.ReadFull it
+// returns r's error unchanged (io.EOF only for a clean end).
+func fill(r io.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

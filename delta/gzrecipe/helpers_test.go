@@ -1,8 +1,12 @@
 package gzrecipe
 
 import (
+	"archive/tar"
 	"bytes"
 	stdgzip "compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
 	"io"
 	"os/exec"
 	"sync"
@@ -133,3 +137,20 @@ func withHeader(t testing.TB, blob []byte, h Header) []byte {
 	}
 	return append(out, blob[old.Len():]...)
 }
+
+// tarWriterClose writes an empty tar: just the end-of-archive marker.
+func tarWriterClose(w io.Writer) error { return tar.NewWriter(w).Close() }
+
+type hashWriter struct {
+	h hash.Hash
+	n int64
+}
+
+func newHashWriter() *hashWriter { return &hashWriter{h: sha256.New()} }
+
+func (w *hashWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return w.h.Write(p)
+}
+
+func (w *hashWriter) hex() string { return hex.EncodeToString(w.h.Sum(nil)) }

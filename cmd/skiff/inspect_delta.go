@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/skiff-dev/skiff/delta"
+)
+
+// isDeltaFile reports whether arg names a skiff delta file rather than an
+// image reference.
+func isDeltaFile(arg string) bool {
+	for _, p := range []string{"docker-archive:", "oci:", "oci-archive:", "docker://", "docker-daemon:"} {
+		if strings.HasPrefix(arg, p) {
+			return false
+		}
+	}
+	f, err := os.Open(arg)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m [7]byte
+	_, err = io.ReadFull(f, m[:])
+	return err == nil && bytes.Equal(m[:], []byte("SKIFFDL"))
+}
+
+type deltaReport struct {
+	File         string           `json:"file"`
+	Size         int64            `json:"size"`
+	HeaderDigest string           `json:"header_digest"`
+	Signed       bool             `json:"signed"`
+	Base         delta.Base       `json:"base"`
+	TargetConfig string           `json:"target_config_digest"`
+	TargetLayers []string         `json:"target_diff_ids"`
+	Reproducible bool             `json:"manifest_reproducible"`
+	Limits       delta.Limits     `json:"limits"`
+	Layers       []deltaLayer     `json:"layers"`
+	EncoderFiles map[string]int   `json:"encoder_files"`
+	EncoderBytes map[string]int64 `json:"encoder_bytes"`
+}
+
+type deltaLayer struct {
+	DiffID        string `json:"diff_id"`
+	Size          int64  `json:"size"`
+	FromBase      *int   `json:"from_base,omitempty"`
+	SkeletonBytes int64  `json:"skeleton_bytes,omitempty"`
+}
+
+func runInspectDelta(path, output string, out io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	h, err := delta.ReadHeader(bufio.NewReader(f))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	m := h.Manifest
+	rep := deltaReport{File: path, Size: st.Size(), HeaderDigest: h.HeaderDigest().String(), Signed: len(h.Signature) > 0,
+		Base: m.Base, TargetConfig: m.Target.ConfigDigest.String(), Reproducible: m.Target.Distribution != nil,
+		Limits: m.Limits, EncoderFiles: map[string]int{}, EncoderBytes: map[string]int64{}}
+	for _, d := range m.Target.DiffIDs {
+		rep.TargetLayers = append(rep.TargetLayers, d.String())
+	}
+	for _, l := range m.Layers {
+		dl := deltaLayer{DiffID: l.DiffID.String(), Size: l.Size, FromBase: l.BaseLayer}
+		if l.Skeleton != nil {
+			dl.SkeletonBytes = m.Blobs[*l.Skeleton].Size
+		}
+		rep.Layers = append(rep.Layers, dl)
+	}
+	packCounted := false
+	for _, op := range m.Ops {
+		rep.EncoderFiles[op.Encoder]++
+		if op.Encoder == delta.EncZstd {
+			if !packCounted {
+				rep.EncoderBytes[op.Encoder] += m.Blobs[op.Blob].Size
+				packCounted = true
+			}
+			continue
+		}
+		rep.EncoderBytes[op.Encoder] += m.Blobs[op.Blob].Size
+	}
+	if output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(out, "delta     %s (%s)\nheader    %s, signed: %v\n", path, humanBytes(rep.Size), rep.HeaderDigest, rep.Signed)
+	fmt.Fprintf(out, "needs     image %s (%d layers)\n", m.Base.ConfigDigest, len(m.Base.DiffIDs))
+	fmt.Fprintf(out, "produces  image %s (%d layers, %s of layer tars)\n", m.Target.ConfigDigest, len(m.Layers), humanBytes(m.Limits.TotalOutput))
+	if rep.Reproducible {
+		fmt.Fprintln(out, "manifest  the target's registry manifest digest is reproduced")
+	} else {
+		fmt.Fprintln(out, "manifest  not reproduced: the output carries the exact uncompressed layers (same diff_ids and image ID)")
+	}
+	fmt.Fprintf(out, "limits    largest file %s, zstd window %s, largest skeleton %s\n\n",
+		humanBytes(m.Limits.MaxPayload), humanBytes(m.Limits.MaxWindow), humanBytes(m.Limits.MaxSkeleton))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tDIFF_ID\tTAR SIZE\tHOW")
+	for i, l := range rep.Layers {
+		how := fmt.Sprintf("rebuilt: skeleton %s + files", humanBytes(l.SkeletonBytes))
+		if l.FromBase != nil {
+			how = fmt.Sprintf("base layer %d, unchanged", *l.FromBase+1)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, short(l.DiffID), humanBytes(l.Size), how)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	for _, e := range []string{delta.EncBsdiff, delta.EncZstdDict, delta.EncZstd} {
+		if rep.EncoderFiles[e] > 0 {
+			fmt.Fprintf(out, "%-9s %5d files, %s\n", e, rep.EncoderFiles[e], humanBytes(rep.EncoderBytes[e]))
+		}
+	}
+	return nil
+}
