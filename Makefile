@@ -49,9 +49,13 @@ integration: corpus infra-up ## integration tests against real engines and the c
 fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
 	$(GO) test -run XXX -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./layerfs/
 	$(GO) test -run XXX -fuzz '^FuzzSkeletonReader$$' -fuzztime $(FUZZTIME) ./layerfs/
+	$(GO) test -run XXX -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./delta/bsdiff/
+	$(GO) test -run XXX -fuzz '^FuzzSuffixArray$$' -fuzztime $(FUZZTIME) ./delta/bsdiff/
+	$(GO) test -run XXX -fuzz '^FuzzDiffPatch$$' -fuzztime 20000x ./delta/bsdiff/
+	$(GO) test -run XXX -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME) ./delta/
 
 bench: ## benchmarks (set SKIFF_CORPUS to include the corpus layers)
-	$(GO) test -run XXX -bench . -benchmem ./layerfs/
+	$(GO) test -run XXX -bench . -benchmem ./layerfs/ ./delta/bsdiff/
 
 clean: ## remove build outputs
 	rm -rf bin $(EXAMPLE_DIR)

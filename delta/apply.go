@@ -78,7 +78,7 @@ func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (
 			res.Close()
 		}
 	}()
-	a := &applier{m: m, work: res.work, opts: opts}
+	a := &applier{m: m, work: res.work, opts: opts, inBase: map[digest.Digest]bool{}}
 	if a.store, err = layerfs.OpenStore(filepath.Join(res.work, "store"), layerfs.WithSync(opts.Sync)); err != nil {
 		return nil, err
 	}
@@ -133,7 +133,10 @@ type applier struct {
 	store  *layerfs.Store
 	baseSk []string // raw skeleton file of each base layer
 	baseL  []v1.Layer
-	tarOf  []string // rebuilt tar of each target layer ("" when taken from the base)
+	// inBase and baseList: the base payloads, as a set and sorted.
+	inBase   map[digest.Digest]bool
+	baseList []digest.Digest
+	tarOf    []string // rebuilt tar of each target layer ("" when taken from the base)
 }
 
 func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
@@ -149,6 +152,17 @@ func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
 			return err
 		}
 		_, err = layerfs.DisassembleLayer(ctx, l, a.store, f)
+		if err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err == nil {
+			err = layerfs.Walk(f, func(file layerfs.File) error {
+				if file.Payload != "" {
+					a.inBase[file.Payload] = true
+				}
+				return nil
+			})
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -157,11 +171,15 @@ func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
 		}
 		a.baseSk = append(a.baseSk, p)
 	}
+	a.baseList = sortedDigests(a.inBase)
+	if len(a.baseList) != a.m.Base.Payloads {
+		return fmt.Errorf("%w: the base holds %d payloads, the delta expects %d", ErrBaseMismatch, len(a.baseList), a.m.Base.Payloads)
+	}
 	return nil
 }
 
-// readBody streams the blobs in order and turns them into payloads and
-// skeletons.
+// readBody streams the blobs in order: the skeletons (which tell what the
+// ops make), then the pack and the op blobs, turning them into payloads.
 func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 	var done, total int64
 	for _, b := range a.m.Blobs {
@@ -179,48 +197,6 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 		}
 		return nil
 	}
-	next := 0
-	// The pack.
-	var pack []Op
-	for _, op := range a.m.Ops {
-		if op.Encoder == EncZstd {
-			pack = append(pack, op)
-		}
-	}
-	if len(pack) > 0 {
-		br := blob(0)
-		dec, err := newDecoder(br, a.m.Limits.MaxWindow, nil)
-		if err != nil {
-			return err
-		}
-		for _, op := range pack {
-			if err := a.ingest(ctx, op, dec); err != nil {
-				dec.Close()
-				return asCorrupt(err)
-			}
-		}
-		dec.Close()
-		if err := finish(0, br); err != nil {
-			return err
-		}
-		next = 1
-	}
-	for _, op := range a.m.Ops {
-		if op.Encoder == EncZstd {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		br := blob(op.Blob)
-		if err := a.applyOp(ctx, op, br); err != nil {
-			return fmt.Errorf("payload %s: %w", op.Target, asCorrupt(err))
-		}
-		if err := finish(op.Blob, br); err != nil {
-			return err
-		}
-		next++
-	}
 	a.tarOf = make([]string, len(a.m.Layers))
 	for i, l := range a.m.Layers {
 		if l.Skeleton == nil {
@@ -233,12 +209,148 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 		if err := finish(*l.Skeleton, br); err != nil {
 			return err
 		}
-		next++
+	}
+	if err := a.resolveOps(); err != nil {
+		return err
+	}
+	ops := a.m.Ops
+	// The pack.
+	var pack []Op
+	for _, op := range ops {
+		if op.Encoder == EncZstd {
+			pack = append(pack, op)
+		}
+	}
+	if len(pack) > 0 {
+		br := blob(pack[0].Blob)
+		dec, err := newDecoder(br, a.m.Limits.MaxWindow, nil)
+		if err != nil {
+			return err
+		}
+		for _, op := range pack {
+			if err := a.ingest(ctx, op, dec); err != nil {
+				dec.Close()
+				return asCorrupt(err)
+			}
+		}
+		dec.Close()
+		if err := finish(pack[0].Blob, br); err != nil {
+			return err
+		}
+	}
+	doneBlob := map[int]bool{}
+	for _, op := range ops {
+		if op.Encoder == EncZstd || doneBlob[op.Blob] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		doneBlob[op.Blob] = true
+		var members []Op
+		for _, o := range ops {
+			if o.Blob == op.Blob {
+				members = append(members, o)
+			}
+		}
+		br := blob(op.Blob)
+		var err error
+		if len(members) > 1 {
+			err = a.applyGroup(ctx, members, br)
+		} else {
+			err = a.applyOp(ctx, op, br)
+		}
+		if err != nil {
+			return fmt.Errorf("payload %s: %w", op.Target, asCorrupt(err))
+		}
+		if err := finish(op.Blob, br); err != nil {
+			return err
+		}
 	}
 	// Nothing may follow the last blob.
 	var one [1]byte
 	if n, _ := r.Read(one[:]); n != 0 {
 		return fmt.Errorf("%w: bytes after the last blob", ErrBadDelta)
+	}
+	return nil
+}
+
+// resolveOps fills in each op's target digest and size from the target
+// skeletons, and its base digest from the sorted base payload list.
+func (a *applier) resolveOps() error {
+	var need []layerfs.File
+	seen := map[digest.Digest]bool{}
+	for i := range a.m.Layers {
+		if a.tarOf[i] == "" {
+			continue
+		}
+		f, err := os.Open(a.tarOf[i])
+		if err != nil {
+			return err
+		}
+		err = layerfs.Walk(f, func(file layerfs.File) error {
+			if file.Payload == "" || a.inBase[file.Payload] || seen[file.Payload] {
+				return nil
+			}
+			seen[file.Payload] = true
+			need = append(need, file)
+			if len(need) > len(a.m.Ops) {
+				return fmt.Errorf("%w: the skeletons need more new payloads than the %d ops make", ErrBadDelta, len(a.m.Ops))
+			}
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			return asCorrupt(err)
+		}
+	}
+	if len(need) != len(a.m.Ops) {
+		return fmt.Errorf("%w: the skeletons need %d new payloads, the delta has %d ops", ErrBadDelta, len(need), len(a.m.Ops))
+	}
+	for k := range a.m.Ops {
+		op := &a.m.Ops[k]
+		op.Target, op.Size = need[k].Payload, need[k].DataSize
+		if op.Size > a.m.Limits.MaxPayload {
+			return fmt.Errorf("%w: payload of %d bytes over the declared %d", ErrLimit, op.Size, a.m.Limits.MaxPayload)
+		}
+		if op.Base >= 0 {
+			op.BaseDigest = a.baseList[op.Base]
+		}
+	}
+	return nil
+}
+
+// applyGroup decodes a shared zstd-dict frame: the members' bases,
+// concatenated, are the dictionary of their targets, concatenated.
+func (a *applier) applyGroup(ctx context.Context, members []Op, br io.Reader) error {
+	var dict []byte
+	for _, op := range members {
+		if op.Encoder != EncZstdDict {
+			return fmt.Errorf("%w: a %s op shares a blob", ErrBadDelta, op.Encoder)
+		}
+		rc, err := a.store.Open(ctx, op.BaseDigest)
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, a.m.Limits.MaxWindow-int64(len(dict))+1))
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		dict = append(dict, b...)
+		if int64(len(dict)) > a.m.Limits.MaxWindow {
+			return fmt.Errorf("%w: dictionary over the declared window", ErrLimit)
+		}
+	}
+	dec, err := newDecoder(br, a.m.Limits.MaxWindow, dict)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	for _, op := range members {
+		if err := a.ingest(ctx, op, dec); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -256,9 +368,9 @@ func (a *applier) ingest(ctx context.Context, op Op, r io.Reader) error {
 }
 
 func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
-	rc, err := a.store.Open(ctx, op.Base)
+	rc, err := a.store.Open(ctx, op.BaseDigest)
 	if err != nil {
-		return fmt.Errorf("op for %s: base payload %s: %w", op.Target, op.Base, err)
+		return fmt.Errorf("op for %s: base payload %s: %w", op.Target, op.BaseDigest, err)
 	}
 	defer rc.Close()
 	f, ok := rc.(*os.File)

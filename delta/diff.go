@@ -176,6 +176,12 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 			}
 		}
 	}
+	baseList := sortedDigests(inBase)
+	m.Base.Payloads = len(baseList)
+	baseIdx := make(map[digest.Digest]int, len(baseList))
+	for i, dg := range baseList {
+		baseIdx[dg] = i
+	}
 	// Target identity.
 	cfg, err := target.RawConfigFile()
 	if err != nil {
@@ -224,10 +230,10 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 				continue
 			}
 			planOf[f.Payload] = true
-			p := &planned{op: Op{Target: f.Payload, Size: f.DataSize, Encoder: EncZstd}, path: f.Name}
+			p := &planned{op: Op{Target: f.Payload, Size: f.DataSize, Encoder: EncZstd, Base: -1}, path: f.Name}
 			if f.IsRegular() && !f.Sparse {
 				if b, ok := idx.lookup(f.Name, f.DataSize); ok {
-					p.op.Base = b.digest
+					p.op.BaseDigest, p.op.Base = b.digest, baseIdx[b.digest]
 				}
 			}
 			plans = append(plans, p)
@@ -248,7 +254,7 @@ func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(d.opts.Jobs)
 	for _, p := range plans {
-		if p.op.Base == "" {
+		if p.op.BaseDigest == "" {
 			continue // plain zstd, in the pack
 		}
 		g.Go(func() error {
@@ -280,7 +286,7 @@ func (d *differ) readPayload(ctx context.Context, dg digest.Digest) ([]byte, err
 }
 
 func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool) error {
-	base, err := d.readPayload(ctx, p.op.Base)
+	base, err := d.readPayload(ctx, p.op.BaseDigest)
 	if err != nil {
 		return err
 	}
@@ -316,12 +322,12 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool) erro
 		}
 	}
 	if p.op.Encoder == EncZstd {
-		p.op.Base = ""
+		p.op.Base, p.op.BaseDigest = -1, ""
 	}
 	return nil
 }
 
-// write lays out the blobs (pack, op blobs, skeletons), then writes header
+// write lays out the blobs (skeletons, pack, op blobs), then writes header
 // and body.
 func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseInfo, targetInfo []*layerInfo, w io.Writer) (*Report, error) {
 	type blobSrc struct {
@@ -353,77 +359,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	}
 	track := func(window int64) { m.Limits.MaxWindow = max(m.Limits.MaxWindow, window) }
 
-	// The pack: every plain-zstd payload, in ops order.
-	var packMembers []*planned
-	for _, p := range plans {
-		if p.op.Encoder == EncZstd {
-			packMembers = append(packMembers, p)
-		}
-	}
-	if len(packMembers) > 0 {
-		packFile := filepath.Join(d.work, "pack.zst")
-		f, err := os.Create(packFile)
-		if err != nil {
-			return nil, err
-		}
-		enc, err := newEncoder(f, d.level(), maxPlainWindow, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range packMembers {
-			rc, err := d.store.Open(ctx, p.op.Target)
-			if err != nil {
-				return nil, err
-			}
-			_, err = io.Copy(enc, rc)
-			rc.Close()
-			if err != nil {
-				return nil, err
-			}
-		}
-		if err := enc.Close(); err != nil {
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		if _, err := addBlob(nil, packFile); err != nil {
-			return nil, err
-		}
-		track(maxPlainWindow)
-		for _, p := range packMembers {
-			p.op.Blob = 0
-		}
-	}
-	for _, p := range plans {
-		if p.op.Encoder == EncZstd {
-			continue
-		}
-		i, err := addBlob(p.blob, "")
-		if err != nil {
-			return nil, err
-		}
-		p.op.Blob = i
-		switch p.op.Encoder {
-		case EncZstdDict:
-			track(windowFor(p.baseSize, p.op.Size)) // bounded by MaxDictBase + payload
-		case EncBsdiff:
-			track(windowFor(0, p.op.Size*2+64))
-		}
-	}
-	for _, p := range plans {
-		m.Ops = append(m.Ops, p.op)
-		m.Limits.MaxPayload = max(m.Limits.MaxPayload, p.op.Size)
-		d.rep.Ops[p.op.Encoder]++
-		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
-		if p.op.Encoder != EncZstd {
-			d.rep.OpBytes[p.op.Encoder] += int64(len(p.blob))
-		}
-	}
-	if len(packMembers) > 0 {
-		d.rep.OpBytes[EncZstd] = m.Blobs[0].Size
-	}
-	// Skeletons, compressed against the most similar base layer's skeleton.
+	// Skeletons first: the device learns from them which payloads the ops make.
 	for i, li := range targetInfo {
 		if li == nil {
 			continue
@@ -441,16 +377,80 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		m.Layers[i].Skeleton = &j
 		track(window)
 		d.rep.SkeletonBytes += int64(len(b))
-		for _, p := range []string{li.skeleton} {
+		sizes := []string{li.skeleton}
+		if dict >= 0 {
+			sizes = append(sizes, baseInfo[dict].skeleton)
+		}
+		for _, p := range sizes {
 			if st, err := os.Stat(p); err == nil {
 				m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, st.Size())
 			}
 		}
-		if dict >= 0 {
-			if st, err := os.Stat(baseInfo[dict].skeleton); err == nil {
-				m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, st.Size())
-			}
+	}
+	// The pack: every plain-zstd payload, in ops order, as one frame.
+	var packMembers []*planned
+	for _, p := range plans {
+		if p.op.Encoder == EncZstd {
+			packMembers = append(packMembers, p)
 		}
+	}
+	if len(packMembers) > 0 {
+		packFile := filepath.Join(d.work, "pack.zst")
+		if err := d.writePack(ctx, packFile, packMembers); err != nil {
+			return nil, err
+		}
+		i, err := addBlob(nil, packFile)
+		if err != nil {
+			return nil, err
+		}
+		track(windowFor(0, maxPlainWindow))
+		for _, p := range packMembers {
+			p.op.Blob = i
+		}
+		d.rep.OpBytes[EncZstd] = m.Blobs[i].Size
+	}
+	// Small zstd-dict payloads share frames: their bases, concatenated, are
+	// the dictionary of their targets, concatenated.
+	groups, err := d.dictGroups(ctx, plans)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range plans {
+		if p.op.Encoder == EncZstd {
+			continue
+		}
+		if g := groups[p]; g != nil {
+			if g.blob >= 0 {
+				p.op.Blob = g.blob
+				continue
+			}
+			i, err := addBlob(g.data, "")
+			if err != nil {
+				return nil, err
+			}
+			g.blob, p.op.Blob = i, i
+			track(windowFor(g.dictSize, g.size))
+			d.rep.OpBytes[EncZstdDict] += int64(len(g.data))
+			continue
+		}
+		i, err := addBlob(p.blob, "")
+		if err != nil {
+			return nil, err
+		}
+		p.op.Blob = i
+		d.rep.OpBytes[p.op.Encoder] += int64(len(p.blob))
+		switch p.op.Encoder {
+		case EncZstdDict:
+			track(windowFor(p.baseSize, p.op.Size))
+		case EncBsdiff:
+			track(windowFor(0, p.op.Size*2+64))
+		}
+	}
+	for _, p := range plans {
+		m.Ops = append(m.Ops, p.op)
+		m.Limits.MaxPayload = max(m.Limits.MaxPayload, p.op.Size)
+		d.rep.Ops[p.op.Encoder]++
+		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
 	}
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("internal error: the delta written would be invalid: %w", err)
@@ -484,6 +484,96 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	d.rep.HeaderBytes = hn
 	d.rep.DeltaBytes = total
 	return d.rep, nil
+}
+
+func (d *differ) writePack(ctx context.Context, path string, members []*planned) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	enc, err := newEncoder(f, d.level(), windowFor(0, maxPlainWindow), nil)
+	if err != nil {
+		return err
+	}
+	for _, p := range members {
+		rc, err := d.store.Open(ctx, p.op.Target)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(enc, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// dictGroup is a zstd frame shared by several zstd-dict payloads.
+type dictGroup struct {
+	members        []*planned
+	dictSize, size int64
+	data           []byte
+	blob           int
+}
+
+// groupMax is the largest payload put in a shared dictionary frame.
+const groupMax = 256 << 10
+
+// dictGroups gathers the small zstd-dict payloads, in ops order, into groups
+// whose dictionaries stay within MaxDictBase, and compresses each group;
+// a group is kept only where it is smaller than its members on their own.
+func (d *differ) dictGroups(ctx context.Context, plans []*planned) (map[*planned]*dictGroup, error) {
+	var groups []*dictGroup
+	var cur *dictGroup
+	for _, p := range plans {
+		if p.op.Encoder != EncZstdDict || p.op.Size > groupMax || p.baseSize > groupMax {
+			continue
+		}
+		if cur == nil || cur.dictSize+p.baseSize > d.opts.MaxDictBase {
+			cur = &dictGroup{blob: -1}
+			groups = append(groups, cur)
+		}
+		cur.members = append(cur.members, p)
+		cur.dictSize += p.baseSize
+		cur.size += p.op.Size
+	}
+	out := map[*planned]*dictGroup{}
+	for _, g := range groups {
+		if len(g.members) < 2 {
+			continue
+		}
+		var dict, content []byte
+		alone := 0
+		for _, p := range g.members {
+			b, err := d.readPayload(ctx, p.op.BaseDigest)
+			if err != nil {
+				return nil, err
+			}
+			t, err := d.readPayload(ctx, p.op.Target)
+			if err != nil {
+				return nil, err
+			}
+			dict, content = append(dict, b...), append(content, t...)
+			alone += len(p.blob)
+		}
+		data, err := encodeZstdDict(dict, content, d.level())
+		if err != nil {
+			return nil, err
+		}
+		if len(data) >= alone {
+			continue
+		}
+		g.data = data
+		for _, p := range g.members {
+			out[p] = g
+		}
+	}
+	return out, nil
 }
 
 // bestDictLayer picks the base layer sharing the most payloads with li

@@ -22,10 +22,14 @@ const (
 	maxPlainWindow = 8 << 20
 )
 
-// windowFor returns the zstd window that covers a dictionary and content.
+// windowFor returns the zstd window for content compressed against a raw
+// dictionary of dict bytes. Matches into the dictionary lie about its length
+// back (the target resembles the base at the same offsets), so the window
+// covers the dictionary plus a margin, and at most maxPlainWindow of content
+// besides: a device decodes in about this much memory.
 func windowFor(dict, content int64) int64 {
-	n := dict + content
-	if n < minWindow {
+	n := max(dict+dict/8+(1<<20), min(content, maxPlainWindow))
+	if n <= minWindow {
 		return minWindow
 	}
 	w := int64(1) << (64 - bits.LeadingZeros64(uint64(n-1)))
@@ -49,6 +53,7 @@ func newEncoder(w io.Writer, level zstd.EncoderLevel, window int64, dict []byte)
 func newDecoder(r io.Reader, window int64, dict []byte) (*zstd.Decoder, error) {
 	opts := []zstd.DOption{
 		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(uint64(max(window, minWindow))),
 		zstd.WithDecoderMaxMemory(uint64(max(window, minWindow)) * 2),
 	}
@@ -78,7 +83,7 @@ func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) ([]byte, error
 // (FORMAT.md), compressed as one zstd frame.
 func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLevel) ([]byte, error) {
 	var buf bytes.Buffer
-	enc, err := newEncoder(&buf, level, windowFor(0, int64(len(target))*2+64), nil)
+	enc, err := newEncoder(&buf, level, windowFor(0, int64(len(target))*2+64), nil) // capped: see windowFor
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,8 @@ type Manifest struct {
 type Base struct {
 	ConfigDigest digest.Digest   `json:"config_digest"`
 	DiffIDs      []digest.Digest `json:"diff_ids"`
+	// Payloads is how many distinct payloads the base layers hold.
+	Payloads int `json:"payloads"`
 }
 
 // Target is what a delta produces.
@@ -106,12 +108,20 @@ type Blob struct {
 }
 
 // Op makes one target payload that is not in the base.
+//
+// The k-th op makes the k-th payload, in target layer order and then tar
+// order (first appearance), that is not a base payload: its digest and size
+// come from the target skeletons, so they are not repeated here.
 type Op struct {
-	Target  digest.Digest `json:"target"`
-	Size    int64         `json:"size"`
-	Encoder string        `json:"encoder"`
-	Base    digest.Digest `json:"base,omitempty"`
-	Blob    int           `json:"blob"`
+	Encoder string `json:"encoder"`
+	// Base is the index of the base payload in the sorted list of base
+	// payload digests (bsdiff and zstd-dict), -1 for plain zstd.
+	Base int `json:"base"`
+	Blob int `json:"blob"`
+
+	Target     digest.Digest `json:"-"` // from the target skeletons
+	Size       int64         `json:"-"`
+	BaseDigest digest.Digest `json:"-"`
 }
 
 // validate checks the manifest's internal consistency and bounds, so that
@@ -175,52 +185,52 @@ func (m *Manifest) validate() error {
 			return bad("blob %d: digest %q size %d", i, b.Digest, b.Size)
 		}
 	}
-	seen := make(map[digest.Digest]bool, len(m.Ops))
-	next := 0 // the next blob an op blob must be
+	// Blob order: skeletons in layer order, the pack, then op blobs in
+	// order of first use; only zstd-dict ops may share a blob, and only
+	// when they are consecutive.
+	next := 0
+	for i, l := range m.Layers {
+		if l.Skeleton != nil {
+			if *l.Skeleton != next {
+				return bad("layer %d: skeleton blob %d out of order (expected %d)", i, *l.Skeleton, next)
+			}
+			next++
+		}
+	}
+	pack := -1
 	for _, op := range m.Ops {
 		if op.Encoder == EncZstd {
-			next = 1 // blob 0 is the pack
+			pack, next = next, next+1
 			break
 		}
 	}
+	groupBlob := map[int]bool{} // blobs of zstd-dict groups
 	for k, op := range m.Ops {
-		if err := op.Target.Validate(); err != nil || seen[op.Target] {
-			return bad("op %d: target %q invalid or repeated", k, op.Target)
-		}
-		seen[op.Target] = true
-		if op.Size <= 0 || op.Size > m.Limits.MaxPayload {
-			return fmt.Errorf("%w: op %d payload of %d bytes (max_payload %d)", ErrLimit, k, op.Size, m.Limits.MaxPayload)
-		}
-		if op.Blob < 0 || op.Blob >= len(m.Blobs) {
-			return bad("op %d: blob %d out of range", k, op.Blob)
-		}
 		switch op.Encoder {
 		case EncZstd:
-			if op.Blob != 0 {
-				return bad("op %d: zstd ops must use the pack, blob 0", k)
+			if op.Blob != pack || op.Base != -1 {
+				return bad("op %d: plain zstd ops use the pack (blob %d) and no base", k, pack)
 			}
+			continue
 		case EncZstdDict, EncBsdiff:
-			if err := op.Base.Validate(); err != nil {
-				return bad("op %d: base digest: %v", k, err)
+			if op.Base < 0 || op.Base >= m.Base.Payloads {
+				return bad("op %d: base payload %d out of range (%d)", k, op.Base, m.Base.Payloads)
 			}
-			if op.Blob != next {
-				return bad("op %d: blob %d out of order (expected %d)", k, op.Blob, next)
-			}
-			next++
 		default:
 			return bad("op %d: unknown encoder %q", k, op.Encoder)
 		}
-	}
-	if next+skeletons != len(m.Blobs) {
-		return bad("%d blobs, ops and skeletons use %d", len(m.Blobs), next+skeletons)
-	}
-	for _, l := range m.Layers {
-		if l.Skeleton != nil {
-			if *l.Skeleton != next {
-				return bad("skeleton blob %d out of order (expected %d)", *l.Skeleton, next)
-			}
+		switch {
+		case op.Blob == next:
+			groupBlob[op.Blob] = op.Encoder == EncZstdDict
 			next++
+		case op.Encoder == EncZstdDict && groupBlob[op.Blob]:
+			// a further member of a dictionary group
+		default:
+			return bad("op %d: blob %d out of order (expected %d)", k, op.Blob, next)
 		}
+	}
+	if next != len(m.Blobs) {
+		return bad("%d blobs, skeletons and ops use %d", len(m.Blobs), next)
 	}
 	if d := m.Target.Distribution; d != nil && len(d.Layers) != len(m.Layers) {
 		return bad("distribution has %d layers for %d target layers", len(d.Layers), len(m.Layers))

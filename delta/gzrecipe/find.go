@@ -3,12 +3,14 @@ package gzrecipe
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/flate"
 	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -344,8 +346,7 @@ func (m *markerReader) Read(p []byte) (int, error) {
 // pgzipBlockSizes decompresses the blob until it has seen maxMarkers
 // sync-flush markers (or scanLimit bytes of output) and derives block
 // sizes from their offsets: pgzip's fall at multiples of its block size,
-// others are chance byte patterns. Sizes whose double is also a marker
-// offset come first.
+// others are chance byte patterns.
 func pgzipBlockSizes(ctx context.Context, blob Opener, headerLen int) ([]int, error) {
 	rc, err := blob()
 	if err != nil {
@@ -375,22 +376,33 @@ func pgzipBlockSizes(ctx context.Context, blob Opener, headerLen int) ([]int, er
 			break // corrupt: the candidates and the final check will tell
 		}
 	}
-	seen := map[int64]bool{}
+	// pgzip's markers are evenly spaced; chance ones are not. Rank each
+	// spacing by how often it occurs, then by size.
+	freq := map[int64]int{}
+	var spacings []int64
+	prev := int64(0)
 	for _, c := range mr.counts {
-		seen[c] = true
-	}
-	var confirmed, other []int
-	for _, c := range mr.counts {
-		if c < MinBlockSize || c > MaxBlockSize || (ended && c == out) {
-			continue // the final flush: any larger block size fits
+		d := c - prev
+		prev = c
+		if d < MinBlockSize || d > MaxBlockSize || (ended && c == out) {
+			continue // too small or large for pgzip, or its final flush (any larger block fits)
 		}
-		if seen[2*c] || (ended && 2*c >= out) {
-			confirmed = appendNew(confirmed, int(c))
-		} else {
-			other = appendNew(other, int(c))
+		if freq[d] == 0 {
+			spacings = append(spacings, d)
 		}
+		freq[d]++
 	}
-	return append(confirmed, other...), nil
+	slices.SortStableFunc(spacings, func(a, b int64) int {
+		if freq[a] != freq[b] {
+			return freq[b] - freq[a]
+		}
+		return cmp.Compare(a, b)
+	})
+	sizes := make([]int, len(spacings))
+	for i, d := range spacings {
+		sizes[i] = int(d)
+	}
+	return sizes, nil
 }
 
 func appendNew(s []int, v int) []int {

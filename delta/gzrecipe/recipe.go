@@ -2,6 +2,7 @@ package gzrecipe
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -43,6 +44,12 @@ type Recipe struct {
 	BlockSize  int    // bytes of input per pgzip block (KlauspostPgzip only, else 0)
 	Header     Header // the gzip header, written verbatim
 }
+
+var (
+	_ encoding.BinaryMarshaler   = Recipe{}
+	_ encoding.BinaryUnmarshaler = (*Recipe)(nil)
+	_ fmt.Stringer               = Recipe{}
+)
 
 var compressorIDs = map[string]byte{GoStdlib: 1, KlauspostGzip: 2, KlauspostPgzip: 3}
 

@@ -2,8 +2,11 @@ package gzrecipe
 
 import (
 	"bytes"
+	"compress/gzip"
+	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -191,4 +194,34 @@ func FuzzReadHeader(f *testing.F) {
 			t.Fatalf("Len = %d, encoding has %d bytes", h.Len(), len(enc))
 		}
 	})
+}
+
+// Every header Compress writes must read back with compress/gzip (which
+// checks FHCRC) and give the same fields and content.
+func TestCompressHeaderReadable(t *testing.T) {
+	data := layerTar(t, 10, 100_000)
+	for _, tc := range goldenRecipes {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := tc.r.Compress(context.Background(), bytes.NewReader(data), &buf); err != nil {
+				t.Fatal(err)
+			}
+			zr, err := gzip.NewReader(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatal("content differs")
+			}
+			h := tc.r.Header
+			if zr.Name != h.Name || zr.Comment != h.Comment || !bytes.Equal(zr.Extra, h.Extra) || zr.OS != h.OS {
+				t.Errorf("compress/gzip read name %q comment %q extra %x os %d, want %q %q %x %d",
+					zr.Name, zr.Comment, zr.Extra, zr.OS, h.Name, h.Comment, h.Extra, h.OS)
+			}
+		})
+	}
 }
