@@ -1,0 +1,174 @@
+package delta
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+type file struct{ name, data string }
+
+func layerTar(t testing.TB, files ...file) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: time.Unix(1700000000, 0), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(tw, f.data)
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+func imageOf(t testing.TB, layers ...[]byte) v1.Image {
+	t.Helper()
+	img := empty.Image
+	for _, l := range layers {
+		b := l
+		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img, err = mutate.AppendLayers(img, layer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// tinyPair is a small base/target pair touching every op kind.
+func tinyPair(t testing.TB) (base, target v1.Image) {
+	lorem := bytes.Repeat([]byte("skiff ships exact deltas to devices on thin links. "), 200)
+	changed := append(append([]byte{}, lorem[:5000]...), []byte("a small edit in the middle")...)
+	changed = append(changed, lorem[5000:]...)
+	shared := layerTar(t, file{"etc/os-release", "ID=skiff\nVERSION=1\n"})
+	base = imageOf(t, shared, layerTar(t,
+		file{"app/readme.txt", string(lorem)},
+		file{"app/config.yaml", "level: info\nport: 8080\n"},
+		file{"app/lib/libx.so.1.2.3", string(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 3000))},
+	))
+	target = imageOf(t, shared, layerTar(t,
+		file{"app/readme.txt", string(changed)},
+		file{"app/config.yaml", "level: debug\nport: 8080\n"},
+		file{"app/lib/libx.so.1.2.4", string(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 9}, 3000))},
+		file{"app/new.txt", "brand new file\n"},
+		file{"app/copy-of-release", "ID=skiff\nVERSION=1\n"},
+	))
+	return base, target
+}
+
+// TestDeltaGolden pins the delta byte format (FORMAT.md) on a tiny pair.
+func TestDeltaGolden(t *testing.T) {
+	base, target := tinyPair(t)
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "golden", "tiny.skiff")
+	if *update {
+		os.MkdirAll(filepath.Dir(golden), 0o755)
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("delta bytes changed (%d bytes, golden %d): the format is pinned; bump the version in FORMAT.md and run -update", buf.Len(), len(want))
+	}
+	// The golden delta still applies and gives the target.
+	res, err := Apply(context.Background(), base, bytes.NewReader(want), ApplyOptions{WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("golden delta does not apply: %v", err)
+	}
+	defer res.Close()
+	got, _ := res.Image.ConfigName()
+	exp, _ := target.ConfigName()
+	if got != exp {
+		t.Fatalf("golden delta gives %s, want %s", got, exp)
+	}
+	h, err := ReadHeader(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encs := map[string]int{}
+	for _, op := range h.Manifest.Ops {
+		encs[op.Encoder]++
+	}
+	if encs[EncZstd] == 0 || encs[EncZstdDict]+encs[EncBsdiff] == 0 || h.Manifest.Layers[0].BaseLayer == nil {
+		t.Errorf("the tiny pair should exercise reuse, zstd and a patch encoder: %v", encs)
+	}
+}
+
+func FuzzReadHeader(f *testing.F) {
+	base, target := tinyPair(f)
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add(magic[:])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := ReadHeader(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		// A header that parses is internally consistent.
+		if err := h.Manifest.validate(); err != nil {
+			t.Fatalf("ReadHeader accepted an invalid manifest: %v", err)
+		}
+	})
+}
+
+// FuzzApply: hostile deltas against a fixed base fail cleanly.
+func FuzzApply(f *testing.F) {
+	base, target := tinyPair(f)
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := Apply(context.Background(), base, bytes.NewReader(data), ApplyOptions{WorkDir: t.TempDir()})
+		if err != nil {
+			return
+		}
+		defer res.Close()
+		got, _ := res.Image.ConfigName()
+		exp, _ := target.ConfigName()
+		if !bytes.Equal(data, buf.Bytes()) && got != exp {
+			// Another valid delta may make another image only if its manifest says so.
+			if got.String() != res.Header.Manifest.Target.ConfigDigest.String() {
+				t.Fatalf("applied image %s is not the one the delta names", got)
+			}
+		}
+	})
+}
