@@ -101,7 +101,6 @@ type rawConfigImage struct {
 
 func (r *rawConfigImage) RawConfigFile() ([]byte, error) { return r.raw, nil }
 
-
 func emptyLike(t *testing.T) v1.Image {
 	t.Helper()
 	return empty.Image
