@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
@@ -71,6 +72,17 @@ type Report struct {
 	DeltaBytes    int64            `json:"delta_bytes"`              // the whole delta
 	ChangedBlobs  int64            `json:"changed_layer_blob_bytes"` // compressed size of the target's changed layers
 	Reproducible  bool             `json:"manifest_reproducible"`
+	// Largest lists the files that cost the most, largest first.
+	Largest []FileCost `json:"largest"`
+}
+
+// FileCost is what one changed file costs in the delta. Files that share a
+// frame are counted at what they cost on their own.
+type FileCost struct {
+	Path    string `json:"path"`
+	Encoder string `json:"encoder"`
+	Size    int64  `json:"size"`
+	Bytes   int64  `json:"bytes"`
 }
 
 // Source is an image to diff, as layerfs opens it.
@@ -143,6 +155,7 @@ type planned struct {
 	op       Op
 	path     string
 	baseSize int64
+	zstdSize int64  // plain zstd size on its own
 	blob     []byte // encoded bytes (nil for the pack members)
 	result   error
 }
@@ -302,6 +315,7 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool) erro
 	}
 	bestSize := len(enc.EncodeAll(tgt, nil)) // plain zstd, as a baseline
 	enc.Close()
+	p.zstdSize = int64(bestSize)
 	p.op.Encoder, p.blob = EncZstd, nil
 	if d.opts.ZstdDict && int64(len(base)) <= d.opts.MaxDictBase {
 		b, err := encodeZstdDict(base, tgt, d.level())
@@ -445,6 +459,17 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		case EncBsdiff:
 			track(windowFor(0, p.op.Size*2+64))
 		}
+	}
+	for _, p := range plans {
+		cost := int64(len(p.blob))
+		if p.op.Encoder == EncZstd {
+			cost = p.zstdSize
+		}
+		d.rep.Largest = append(d.rep.Largest, FileCost{Path: p.path, Encoder: p.op.Encoder, Size: p.op.Size, Bytes: cost})
+	}
+	sort.SliceStable(d.rep.Largest, func(i, j int) bool { return d.rep.Largest[i].Bytes > d.rep.Largest[j].Bytes })
+	if len(d.rep.Largest) > 20 {
+		d.rep.Largest = d.rep.Largest[:20]
 	}
 	for _, p := range plans {
 		m.Ops = append(m.Ops, p.op)

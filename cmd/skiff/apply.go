@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +17,7 @@ import (
 type applyOptions struct {
 	base, delta, output string
 	maxWindowMiB        int64
+	memoryMiB           int64
 }
 
 func (o *applyOptions) AddFlags(cmd *cobra.Command) {
@@ -24,6 +26,7 @@ func (o *applyOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.delta, "delta", "", "delta file (- for standard input)")
 	fs.StringVar(&o.output, "output", "", "where to write the target image (docker-archive:, oci:, oci-archive:, docker://, docker-daemon:)")
 	fs.Int64Var(&o.maxWindowMiB, "max-window", 512, "refuse deltas that need a larger zstd window (device memory), MiB")
+	fs.Int64Var(&o.memoryMiB, "memory", 24, "memory the apply aims to stay within, MiB (Go soft limit)")
 	_ = cmd.MarkFlagRequired("base")
 	_ = cmd.MarkFlagRequired("delta")
 	_ = cmd.MarkFlagRequired("output")
@@ -53,6 +56,9 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	if _, err := layerfs.ParseRef(o.output); err != nil {
 		return err
 	}
+	if o.memoryMiB > 0 {
+		debug.SetMemoryLimit(o.memoryMiB << 20)
+	}
 	var in io.Reader
 	if o.delta == "-" {
 		in = os.Stdin
@@ -79,7 +85,7 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	if isTerminal(errOut) {
 		opts.Progress = progressPrinter(errOut)
 	}
-	res, err := delta.Apply(ctx, base, bufio.NewReaderSize(in, 1<<20), opts)
+	res, err := delta.Apply(ctx, base, bufio.NewReaderSize(in, 64<<10), opts)
 	if err != nil {
 		return fmt.Errorf("apply %s to %s: %w", o.delta, o.base, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ type diffOptions struct {
 	memoryMiB        int64
 	dictMiB          int64
 	json             bool
+	verbose          bool
 }
 
 func (o *diffOptions) AddFlags(cmd *cobra.Command) {
@@ -34,9 +36,10 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
 	fs.IntVar(&o.level, "level", d.Level, "zstd level, 1 (fastest) to 4 (smallest)")
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
-	fs.Int64Var(&o.memoryMiB, "memory", d.MemoryCap>>20, "memory cap for the per-file encoders, MiB")
+	fs.Int64Var(&o.memoryMiB, "memory", 288, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "also list the files that cost the most")
 	_ = cmd.MarkFlagRequired("from")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("output")
@@ -75,7 +78,11 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, zstd-dict, zstd)", e)}
 		}
 	}
-	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = o.level, o.jobs, o.memoryMiB<<20, o.dictMiB<<20
+	if o.memoryMiB < 64 {
+		return usageError{fmt.Sprintf("--memory %d: must be at least 64 MiB", o.memoryMiB)}
+	}
+	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = o.level, o.jobs, o.memoryMiB<<20*3/4, o.dictMiB<<20
+	debug.SetMemoryLimit(o.memoryMiB << 20)
 	base, err := layerfs.Open(ctx, o.from, g.refOptions()...)
 	if err != nil {
 		return err
@@ -126,6 +133,12 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 		return enc.Encode(rep)
 	}
 	printDiffReport(out, o.output, rep)
+	if o.verbose {
+		fmt.Fprintln(out, "\nfiles that cost the most:")
+		for _, f := range rep.Largest {
+			fmt.Fprintf(out, "  %10s  %-9s %10s  %s\n", humanBytes(f.Bytes), f.Encoder, humanBytes(f.Size), f.Path)
+		}
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime"
+	"sync"
 
 	kflate "github.com/klauspost/compress/flate"
 	"github.com/klauspost/pgzip"
@@ -48,7 +49,7 @@ func (r Recipe) Compress(ctx context.Context, tar io.Reader, w io.Writer) error 
 		}
 		_, ferr := feed(ctx, tar, pw, lw)
 		cerr := pw.Close() // always: Close ends pgzip's goroutines
-		return firstErr(ferr, cerr, lw.err)
+		return firstErr(ferr, cerr, lw.failed())
 	case GoStdlib, KlauspostGzip:
 		var fw io.WriteCloser
 		if r.Compressor == GoStdlib {
@@ -61,16 +62,16 @@ func (r Recipe) Compress(ctx context.Context, tar io.Reader, w io.Writer) error 
 		}
 		crc, ferr := feed(ctx, tar, fw, lw)
 		if ferr != nil {
-			return firstErr(ferr, lw.err)
+			return firstErr(ferr, lw.failed())
 		}
 		if err := fw.Close(); err != nil {
-			return firstErr(lw.err, err)
+			return firstErr(lw.failed(), err)
 		}
 		var trailer [8]byte
 		binary.LittleEndian.PutUint32(trailer[:4], crc.sum)
 		binary.LittleEndian.PutUint32(trailer[4:], uint32(crc.n))
 		lw.Write(trailer[:])
-		return lw.err
+		return lw.failed()
 	}
 	return fmt.Errorf("%w: unknown compressor %q", ErrBadRecipe, r.Compressor)
 }
@@ -95,15 +96,15 @@ func feed(ctx context.Context, tar io.Reader, cw io.Writer, lw *latchWriter) (ch
 		if err := ctx.Err(); err != nil {
 			return c, err
 		}
-		if lw.err != nil {
-			return c, lw.err
+		if err := lw.failed(); err != nil {
+			return c, err
 		}
 		n, rerr := tar.Read(buf)
 		if n > 0 {
 			c.sum = crc32.Update(c.sum, crc32.IEEETable, buf[:n])
 			c.n += int64(n)
 			if _, err := cw.Write(buf[:n]); err != nil {
-				return c, firstErr(lw.err, err)
+				return c, firstErr(lw.failed(), err)
 			}
 		}
 		if rerr == io.EOF {
@@ -128,12 +129,17 @@ func firstErr(errs ...error) error {
 // err. It never returns an error itself: pgzip leaks its writer goroutine
 // when its output fails, so the compressors always see success and feed
 // stops at the latched error instead (after at most one more read).
+//
+// pgzip writes from its own goroutine, so err is guarded.
 type latchWriter struct {
 	w   io.Writer
+	mu  sync.Mutex
 	err error
 }
 
 func (l *latchWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.err != nil {
 		return len(p), nil
 	}
@@ -143,6 +149,13 @@ func (l *latchWriter) Write(p []byte) (int, error) {
 	}
 	l.err = err
 	return len(p), nil
+}
+
+// failed returns the latched error.
+func (l *latchWriter) failed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 // skipWriter drops the first skip bytes written through it.

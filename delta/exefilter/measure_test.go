@@ -1,0 +1,128 @@
+package exefilter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/skiff-dev/skiff/delta/bsdiff"
+)
+
+// zstdBsdiff reproduces delta's encodeBsdiff (streaming bsdiff, one zstd
+// frame at SpeedBestCompression, 8 MiB window cap) and returns its size.
+func zstdBsdiff(t testing.TB, old, new []byte) int {
+	t.Helper()
+	var buf bytes.Buffer
+	window := int64(len(new))*2 + 64
+	w := int64(1 << 20)
+	for w < window && w < 8<<20 {
+		w <<= 1
+	}
+	enc, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(int(w)),
+		zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriterSize(enc, 64<<10)
+	if err := bsdiff.Diff(context.Background(), old, new, &streamEmitter{w: bw}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Len()
+}
+
+// streamEmitter is delta's: control triple as varints, then diff, extra.
+type streamEmitter struct {
+	w   *bufio.Writer
+	tmp [3 * binary.MaxVarintLen64]byte
+}
+
+func (s *streamEmitter) EmitControl(c bsdiff.Control) error {
+	b := binary.AppendUvarint(s.tmp[:0], uint64(c.Add))
+	b = binary.AppendUvarint(b, uint64(c.Copy))
+	b = binary.AppendVarint(b, c.Seek)
+	_, err := s.w.Write(b)
+	return err
+}
+
+func (s *streamEmitter) EmitDiff(p []byte) error  { _, err := s.w.Write(p); return err }
+func (s *streamEmitter) EmitExtra(p []byte) error { _, err := s.w.Write(p); return err }
+
+// TestMeasureCorpus prints, per pair of files, the size of zstd(streaming
+// bsdiff) without and with the filter for several form sets. It runs only
+// when EXEFILTER_PAIRS names a directory holding old/ and new/ trees (see
+// doc.go for how the corpus pairs are extracted); EXEFILTER_FORMS may list
+// form sets as comma-separated numbers.
+func TestMeasureCorpus(t *testing.T) {
+	dir := os.Getenv("EXEFILTER_PAIRS")
+	if dir == "" {
+		t.Skip("EXEFILTER_PAIRS not set")
+	}
+	sets := []Forms{FormCall, FormCall | FormJmp, FormCall | FormJcc, FormCall | FormRIP, FormCall | FormJmp | FormJcc | FormRIP}
+	if s := os.Getenv("EXEFILTER_FORMS"); s != "" {
+		sets = nil
+		for _, f := range strings.Split(s, ",") {
+			var v int
+			fmt.Sscan(f, &v)
+			sets = append(sets, Forms(v))
+		}
+	}
+	var files []string
+	filepath.WalkDir(filepath.Join(dir, "new"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	total := map[Forms]int{}
+	for _, nf := range files {
+		rel, _ := filepath.Rel(filepath.Join(dir, "new"), nf)
+		old, err := os.ReadFile(filepath.Join(dir, "old", rel))
+		if err != nil {
+			continue
+		}
+		nw, err := os.ReadFile(nf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := zstdBsdiff(t, old, nw)
+		total[0] += base
+		line := fmt.Sprintf("%-60s %9d", rel, base)
+		for _, fs := range sets {
+			to, po, err := Encode(old, fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn, pn, err := Encode(nw, fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mo, _ := Params{Layout: po.Layout}.MarshalBinary() // old: layout only
+			mn, _ := pn.MarshalBinary()
+			d := zstdBsdiff(t, to, tn)
+			sz := d + len(mo) + len(mn)
+			total[fs] += sz
+			line += fmt.Sprintf(" | %s %9d (%+.1f%%, exc %d=%dB)", fs, sz, 100*float64(sz-base)/float64(base), len(pn.Exceptions), len(mn))
+		}
+		t.Log(line)
+	}
+	line := fmt.Sprintf("%-60s %9d", "TOTAL", total[0])
+	for _, fs := range sets {
+		line += fmt.Sprintf(" | %s %9d (%+.1f%%)", fs, total[fs], 100*float64(total[fs]-total[0])/float64(total[0]))
+	}
+	t.Log(line)
+}
