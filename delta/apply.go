@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/layerfs"
@@ -90,6 +91,16 @@ func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (
 	}
 	if err := a.rebuildLayers(ctx); err != nil {
 		return nil, err
+	}
+	if m.Target.Distribution != nil {
+		blobs, err := a.compressLayers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if res.Image, err = partial.CompressedToImage(&distImage{a: a, blobs: blobs}); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
 	if res.Image, err = a.image(base); err != nil {
 		return nil, err

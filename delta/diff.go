@@ -34,6 +34,11 @@ type Options struct {
 	// MaxDictBase is the largest base payload used as a zstd dictionary: a
 	// device holds it in memory while applying.
 	MaxDictBase int64
+	// Manifest makes the delta carry the target's registry manifest and a
+	// gzip recipe per layer, so apply reproduces the manifest digest. Only
+	// meaningful for targets that came with a real manifest (registry, OCI
+	// layout): a docker-archive's is made up by the reader.
+	Manifest bool
 	// WorkDir holds the content store and temporary blobs (default: a new
 	// temporary directory, removed afterwards).
 	WorkDir string
@@ -60,18 +65,19 @@ func (o *Options) check() error {
 
 // Report summarises a delta.
 type Report struct {
-	Layers        int              `json:"layers"`
-	LayersReused  int              `json:"layers_reused"`
-	Files         int              `json:"files"`                    // target payloads in changed layers
-	FilesInBase   int              `json:"files_in_base"`            // of those, already on the device
-	Ops           map[string]int   `json:"ops"`                      // count per encoder
-	OpBytes       map[string]int64 `json:"op_bytes"`                 // delta bytes per encoder
-	PayloadBytes  map[string]int64 `json:"payload_bytes"`            // target bytes made per encoder
-	SkeletonBytes int64            `json:"skeleton_bytes"`           // compressed skeletons
-	HeaderBytes   int64            `json:"header_bytes"`             // magic, manifest, signature
-	DeltaBytes    int64            `json:"delta_bytes"`              // the whole delta
-	ChangedBlobs  int64            `json:"changed_layer_blob_bytes"` // compressed size of the target's changed layers
-	Reproducible  bool             `json:"manifest_reproducible"`
+	Layers          int              `json:"layers"`
+	LayersReused    int              `json:"layers_reused"`
+	Files           int              `json:"files"`                    // target payloads in changed layers
+	FilesInBase     int              `json:"files_in_base"`            // of those, already on the device
+	Ops             map[string]int   `json:"ops"`                      // count per encoder
+	OpBytes         map[string]int64 `json:"op_bytes"`                 // delta bytes per encoder
+	PayloadBytes    map[string]int64 `json:"payload_bytes"`            // target bytes made per encoder
+	SkeletonBytes   int64            `json:"skeleton_bytes"`           // compressed skeletons
+	HeaderBytes     int64            `json:"header_bytes"`             // magic, manifest, signature
+	DeltaBytes      int64            `json:"delta_bytes"`              // the whole delta
+	ChangedBlobs    int64            `json:"changed_layer_blob_bytes"` // compressed size of the target's changed layers
+	Reproducible    bool             `json:"manifest_reproducible"`
+	NotReproducible string           `json:"not_reproducible,omitempty"` // why not, when asked for
 	// Largest lists the files that cost the most, largest first.
 	Largest []FileCost `json:"largest"`
 }
@@ -254,6 +260,14 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 	}
 	if err := d.encodeAll(ctx, plans); err != nil {
 		return nil, err
+	}
+	if d.opts.Manifest {
+		dist, why, err := distribution(ctx, target)
+		if err != nil {
+			return nil, err
+		}
+		m.Target.Distribution = dist
+		d.rep.Reproducible, d.rep.NotReproducible = dist != nil, why
 	}
 	return d.write(ctx, m, plans, baseInfo, targetInfo, w)
 }

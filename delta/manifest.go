@@ -81,7 +81,8 @@ type BlobLayer struct {
 	Digest    digest.Digest `json:"digest"`
 	Size      int64         `json:"size"`
 	MediaType string        `json:"media_type"`
-	Recipe    string        `json:"recipe"`
+	// Recipe is a gzrecipe.Recipe (MarshalBinary); empty for uncompressed blobs.
+	Recipe []byte `json:"recipe,omitempty"`
 }
 
 // Limits are declared up front so a device can refuse before starting.
@@ -232,8 +233,13 @@ func (m *Manifest) validate() error {
 	if next != len(m.Blobs) {
 		return bad("%d blobs, skeletons and ops use %d", len(m.Blobs), next)
 	}
-	if d := m.Target.Distribution; d != nil && len(d.Layers) != len(m.Layers) {
-		return bad("distribution has %d layers for %d target layers", len(d.Layers), len(m.Layers))
+	if d := m.Target.Distribution; d != nil {
+		if len(d.Layers) != len(m.Layers) {
+			return bad("distribution has %d layers for %d target layers", len(d.Layers), len(m.Layers))
+		}
+		if err := checkDistribution(m); err != nil {
+			return err
+		}
 	}
 	return nil
 }

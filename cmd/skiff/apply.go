@@ -95,6 +95,11 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	}
 	m := res.Header.Manifest
 	fmt.Fprintf(out, "wrote %s: image %s, %d layers verified against their diff_ids\n", o.output, m.Target.ConfigDigest, len(m.Layers))
+	if m.Target.Distribution != nil {
+		if d, err := res.Image.Digest(); err == nil {
+			fmt.Fprintf(out, "manifest %s reproduced: every compressed blob re-created and checked\n", d)
+		}
+	}
 	return nil
 }
 

@@ -25,6 +25,7 @@ type diffOptions struct {
 	dictMiB          int64
 	json             bool
 	verbose          bool
+	manifest         string
 }
 
 func (o *diffOptions) AddFlags(cmd *cobra.Command) {
@@ -39,6 +40,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.Int64Var(&o.memoryMiB, "memory", 288, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
+	fs.StringVar(&o.manifest, "manifest", "auto", "carry the target's registry manifest and gzip recipes so apply reproduces its manifest digest: auto (yes for registry and OCI targets), yes, no")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "also list the files that cost the most")
 	_ = cmd.MarkFlagRequired("from")
 	_ = cmd.MarkFlagRequired("to")
@@ -77,6 +79,22 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 		default:
 			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, zstd-dict, zstd)", e)}
 		}
+	}
+	switch o.manifest {
+	case "yes":
+		opts.Manifest = true
+	case "no":
+	case "auto":
+		ref, err := layerfs.ParseRef(o.to)
+		if err != nil {
+			return err
+		}
+		switch ref.Transport {
+		case layerfs.TransportOCI, layerfs.TransportOCIArchive, layerfs.TransportRegistry:
+			opts.Manifest = true
+		}
+	default:
+		return usageError{fmt.Sprintf("--manifest must be auto, yes or no, not %q", o.manifest)}
 	}
 	if o.memoryMiB < 64 {
 		return usageError{fmt.Sprintf("--memory %d: must be at least 64 MiB", o.memoryMiB)}
@@ -155,6 +173,12 @@ func printDiffReport(out io.Writer, path string, r *delta.Report) {
 		fmt.Fprintf(out, "  %-9s %5d files  %10s -> %s\n", e, r.Ops[e], humanBytes(r.PayloadBytes[e]), humanBytes(r.OpBytes[e]))
 	}
 	fmt.Fprintf(out, "skeletons %s, header %s\n", humanBytes(r.SkeletonBytes), humanBytes(r.HeaderBytes))
+	switch {
+	case r.Reproducible:
+		fmt.Fprintln(out, "manifest: the target's manifest digest will be reproduced (gzip recipes found)")
+	case r.NotReproducible != "":
+		fmt.Fprintf(out, "manifest: not reproduced, %s; apply gives exact uncompressed layers (same image ID)\n", r.NotReproducible)
+	}
 	if r.ChangedBlobs > 0 {
 		fmt.Fprintf(out, "pulling the changed layers: %s; the delta is %.1f%% of that (%.1fx smaller)\n",
 			humanBytes(r.ChangedBlobs), 100*float64(r.DeltaBytes)/float64(r.ChangedBlobs), float64(r.ChangedBlobs)/float64(max(r.DeltaBytes, 1)))

@@ -13,10 +13,10 @@ import (
 )
 
 type attrib struct {
-	newPos  int64
-	diffNZ  map[string]int
-	extra   map[string]int
-	secOf   func(int64) string
+	newPos int64
+	diffNZ map[string]int
+	extra  map[string]int
+	secOf  func(int64) string
 }
 
 func (a *attrib) EmitControl(c bsdiff.Control) error { return nil }
@@ -45,7 +45,10 @@ func TestAttrib(t *testing.T) {
 	old, _ := os.ReadFile(o)
 	nw, _ := os.ReadFile(n)
 	f, _ := elf.NewFile(bytes.NewReader(nw))
-	type sec struct{ name string; off, end int64 }
+	type sec struct {
+		name     string
+		off, end int64
+	}
 	var secs []sec
 	for _, s := range f.Sections {
 		if s.Type != elf.SHT_NOBITS && s.Size > 0 {
