@@ -2,6 +2,7 @@ package exefilter
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -146,7 +147,7 @@ func TestRoundTripAdversarial(t *testing.T) {
 // never change, even where they hold convertible forms.
 func TestRegions(t *testing.T) {
 	in := gen(3, 1<<16, true)
-	l := Layout{Forms: formAll, Code: []Region{{Off: 100, Size: 1000, Addr: 0x1000}, {Off: 5000, Size: 7, Addr: 0x9000}, {Off: 9000, Size: 40000, Addr: 0x20000}},
+	l := Layout{Forms: formAll, Code: []Region{{Off: 100, Size: 1000, Addr: 0x1000}, {Off: 5000, Size: 7, Addr: 0x9000}, {Off: 6000, Size: 24*50 + 5, Symtab: true}, {Off: 9000, Size: 40000, Addr: 0x20000}},
 		CodeLo: 0, CodeHi: 1 << 31, DataLo: 0, DataHi: 1 << 31}
 	out, _ := checkRoundTrip(t, in, l)
 	inside := func(i int) bool {
@@ -281,7 +282,7 @@ func TestAnalyzeGoBinary(t *testing.T) {
 
 func TestParamsMarshal(t *testing.T) {
 	p := Params{
-		Layout: Layout{Forms: formAll, Code: []Region{{Off: 64, Size: 100, Addr: 0x400040}, {Off: 4096, Size: 1 << 20, Addr: 0x401000}},
+		Layout: Layout{Forms: formAll, Code: []Region{{Off: 64, Size: 100, Addr: 0x400040}, {Off: 4096, Size: 1 << 20, Addr: 0x401000}, {Off: 2 << 20, Size: 48, Symtab: true}},
 			CodeLo: 0x401000, CodeHi: 0x501000, DataLo: 0x400000, DataHi: 0x900000},
 		Exceptions: Exceptions{0, 5, 6, 1 << 40},
 	}
@@ -429,5 +430,34 @@ func benchFilter(b *testing.B, decode bool) {
 				}
 			}
 		})
+	}
+}
+
+// TestSymtabShift: two symbol tables whose values differ by a constant from
+// some entry on transform to tables that differ only at that entry.
+func TestSymtabShift(t *testing.T) {
+	const n = 100
+	table := func(shiftFrom int, d uint64) []byte {
+		b := make([]byte, n*symSize)
+		v := uint64(0x401000)
+		for k := range n {
+			v += uint64(16 + k%7*8)
+			val := v
+			if k >= shiftFrom {
+				val += d
+			}
+			b[k*symSize] = byte(k) // name offset
+			binary.LittleEndian.PutUint64(b[k*symSize+symValue:], val)
+		}
+		return b
+	}
+	l := Layout{Forms: FormSymtab, Code: []Region{{Off: 0, Size: n * symSize, Symtab: true}}}
+	a, _ := checkRoundTrip(t, table(n, 0), l)
+	b, _ := checkRoundTrip(t, table(40, 0x230), l)
+	for k := range n {
+		same := bytes.Equal(a[k*symSize:(k+1)*symSize], b[k*symSize:(k+1)*symSize])
+		if same != (k != 40) {
+			t.Errorf("entry %d: equal after transform = %v", k, same)
+		}
 	}
 }

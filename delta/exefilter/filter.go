@@ -9,6 +9,10 @@ import (
 // position: prefix, REX, 0F, opcode, ModRM (5) plus a 4-byte operand.
 const maxInsn = 9
 
+// lookahead is the most bytes the scanner needs from one position: an
+// instruction form or a symbol table entry.
+const lookahead = symSize
+
 // oneByte marks the one-byte opcodes that take a ModRM byte and are looked
 // at for RIP-relative operands; twoByte the same for opcodes after 0F.
 //
@@ -130,6 +134,7 @@ type scanner struct {
 	l       Layout
 	decode  bool
 	ri      int     // current region
+	prev    uint64  // symbol value before the current one (original)
 	exc     []int64 // decode: exceptions still ahead
 	skipped []skip  // encode: matched, not converted (nil: don't record)
 	record  bool
@@ -179,6 +184,37 @@ func (s *scanner) run(buf []byte, base int64, start int, final bool) (int, error
 		end := len(buf)
 		if e := r.end() - base; e < int64(end) {
 			end = int(e)
+		}
+		if r.Symtab {
+			if forms&FormSymtab == 0 {
+				i = end
+				continue
+			}
+			if (pos-r.Off)%symSize != 0 { // unreachable: entries are visited whole
+				i = end
+				continue
+			}
+			if end-i < symSize {
+				if !final && end == len(buf) {
+					return i, nil
+				}
+				i = end // partial last entry: left as is
+				continue
+			}
+			if pos == r.Off {
+				s.prev = 0
+			}
+			f := buf[i+symValue : i+symValue+8]
+			v := binary.LittleEndian.Uint64(f)
+			if s.decode {
+				v += s.prev // v is the original value again
+				binary.LittleEndian.PutUint64(f, v)
+			} else {
+				binary.LittleEndian.PutUint64(f, v-s.prev)
+			}
+			s.prev = v
+			i += symSize
+			continue
 		}
 		if !final && end-i < maxInsn && end == len(buf) {
 			return i, nil // need more input

@@ -19,6 +19,8 @@ func FuzzRoundTrip(f *testing.F) {
 			DataLo: uint64(lo) / 2, DataHi: uint64(lo)/2 + uint64(span)}
 		if size > 0 {
 			l.Code = []Region{{Off: int64(off), Size: int64(size), Addr: uint64(addr)}}
+			// A symbol table region after the code one.
+			l.Code = append(l.Code, Region{Off: int64(off) + int64(size) + int64(size%7), Size: int64(size)/3 + 1, Symtab: true})
 		}
 		out, p, err := EncodeLayout(in, l)
 		if err != nil {

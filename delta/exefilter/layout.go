@@ -34,13 +34,18 @@ const (
 	// common one- and two-byte opcodes with a memory operand (LEA, MOV, CMP,
 	// ALU, SSE loads/stores, indirect CALL/JMP through the GOT).
 	FormRIP
+	// FormSymtab: in ELF symbol tables (.symtab, .dynsym), each symbol's
+	// value becomes its difference from the previous symbol's, so that
+	// symbols that move together keep their bytes. Not machine code, but
+	// the same problem: addresses that shift when code grows.
+	FormSymtab
 
-	formAll = FormCall | FormJmp | FormJcc | FormRIP
+	formAll = FormCall | FormJmp | FormJcc | FormRIP | FormSymtab
 )
 
 // DefaultForms is the set Encode uses when given 0: the forms that made
 // patches smaller on the measured corpus (see doc.go).
-const DefaultForms = FormCall | FormRIP
+const DefaultForms = FormCall | FormRIP | FormSymtab
 
 // String names the forms, e.g. "call+rip".
 func (f Forms) String() string {
@@ -48,7 +53,7 @@ func (f Forms) String() string {
 		return "none"
 	}
 	s := ""
-	for i, n := range []string{"call", "jmp", "jcc", "rip"} {
+	for i, n := range []string{"call", "jmp", "jcc", "rip", "symtab"} {
 		if f&(1<<i) != 0 {
 			if s != "" {
 				s += "+"
@@ -59,12 +64,20 @@ func (f Forms) String() string {
 	return s
 }
 
-// Region is a run of machine code in the file: Size bytes at file offset
-// Off, loaded at virtual address Addr.
+// Region is a run of machine code in the file (Size bytes at file offset
+// Off, loaded at virtual address Addr), or with Symtab set, an ELF64 symbol
+// table (24-byte entries; Addr unused).
 type Region struct {
 	Off, Size int64
 	Addr      uint64
+	Symtab    bool
 }
+
+// symSize is the size of an Elf64_Sym; its value field is at symValue.
+const (
+	symSize  = 24
+	symValue = 8
+)
 
 func (r Region) end() int64 { return r.Off + r.Size }
 
@@ -104,6 +117,14 @@ func Analyze(r io.ReaderAt, size int64, forms Forms) Layout {
 		codeLo, codeHi = min(codeLo, s.Addr), max(codeHi, s.Addr+s.Size)
 		code = append(code, Region{Off: int64(s.Offset), Size: int64(s.Size), Addr: s.Addr})
 	}
+	var syms []Region
+	if forms&FormSymtab != 0 {
+		for _, s := range f.Sections {
+			if (s.Type == elf.SHT_SYMTAB || s.Type == elf.SHT_DYNSYM) && s.Entsize == symSize && s.Size >= symSize {
+				syms = append(syms, Region{Off: int64(s.Offset), Size: int64(s.Size), Symtab: true})
+			}
+		}
+	}
 	if len(code) == 0 { // no section headers: fall back to executable segments
 		codeLo, dataLo, dataHi = ^uint64(0), ^uint64(0), 0
 		for _, p := range f.Progs {
@@ -118,8 +139,12 @@ func Analyze(r io.ReaderAt, size int64, forms Forms) Layout {
 		}
 	}
 	l := Layout{Forms: forms & formAll, CodeLo: codeLo, CodeHi: codeHi, DataLo: dataLo, DataHi: dataHi}
-	l.Code = normalize(code, size)
-	if len(l.Code) == 0 || codeHi-codeLo >= 1<<32 || codeHi < codeLo {
+	if len(code) == 0 || codeHi-codeLo >= 1<<32 || codeHi < codeLo {
+		l.Forms &^= FormCall | FormJmp | FormJcc | FormRIP
+		l.CodeLo, l.CodeHi, code = 0, 0, nil
+	}
+	l.Code = normalize(append(code, syms...), size)
+	if len(l.Code) == 0 || l.Forms == 0 {
 		return Layout{}
 	}
 	if dataHi-dataLo >= 1<<32 || dataHi < dataLo {
@@ -129,9 +154,8 @@ func Analyze(r io.ReaderAt, size int64, forms Forms) Layout {
 	return l
 }
 
-// normalize clips regions to the file, sorts them and merges overlapping
-// or adjacent ones (keeping the first's address mapping where they touch
-// with different mappings would be wrong, so those are kept apart).
+// normalize clips regions to the file, sorts them, trims overlaps and
+// merges adjacent code regions with a continuous address mapping.
 func normalize(rs []Region, size int64) []Region {
 	var out []Region
 	for _, r := range rs {
@@ -163,7 +187,7 @@ func normalize(rs []Region, size int64) []Region {
 				r.Size -= cut
 				r.Addr += uint64(cut)
 			}
-			if r.Off == p.end() && r.Addr == p.Addr+uint64(p.Size) {
+			if r.Off == p.end() && !r.Symtab && !p.Symtab && r.Addr == p.Addr+uint64(p.Size) {
 				p.Size += r.Size
 				continue
 			}
@@ -205,7 +229,8 @@ type Params struct {
 const paramsVersion = 1
 
 // MarshalBinary encodes p compactly: a version byte, the forms, the
-// regions as uvarint gaps, sizes and addresses, the target ranges, and the
+// regions as uvarint gaps, sizes and addresses and a kind byte, the target
+// ranges, and the
 // exceptions as uvarint deltas.
 func (p Params) MarshalBinary() ([]byte, error) {
 	if err := p.Layout.validate(); err != nil {
@@ -219,6 +244,11 @@ func (p Params) MarshalBinary() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(r.Off-prev))
 		b = binary.AppendUvarint(b, uint64(r.Size))
 		b = binary.AppendUvarint(b, r.Addr)
+		if r.Symtab {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
 		prev = r.end()
 	}
 	for _, v := range []uint64{l.CodeLo, l.CodeHi - l.CodeLo, l.DataLo, l.DataHi - l.DataLo} {
@@ -282,7 +312,11 @@ func (p *Params) UnmarshalBinary(b []byte) error {
 		if v[0] > 1<<62 || v[1] > 1<<62 || v[1] == 0 || prev+int64(v[0]) > 1<<62 {
 			return bad("region offset or size out of range")
 		}
-		r := Region{Off: prev + int64(v[0]), Size: int64(v[1]), Addr: v[2]}
+		if len(b) == 0 || b[0] > 1 {
+			return bad("region kind")
+		}
+		r := Region{Off: prev + int64(v[0]), Size: int64(v[1]), Addr: v[2], Symtab: b[0] == 1}
+		b = b[1:]
 		q.Layout.Code = append(q.Layout.Code, r)
 		prev = r.end()
 	}

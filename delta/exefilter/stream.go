@@ -148,7 +148,7 @@ func (t *stream) fill() error {
 		if m == 0 && err == nil {
 			continue
 		}
-		if t.n-t.done >= maxInsn {
+		if t.n-t.done >= lookahead {
 			break
 		}
 	}
