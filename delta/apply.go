@@ -1,18 +1,22 @@
 package delta
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/skiff-dev/skiff/delta/exefilter"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -33,10 +37,14 @@ type ApplyOptions struct {
 // Result is a rebuilt, verified target image, backed by files in the work
 // directory until Close.
 type Result struct {
-	Image    v1.Image
-	Header   *Header
-	work     string
-	ownsWork bool
+	Image  v1.Image
+	Header *Header
+	// Timings of the phases: taking the base apart, reading the delta body,
+	// rebuilding (and hashing) the changed layers, re-compressing blobs.
+	BaseTime, BodyTime, RebuildTime, CompressTime time.Duration
+	RebuiltBytes                                  int64 // tar bytes rebuilt
+	work                                          string
+	ownsWork                                      bool
 }
 
 // Close removes the work directory if Apply made it.
@@ -83,20 +91,31 @@ func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (
 	if a.store, err = layerfs.OpenStore(filepath.Join(res.work, "store"), layerfs.WithSync(opts.Sync)); err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	if err := a.loadBase(ctx, base); err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	if err := a.readBody(ctx, r); err != nil {
 		return nil, err
 	}
+	t2 := time.Now()
 	if err := a.rebuildLayers(ctx); err != nil {
 		return nil, err
+	}
+	t3 := time.Now()
+	res.BaseTime, res.BodyTime, res.RebuildTime = t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
+	for i, l := range m.Layers {
+		if a.tarOf[i] != "" {
+			res.RebuiltBytes += l.Size
+		}
 	}
 	if m.Target.Distribution != nil {
 		blobs, err := a.compressLayers(ctx)
 		if err != nil {
 			return nil, err
 		}
+		res.CompressTime = time.Since(t3)
 		if res.Image, err = partial.CompressedToImage(&distImage{a: a, blobs: blobs}); err != nil {
 			return nil, err
 		}
@@ -420,8 +439,52 @@ func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
 		err = a.ingest(ctx, op, pr)
 		pr.CloseWithError(errors.New("ingest stopped"))
 		return err
+	case EncBsdiffX86:
+		return a.applyBsdiffX86(ctx, op, f, st.Size(), br)
 	}
 	return fmt.Errorf("%w: encoder %q", ErrBadDelta, op.Encoder)
+}
+
+// applyBsdiffX86: T(base) is written to a temporary file (the patcher reads
+// it by random access), patched into T(target), which streams through the
+// inverse transform into the store.
+func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, baseSize int64, br io.Reader) error {
+	bbr := bufio.NewReader(br)
+	n, err := binary.ReadUvarint(bbr)
+	if err != nil || n > 1<<20 {
+		return fmt.Errorf("%w: bsdiff-x86 parameters of %d bytes", ErrCorrupt, n)
+	}
+	pb := make([]byte, n)
+	if _, err := io.ReadFull(bbr, pb); err != nil {
+		return fmt.Errorf("%w: bsdiff-x86 parameters: %v", ErrCorrupt, err)
+	}
+	var params exefilter.Params
+	if err := params.UnmarshalBinary(pb); err != nil {
+		return fmt.Errorf("%w: bsdiff-x86 parameters: %v", ErrCorrupt, err)
+	}
+	lo := exefilter.Analyze(base, baseSize, params.Layout.Forms)
+	tmp, err := os.CreateTemp(a.work, "xbase-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	tn, err := io.Copy(tmp, exefilter.NewEncoder(io.NewSectionReader(base, 0, baseSize), lo))
+	if err != nil {
+		return fmt.Errorf("transforming base: %w", err)
+	}
+	dec, err := newDecoder(bbr, a.m.Limits.MaxWindow, nil)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(applyBsdiffStream(tmp, tn, dec, op.Size, pw))
+	}()
+	err = a.ingest(ctx, op, exefilter.NewDecoder(pr, params))
+	pr.CloseWithError(errors.New("ingest stopped"))
+	return err
 }
 
 func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {

@@ -23,7 +23,7 @@ import (
 // Options configure Diff. The zero value is not valid; use DefaultOptions.
 type Options struct {
 	// Encoders allowed for changed files (plain zstd is always allowed).
-	Bsdiff, ZstdDict bool
+	Bsdiff, BsdiffX86, ZstdDict bool
 	// Level is the zstd level: 1 fastest .. 4 best (klauspost levels).
 	Level int
 	// Jobs is how many files are encoded at once (default GOMAXPROCS).
@@ -46,7 +46,7 @@ type Options struct {
 
 // DefaultOptions are the settings `skiff diff` uses.
 func DefaultOptions() Options {
-	return Options{Bsdiff: true, ZstdDict: true, Level: 4, Jobs: runtime.GOMAXPROCS(0),
+	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Level: 4, Jobs: runtime.GOMAXPROCS(0),
 		MemoryCap: 256 << 20, MaxDictBase: 4 << 20}
 }
 
@@ -288,7 +288,7 @@ func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
 			// bsdiff holds base, target, the suffix array (4 bytes per base
 			// byte) and its output; zstd-dict holds base and target.
 			need := 6*p.op.Size + 2*p.op.Size + 1<<20
-			useBsdiff := d.opts.Bsdiff && need <= d.opts.MemoryCap
+			useBsdiff := (d.opts.Bsdiff || d.opts.BsdiffX86) && need <= d.opts.MemoryCap
 			if !useBsdiff {
 				need = 3*p.op.Size + 1<<20
 			}
@@ -341,12 +341,23 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool) erro
 		}
 	}
 	if useBsdiff {
-		b, err := encodeBsdiff(ctx, base, tgt, d.level())
-		if err != nil {
-			return fmt.Errorf("%s: bsdiff: %w", p.path, err)
+		if d.opts.Bsdiff {
+			b, err := encodeBsdiff(ctx, base, tgt, d.level())
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff: %w", p.path, err)
+			}
+			if len(b) < bestSize {
+				bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
+			}
 		}
-		if len(b) < bestSize {
-			bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
+		if d.opts.BsdiffX86 {
+			b, ok, err := encodeBsdiffX86(ctx, base, tgt, d.level())
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
+			}
+			if ok && len(b) < bestSize {
+				bestSize, p.op.Encoder, p.blob = len(b), EncBsdiffX86, b
+			}
 		}
 	}
 	if p.op.Encoder == EncZstd {
@@ -470,7 +481,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		switch p.op.Encoder {
 		case EncZstdDict:
 			track(windowFor(p.baseSize, p.op.Size))
-		case EncBsdiff:
+		case EncBsdiff, EncBsdiffX86:
 			track(windowFor(0, p.op.Size*2+64))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
+	"github.com/skiff-dev/skiff/delta/exefilter"
 )
 
 // zstd settings shared by the encoders.
@@ -98,6 +99,37 @@ func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLe
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// encodeBsdiffX86 is encodeBsdiff on x86-64 ELF files transformed by
+// exefilter (FORMAT.md, encoder bsdiff-x86): blob = uvarint(len(params)) ‖
+// params (exefilter.Params of the target) ‖ zstd frame of the streaming
+// bsdiff of T(base) to T(target). It reports ok=false for files the filter
+// does not apply to.
+func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.EncoderLevel) (blob []byte, ok bool, err error) {
+	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), exefilter.DefaultForms)
+	if len(lo.Code) == 0 {
+		return nil, false, nil
+	}
+	tBase, _, err := exefilter.EncodeLayout(base, lo)
+	if err != nil {
+		return nil, false, nil
+	}
+	tTarget, params, err := exefilter.Encode(target, exefilter.DefaultForms)
+	if err != nil || len(params.Layout.Code) == 0 {
+		return nil, false, nil
+	}
+	pb, err := params.MarshalBinary()
+	if err != nil {
+		return nil, false, err
+	}
+	patch, err := encodeBsdiff(ctx, tBase, tTarget, level)
+	if err != nil {
+		return nil, false, err
+	}
+	blob = binary.AppendUvarint(nil, uint64(len(pb)))
+	blob = append(append(blob, pb...), patch...)
+	return blob, true, nil
 }
 
 // streamEmitter writes bsdiff output interleaved: each control triple as

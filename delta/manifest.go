@@ -40,6 +40,9 @@ const (
 	EncZstd     = "zstd"
 	EncZstdDict = "zstd-dict"
 	EncBsdiff   = "bsdiff"
+	// EncBsdiffX86 is bsdiff of x86-64 ELF files after delta/exefilter's
+	// reversible transform (absolute call/RIP targets, delta-coded symbols).
+	EncBsdiffX86 = "bsdiff-x86"
 )
 
 // Manifest is the delta's header (FORMAT.md).
@@ -213,7 +216,7 @@ func (m *Manifest) validate() error {
 				return bad("op %d: plain zstd ops use the pack (blob %d) and no base", k, pack)
 			}
 			continue
-		case EncZstdDict, EncBsdiff:
+		case EncZstdDict, EncBsdiff, EncBsdiffX86:
 			if op.Base < 0 || op.Base >= m.Base.Payloads {
 				return bad("op %d: base payload %d out of range (%d)", k, op.Base, m.Base.Payloads)
 			}

@@ -95,6 +95,16 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	}
 	m := res.Header.Manifest
 	fmt.Fprintf(out, "wrote %s: image %s, %d layers verified against their diff_ids\n", o.output, m.Target.ConfigDigest, len(m.Layers))
+	rate := 0.0
+	if s := res.RebuildTime.Seconds(); s > 0 {
+		rate = float64(res.RebuiltBytes) / 1e6 / s
+	}
+	fmt.Fprintf(out, "base taken apart in %.1fs, delta read in %.1fs, %s of layers rebuilt and hashed in %.1fs (%.0f MB/s)",
+		res.BaseTime.Seconds(), res.BodyTime.Seconds(), humanBytes(res.RebuiltBytes), res.RebuildTime.Seconds(), rate)
+	if res.CompressTime > 0 {
+		fmt.Fprintf(out, ", blobs re-compressed in %.1fs", res.CompressTime.Seconds())
+	}
+	fmt.Fprintln(out)
 	if m.Target.Distribution != nil {
 		if d, err := res.Image.Digest(); err == nil {
 			fmt.Fprintf(out, "manifest %s reproduced: every compressed blob re-created and checked\n", d)

@@ -34,7 +34,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.from, "from", "", "base image reference (what the device has)")
 	fs.StringVar(&o.to, "to", "", "target image reference (what the device should get)")
 	fs.StringVarP(&o.output, "output", "o", "", "delta file to write")
-	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
+	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "bsdiff-x86", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
 	fs.IntVar(&o.level, "level", d.Level, "zstd level, 1 (fastest) to 4 (smallest)")
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
 	fs.Int64Var(&o.memoryMiB, "memory", 288, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
@@ -68,16 +68,18 @@ layer's headers are compressed against the base layer's headers.`,
 
 func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Writer) error {
 	opts := delta.DefaultOptions()
-	opts.Bsdiff, opts.ZstdDict = false, false
+	opts.Bsdiff, opts.BsdiffX86, opts.ZstdDict = false, false, false
 	for _, e := range o.encoders {
 		switch e {
 		case "bsdiff":
 			opts.Bsdiff = true
+		case "bsdiff-x86":
+			opts.BsdiffX86 = true
 		case "zstd-dict":
 			opts.ZstdDict = true
 		case "zstd":
 		default:
-			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, zstd-dict, zstd)", e)}
+			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, bsdiff-x86, zstd-dict, zstd)", e)}
 		}
 	}
 	switch o.manifest {

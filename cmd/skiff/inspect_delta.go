@@ -119,7 +119,7 @@ func runInspectDelta(path, output string, out io.Writer) error {
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
-	for _, e := range []string{delta.EncBsdiff, delta.EncZstdDict, delta.EncZstd} {
+	for _, e := range []string{delta.EncBsdiff, delta.EncBsdiffX86, delta.EncZstdDict, delta.EncZstd} {
 		if rep.EncoderFiles[e] > 0 {
 			fmt.Fprintf(out, "%-9s %5d files, %s\n", e, rep.EncoderFiles[e], humanBytes(rep.EncoderBytes[e]))
 		}
