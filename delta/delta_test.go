@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -87,5 +88,40 @@ func TestDiffApplyExample(t *testing.T) {
 	bad[len(bad)-100] ^= 0x40
 	if _, err := Apply(ctx, oldImg, bytes.NewReader(bad), ApplyOptions{WorkDir: t.TempDir()}); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("corrupt body: err = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestBsdiffChunked: the bounded-memory path gives a stream the ordinary
+// patcher applies exactly, also when content moved across chunks.
+func TestBsdiffChunked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := make([]byte, 3<<20)
+	for i := range base {
+		base[i] = byte(rng.IntN(16))
+	}
+	target := append([]byte{}, base[1<<20:]...)               // a prefix removed
+	target = append(target, base[:200<<10]...)                // moved to the end
+	target = append(target, bytes.Repeat([]byte{7}, 5000)...) // new bytes
+	for i := 0; i < len(target); i += 4099 {
+		target[i] ^= 0x55
+	}
+	for _, chunk := range []int{256 << 10, 1 << 20, 8 << 20} {
+		blob, err := encodeBsdiffChunked(context.Background(), base, target, chunk, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := newDecoder(bytes.NewReader(blob), 8<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := applyBsdiffStream(bytes.NewReader(base), int64(len(base)), dec, int64(len(target)), &out); err != nil {
+			t.Fatalf("chunk %d: %v", chunk, err)
+		}
+		dec.Close()
+		if !bytes.Equal(out.Bytes(), target) {
+			t.Fatalf("chunk %d: patched output differs", chunk)
+		}
+		t.Logf("chunk %d: %d bytes for a %d-byte target", chunk, len(blob), len(target))
 	}
 }

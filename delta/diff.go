@@ -286,18 +286,26 @@ func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
 		}
 		g.Go(func() error {
 			// bsdiff holds base, target, the suffix array (4 bytes per base
-			// byte) and its output; zstd-dict holds base and target.
-			need := 6*p.op.Size + 2*p.op.Size + 1<<20
+			// byte) and its output; bsdiff-x86 also the transformed pair;
+			// zstd-dict holds base and target.
+			need := 9*p.op.Size + 16<<20
 			useBsdiff := (d.opts.Bsdiff || d.opts.BsdiffX86) && need <= d.opts.MemoryCap
 			if !useBsdiff {
-				need = 3*p.op.Size + 1<<20
+				need = 3*p.op.Size + 16<<20
+			}
+			chunk := 0
+			if !useBsdiff && d.opts.Bsdiff {
+				// Too big to diff whole: diff it in chunks that fit.
+				chunk = int((d.opts.MemoryCap - 16<<20) / 18)
+				useBsdiff = chunk >= 1<<20
+				need = d.opts.MemoryCap
 			}
 			need = min(need, d.opts.MemoryCap)
 			if err := sem.Acquire(ctx, need); err != nil {
 				return err
 			}
 			defer sem.Release(need)
-			return d.encodeOne(ctx, p, useBsdiff)
+			return d.encodeOne(ctx, p, useBsdiff, chunk)
 		})
 	}
 	return g.Wait()
@@ -312,7 +320,9 @@ func (d *differ) readPayload(ctx context.Context, dg digest.Digest) ([]byte, err
 	return io.ReadAll(rc)
 }
 
-func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool) error {
+// encodeOne picks the smallest encoding of one file; chunk > 0 asks for the
+// bounded-memory (chunked) bsdiff only.
+func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chunk int) error {
 	base, err := d.readPayload(ctx, p.op.BaseDigest)
 	if err != nil {
 		return err
@@ -340,7 +350,15 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool) erro
 			bestSize, p.op.Encoder, p.blob = len(b), EncZstdDict, b
 		}
 	}
-	if useBsdiff {
+	if useBsdiff && chunk > 0 {
+		b, err := encodeBsdiffChunked(ctx, base, tgt, chunk, d.level())
+		if err != nil {
+			return fmt.Errorf("%s: chunked bsdiff: %w", p.path, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
+		}
+	} else if useBsdiff {
 		if d.opts.Bsdiff {
 			b, err := encodeBsdiff(ctx, base, tgt, d.level())
 			if err != nil {

@@ -101,6 +101,55 @@ func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLe
 	return buf.Bytes(), nil
 }
 
+// encodeBsdiffChunked is encodeBsdiff with bounded memory for files too
+// big to diff whole: the target is cut into chunks, each diffed against the
+// base window around the same offset (half a chunk either side), and the
+// results are joined into one ordinary streaming bsdiff by control triples
+// that only move the base position. Memory is that of a 2-chunk diff.
+func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, level zstd.EncoderLevel) ([]byte, error) {
+	if chunk < 1 {
+		return nil, fmt.Errorf("chunk size %d", chunk)
+	}
+	var buf bytes.Buffer
+	enc, err := newEncoder(&buf, level, windowFor(0, int64(len(target))*2+64), nil)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(enc, 64<<10)
+	em := &posEmitter{streamEmitter: streamEmitter{w: bw}}
+	for off := 0; off < len(target); off += chunk {
+		end := min(off+chunk, len(target))
+		lo := min(max(0, off-chunk/2), len(base))
+		hi := min(len(base), end+chunk/2)
+		// Move the base position to the window's start.
+		if err := em.EmitControl(bsdiff.Control{Seek: int64(lo) - em.pos}); err != nil {
+			return nil, err
+		}
+		em.pos = int64(lo)
+		if err := bsdiff.Diff(ctx, base[lo:hi], target[off:end], em); err != nil {
+			return nil, err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// posEmitter tracks the base position the patcher will be at.
+type posEmitter struct {
+	streamEmitter
+	pos int64
+}
+
+func (p *posEmitter) EmitControl(c bsdiff.Control) error {
+	p.pos += c.Add + c.Seek
+	return p.streamEmitter.EmitControl(c)
+}
+
 // encodeBsdiffX86 is encodeBsdiff on x86-64 ELF files transformed by
 // exefilter (FORMAT.md, encoder bsdiff-x86): blob = uvarint(len(params)) ‖
 // params (exefilter.Params of the target) ‖ zstd frame of the streaming
