@@ -427,7 +427,7 @@ func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
 		defer dec.Close()
 		return a.ingest(ctx, op, dec)
 	case EncBsdiff:
-		dec, err := newDecoder(br, a.m.Limits.MaxWindow, nil)
+		dec, err := patchDecompressor(br, op.Coder, a.m.Limits.MaxWindow)
 		if err != nil {
 			return err
 		}
@@ -473,7 +473,7 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, base
 	if err != nil {
 		return fmt.Errorf("transforming base: %w", err)
 	}
-	dec, err := newDecoder(bbr, a.m.Limits.MaxWindow, nil)
+	dec, err := patchDecompressor(bbr, op.Coder, a.m.Limits.MaxWindow)
 	if err != nil {
 		return err
 	}

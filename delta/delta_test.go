@@ -106,7 +106,7 @@ func TestBsdiffChunked(t *testing.T) {
 		target[i] ^= 0x55
 	}
 	for _, chunk := range []int{256 << 10, 1 << 20, 8 << 20} {
-		blob, err := encodeBsdiffChunked(context.Background(), base, target, chunk, 2)
+		blob, err := encodeBsdiffChunked(context.Background(), base, target, chunk, 2, CoderZstd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,5 +123,42 @@ func TestBsdiffChunked(t *testing.T) {
 			t.Fatalf("chunk %d: patched output differs", chunk)
 		}
 		t.Logf("chunk %d: %d bytes for a %d-byte target", chunk, len(blob), len(target))
+	}
+}
+
+// TestBrotliCoder: --level 5 patches use brotli where smaller and apply.
+func TestBrotliCoder(t *testing.T) {
+	base, target := tinyPair(t)
+	opts := DefaultOptions()
+	opts.Brotli = true
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, opts); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Apply(context.Background(), base, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	got, _ := res.Image.ConfigName()
+	want, _ := target.ConfigName()
+	if got != want {
+		t.Fatalf("image %s, want %s", got, want)
+	}
+	// Directly: a brotli-coded bsdiff stream patches exactly.
+	old := bytes.Repeat([]byte("brotli streams for bsdiff "), 4000)
+	nw := append([]byte("prefix "), old...)
+	nw[5000] ^= 1
+	blob, err := encodeBsdiff(context.Background(), old, nw, 4, CoderBrotli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := patchDecompressor(bytes.NewReader(blob), CoderBrotli, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := applyBsdiffStream(bytes.NewReader(old), int64(len(old)), dec, int64(len(nw)), &out); err != nil || !bytes.Equal(out.Bytes(), nw) {
+		t.Fatalf("brotli bsdiff stream: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/bits"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
@@ -80,11 +81,43 @@ func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) ([]byte, error
 	return buf.Bytes(), nil
 }
 
+// Coders of bsdiff streams (Op.Coder).
+const (
+	CoderZstd   = ""       // one zstd frame (the default)
+	CoderBrotli = "brotli" // brotli quality 11, 1 MiB window: smaller, much slower to make
+)
+
+// brotliWindowBits is the brotli window (1 MiB): a device decodes in it.
+const brotliWindowBits = 20
+
+// patchCompressor returns the writer that compresses a bsdiff stream.
+func patchCompressor(w io.Writer, coder string, level zstd.EncoderLevel, size int64) (io.WriteCloser, error) {
+	if coder == CoderBrotli {
+		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: 11, LGWin: brotliWindowBits}), nil
+	}
+	return newEncoder(w, level, windowFor(0, size*2+64), nil) // capped: see windowFor
+}
+
+// patchDecompressor reads a bsdiff stream compressed by patchCompressor.
+func patchDecompressor(r io.Reader, coder string, window int64) (io.ReadCloser, error) {
+	switch coder {
+	case CoderBrotli:
+		return io.NopCloser(brotli.NewReader(r)), nil
+	case CoderZstd:
+		d, err := newDecoder(r, window, nil)
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	}
+	return nil, fmt.Errorf("%w: unknown coder %q", ErrBadDelta, coder)
+}
+
 // encodeBsdiff computes the streaming bsdiff of target against base
-// (FORMAT.md), compressed as one zstd frame.
-func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLevel) ([]byte, error) {
+// (FORMAT.md), compressed by coder.
+func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLevel, coder string) ([]byte, error) {
 	var buf bytes.Buffer
-	enc, err := newEncoder(&buf, level, windowFor(0, int64(len(target))*2+64), nil) // capped: see windowFor
+	enc, err := patchCompressor(&buf, coder, level, int64(len(target)))
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +139,12 @@ func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLe
 // base window around the same offset (half a chunk either side), and the
 // results are joined into one ordinary streaming bsdiff by control triples
 // that only move the base position. Memory is that of a 2-chunk diff.
-func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, level zstd.EncoderLevel) ([]byte, error) {
+func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, level zstd.EncoderLevel, coder string) ([]byte, error) {
 	if chunk < 1 {
 		return nil, fmt.Errorf("chunk size %d", chunk)
 	}
 	var buf bytes.Buffer
-	enc, err := newEncoder(&buf, level, windowFor(0, int64(len(target))*2+64), nil)
+	enc, err := patchCompressor(&buf, coder, level, int64(len(target)))
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +188,7 @@ func (p *posEmitter) EmitControl(c bsdiff.Control) error {
 // params (exefilter.Params of the target) ‖ zstd frame of the streaming
 // bsdiff of T(base) to T(target). It reports ok=false for files the filter
 // does not apply to.
-func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.EncoderLevel) (blob []byte, ok bool, err error) {
+func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.EncoderLevel, coder string) (blob []byte, ok bool, err error) {
 	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), exefilter.DefaultForms)
 	if len(lo.Code) == 0 {
 		return nil, false, nil
@@ -172,7 +205,7 @@ func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.Encode
 	if err != nil {
 		return nil, false, err
 	}
-	patch, err := encodeBsdiff(ctx, tBase, tTarget, level)
+	patch, err := encodeBsdiff(ctx, tBase, tTarget, level, coder)
 	if err != nil {
 		return nil, false, err
 	}

@@ -122,6 +122,8 @@ type Op struct {
 	// payload digests (bsdiff and zstd-dict), -1 for plain zstd.
 	Base int `json:"base"`
 	Blob int `json:"blob"`
+	// Coder compresses bsdiff streams: "" (zstd) or "brotli".
+	Coder string `json:"coder,omitempty"`
 
 	Target     digest.Digest `json:"-"` // from the target skeletons
 	Size       int64         `json:"-"`
@@ -217,6 +219,9 @@ func (m *Manifest) validate() error {
 			}
 			continue
 		case EncZstdDict, EncBsdiff, EncBsdiffX86:
+			if op.Coder != CoderZstd && (op.Coder != CoderBrotli || op.Encoder == EncZstdDict) {
+				return bad("op %d: coder %q for %s", k, op.Coder, op.Encoder)
+			}
 			if op.Base < 0 || op.Base >= m.Base.Payloads {
 				return bad("op %d: base payload %d out of range (%d)", k, op.Base, m.Base.Payloads)
 			}

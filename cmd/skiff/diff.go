@@ -35,7 +35,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.to, "to", "", "target image reference (what the device should get)")
 	fs.StringVarP(&o.output, "output", "o", "", "delta file to write")
 	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "bsdiff-x86", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
-	fs.IntVar(&o.level, "level", d.Level, "zstd level, 1 (fastest) to 4 (smallest)")
+	fs.IntVar(&o.level, "level", d.Level, "1 (fastest) to 4: zstd level; 5: level 4 plus brotli for patches (smallest delta, several times slower)")
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
 	fs.Int64Var(&o.memoryMiB, "memory", 288, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
@@ -101,7 +101,11 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 	if o.memoryMiB < 64 {
 		return usageError{fmt.Sprintf("--memory %d: must be at least 64 MiB", o.memoryMiB)}
 	}
-	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = o.level, o.jobs, o.memoryMiB<<20*3/4, o.dictMiB<<20
+	if o.level < 1 || o.level > 5 {
+		return usageError{fmt.Sprintf("--level %d: must be 1 to 5", o.level)}
+	}
+	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = min(o.level, 4), o.jobs, o.memoryMiB<<20*3/4, o.dictMiB<<20
+	opts.Brotli = o.level == 5
 	debug.SetMemoryLimit(o.memoryMiB << 20)
 	base, err := layerfs.Open(ctx, o.from, g.refOptions()...)
 	if err != nil {
