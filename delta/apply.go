@@ -3,6 +3,7 @@ package delta
 import (
 	"bufio"
 	"context"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/delta/exefilter"
+	"github.com/skiff-dev/skiff/delta/zsections"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -445,33 +447,51 @@ func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
 	return fmt.Errorf("%w: encoder %q", ErrBadDelta, op.Encoder)
 }
 
-// applyBsdiffX86: T(base) is written to a temporary file (the patcher reads
-// it by random access), patched into T(target), which streams through the
-// inverse transform into the store.
+// applyBsdiffX86: E(T(base)) is written to a temporary file (the patcher
+// reads it by random access) and patched into E(T(target)), which streams
+// through E⁻¹ and T⁻¹ into the store.
 func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, baseSize int64, br io.Reader) error {
 	bbr := bufio.NewReader(br)
-	n, err := binary.ReadUvarint(bbr)
-	if err != nil || n > 1<<20 {
-		return fmt.Errorf("%w: bsdiff-x86 parameters of %d bytes", ErrCorrupt, n)
+	param := func(what string, u encoding.BinaryUnmarshaler) error {
+		n, err := binary.ReadUvarint(bbr)
+		if err != nil || n > 1<<20 {
+			return fmt.Errorf("%w: bsdiff-x86 %s of %d bytes", ErrCorrupt, what, n)
+		}
+		pb := make([]byte, n)
+		if _, err := io.ReadFull(bbr, pb); err != nil {
+			return fmt.Errorf("%w: bsdiff-x86 %s: %v", ErrCorrupt, what, err)
+		}
+		if err := u.UnmarshalBinary(pb); err != nil {
+			return fmt.Errorf("%w: bsdiff-x86 %s: %v", ErrCorrupt, what, err)
+		}
+		return nil
 	}
-	pb := make([]byte, n)
-	if _, err := io.ReadFull(bbr, pb); err != nil {
-		return fmt.Errorf("%w: bsdiff-x86 parameters: %v", ErrCorrupt, err)
+	var xp exefilter.Params
+	var zBase, zTarget zsections.Params
+	if err := param("x86 parameters", &xp); err != nil {
+		return err
 	}
-	var params exefilter.Params
-	if err := params.UnmarshalBinary(pb); err != nil {
-		return fmt.Errorf("%w: bsdiff-x86 parameters: %v", ErrCorrupt, err)
+	if err := param("base sections", &zBase); err != nil {
+		return err
 	}
-	lo := exefilter.Analyze(base, baseSize, params.Layout.Forms)
+	if err := param("target sections", &zTarget); err != nil {
+		return err
+	}
+	outSize := op.Size + zTarget.Growth()
+	if zTarget.Growth() < 0 || outSize > 4*a.m.Limits.MaxPayload+(64<<20) {
+		return fmt.Errorf("%w: bsdiff-x86 expanded size %d", ErrLimit, outSize)
+	}
+	lo := exefilter.Analyze(base, baseSize, xp.Layout.Forms)
 	tmp, err := os.CreateTemp(a.work, "xbase-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	tn, err := io.Copy(tmp, exefilter.NewEncoder(io.NewSectionReader(base, 0, baseSize), lo))
+	src := zsections.NewExpander(exefilter.NewEncoder(io.NewSectionReader(base, 0, baseSize), lo), zBase)
+	tn, err := io.Copy(tmp, src)
 	if err != nil {
-		return fmt.Errorf("transforming base: %w", err)
+		return fmt.Errorf("transforming base: %w", asCorrupt(err))
 	}
 	dec, err := patchDecompressor(bbr, op.Coder, a.m.Limits.MaxWindow)
 	if err != nil {
@@ -480,9 +500,9 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, base
 	defer dec.Close()
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(applyBsdiffStream(tmp, tn, dec, op.Size, pw))
+		pw.CloseWithError(applyBsdiffStream(tmp, tn, dec, outSize, pw))
 	}()
-	err = a.ingest(ctx, op, exefilter.NewDecoder(pr, params))
+	err = a.ingest(ctx, op, exefilter.NewDecoder(zsections.NewCompressor(pr, zTarget), xp))
 	pr.CloseWithError(errors.New("ingest stopped"))
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/delta/exefilter"
+	"github.com/skiff-dev/skiff/delta/zsections"
 )
 
 // zstd settings shared by the encoders.
@@ -183,35 +185,49 @@ func (p *posEmitter) EmitControl(c bsdiff.Control) error {
 	return p.streamEmitter.EmitControl(c)
 }
 
-// encodeBsdiffX86 is encodeBsdiff on x86-64 ELF files transformed by
-// exefilter (FORMAT.md, encoder bsdiff-x86): blob = uvarint(len(params)) ‖
-// params (exefilter.Params of the target) ‖ zstd frame of the streaming
-// bsdiff of T(base) to T(target). It reports ok=false for files the filter
-// does not apply to.
+// encodeBsdiffX86 is encodeBsdiff on ELF files made diffable by two exact,
+// reversible transforms (FORMAT.md, encoder bsdiff-x86): exefilter (x86-64
+// call and RIP-relative targets made absolute, symbol values delta-coded),
+// then zsections (zlib-compressed sections such as Go's DWARF expanded).
+// Blob = uvarint(n) ‖ exefilter.Params of the target ‖ uvarint(n) ‖
+// zsections.Params of the base ‖ uvarint(n) ‖ zsections.Params of the
+// target ‖ the compressed streaming bsdiff of E(T(base)) to E(T(target)).
+// ok is false for files neither transform applies to.
 func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.EncoderLevel, coder string) (blob []byte, ok bool, err error) {
 	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), exefilter.DefaultForms)
-	if len(lo.Code) == 0 {
-		return nil, false, nil
-	}
 	tBase, _, err := exefilter.EncodeLayout(base, lo)
 	if err != nil {
 		return nil, false, nil
 	}
-	tTarget, params, err := exefilter.Encode(target, exefilter.DefaultForms)
-	if err != nil || len(params.Layout.Code) == 0 {
+	tTarget, xp, err := exefilter.Encode(target, exefilter.DefaultForms)
+	if err != nil {
 		return nil, false, nil
 	}
-	pb, err := params.MarshalBinary()
+	eBase, zBase, okB, err := zsections.Expand(tBase)
+	if err != nil || !okB {
+		eBase, zBase = tBase, zsections.Params{}
+	}
+	eTarget, zTarget, okT, err := zsections.Expand(tTarget)
+	if err != nil || !okT {
+		eTarget, zTarget = tTarget, zsections.Params{}
+	}
+	if len(lo.Code) == 0 && len(xp.Layout.Code) == 0 && !okB && !okT {
+		return nil, false, nil
+	}
+	tBase, tTarget = nil, nil // let the collector have them before the suffix array
+	for _, m := range []encoding.BinaryMarshaler{xp, zBase, zTarget} {
+		pb, err := m.MarshalBinary()
+		if err != nil {
+			return nil, false, err
+		}
+		blob = binary.AppendUvarint(blob, uint64(len(pb)))
+		blob = append(blob, pb...)
+	}
+	patch, err := encodeBsdiff(ctx, eBase, eTarget, level, coder)
 	if err != nil {
 		return nil, false, err
 	}
-	patch, err := encodeBsdiff(ctx, tBase, tTarget, level, coder)
-	if err != nil {
-		return nil, false, err
-	}
-	blob = binary.AppendUvarint(nil, uint64(len(pb)))
-	blob = append(append(blob, pb...), patch...)
-	return blob, true, nil
+	return append(blob, patch...), true, nil
 }
 
 // streamEmitter writes bsdiff output interleaved: each control triple as

@@ -82,6 +82,14 @@ func composed(t *testing.T, in []byte) (expanded bool) {
 	if !bytes.Equal(got, in) {
 		t.Fatalf("decoding in reverse order: %d bytes differ from the %d-byte original", len(got), len(in))
 	}
+	// The base path: the device filters and expands the file it has.
+	base, err := io.ReadAll(NewExpander(exefilter.NewEncoder(bytes.NewReader(in), p1.Layout), p2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(base, e) {
+		t.Fatalf("exefilter.NewEncoder then NewExpander: %d bytes differ from Expand's %d", len(base), len(e))
+	}
 	return true
 }
 
