@@ -277,14 +277,6 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 
 func (d *differ) level() zstd.EncoderLevel { return zstd.EncoderLevel(d.opts.Level) }
 
-// coders lists the compressors tried on bsdiff streams.
-func (d *differ) coders() []string {
-	if d.opts.Brotli {
-		return []string{CoderZstd, CoderBrotli}
-	}
-	return []string{CoderZstd}
-}
-
 // encodeAll picks the smallest encoding of every planned op, in parallel,
 // within the memory cap. Results do not depend on the schedule.
 func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
@@ -361,36 +353,52 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 			bestSize, p.op.Encoder, p.blob = len(b), EncZstdDict, b
 		}
 	}
+	// Pick the encoder with zstd-coded patches, then, when asked, try
+	// brotli on the winner only (it is slow).
+	var redo func(coder string) ([]byte, error)
 	if useBsdiff && chunk > 0 {
-		for _, coder := range d.coders() {
-			b, err := encodeBsdiffChunked(ctx, base, tgt, chunk, d.level(), coder)
-			if err != nil {
-				return fmt.Errorf("%s: chunked bsdiff: %w", p.path, err)
-			}
-			if len(b) < bestSize {
-				bestSize, p.op.Encoder, p.op.Coder, p.blob = len(b), EncBsdiff, coder, b
+		b, err := encodeBsdiffChunked(ctx, base, tgt, chunk, d.level(), CoderZstd)
+		if err != nil {
+			return fmt.Errorf("%s: chunked bsdiff: %w", p.path, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
+			redo = func(coder string) ([]byte, error) {
+				return encodeBsdiffChunked(ctx, base, tgt, chunk, d.level(), coder)
 			}
 		}
 	} else if useBsdiff {
-		for _, coder := range d.coders() {
-			if d.opts.Bsdiff {
-				b, err := encodeBsdiff(ctx, base, tgt, d.level(), coder)
-				if err != nil {
-					return fmt.Errorf("%s: bsdiff: %w", p.path, err)
-				}
-				if len(b) < bestSize {
-					bestSize, p.op.Encoder, p.op.Coder, p.blob = len(b), EncBsdiff, coder, b
+		if d.opts.Bsdiff {
+			b, err := encodeBsdiff(ctx, base, tgt, d.level(), CoderZstd)
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff: %w", p.path, err)
+			}
+			if len(b) < bestSize {
+				bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
+				redo = func(coder string) ([]byte, error) { return encodeBsdiff(ctx, base, tgt, d.level(), coder) }
+			}
+		}
+		if d.opts.BsdiffX86 {
+			b, ok, err := encodeBsdiffX86(ctx, base, tgt, d.level(), CoderZstd)
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
+			}
+			if ok && len(b) < bestSize {
+				bestSize, p.op.Encoder, p.blob = len(b), EncBsdiffX86, b
+				redo = func(coder string) ([]byte, error) {
+					b, _, err := encodeBsdiffX86(ctx, base, tgt, d.level(), coder)
+					return b, err
 				}
 			}
-			if d.opts.BsdiffX86 {
-				b, ok, err := encodeBsdiffX86(ctx, base, tgt, d.level(), coder)
-				if err != nil {
-					return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
-				}
-				if ok && len(b) < bestSize {
-					bestSize, p.op.Encoder, p.op.Coder, p.blob = len(b), EncBsdiffX86, coder, b
-				}
-			}
+		}
+	}
+	if d.opts.Brotli && redo != nil && (p.op.Encoder == EncBsdiff || p.op.Encoder == EncBsdiffX86) {
+		b, err := redo(CoderBrotli)
+		if err != nil {
+			return fmt.Errorf("%s: %s with brotli: %w", p.path, p.op.Encoder, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Coder, p.blob = len(b), CoderBrotli, b
 		}
 	}
 	if p.op.Encoder == EncZstd {
