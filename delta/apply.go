@@ -531,15 +531,19 @@ func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(f, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1))
+	// The skeleton is written relative to the dictionary's (a skeleton
+	// delta) when there is one; bound what it may grow to either way.
+	lw := &limitedWriter{w: f, left: a.m.Limits.MaxSkeleton}
+	if dict != nil {
+		err = layerfs.PatchSkeleton(dict, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1), lw)
+	} else {
+		_, err = io.Copy(lw, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1))
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("skeleton of layer %d: %w", i, asCorrupt(err))
-	}
-	if n > a.m.Limits.MaxSkeleton {
-		return fmt.Errorf("%w: skeleton of layer %d over the declared %d bytes", ErrLimit, i, a.m.Limits.MaxSkeleton)
 	}
 	a.tarOf[i] = p
 	return nil
@@ -596,6 +600,20 @@ func asCorrupt(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrCorrupt, err)
+}
+
+// limitedWriter fails once more than left bytes are written.
+type limitedWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, fmt.Errorf("%w: skeleton over the declared size", ErrLimit)
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
 }
 
 type progressReader struct {

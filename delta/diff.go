@@ -446,10 +446,11 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		}
 		dict := bestDictLayer(li, baseInfo)
 		m.Layers[i].DictLayer = dict
-		b, window, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
+		b, window, rawSize, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
 		if err != nil {
 			return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
 		}
+		m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, rawSize)
 		j, err := addBlob(b, "")
 		if err != nil {
 			return nil, err
@@ -692,28 +693,37 @@ func bestDictLayer(li *layerInfo, baseInfo []*layerInfo) int {
 	return best
 }
 
-func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) ([]byte, int64, error) {
+// compressSkeleton returns the compressed skeleton blob, its zstd window and
+// the size of what was compressed.
+func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) ([]byte, int64, int64, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	var dictBytes []byte
 	if dict >= 0 {
 		if dictBytes, err = os.ReadFile(baseInfo[dict].skeleton); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
+		// Write the target relative to the base skeleton: headers and
+		// digests of files the base has become XORs, mostly zeros.
+		var d bytes.Buffer
+		if err := layerfs.DiffSkeleton(dictBytes, raw, &d); err != nil {
+			return nil, 0, 0, err
+		}
+		raw = d.Bytes()
 	}
 	window := windowFor(int64(len(dictBytes)), int64(len(raw)))
 	var buf bytes.Buffer
 	enc, err := newEncoder(&buf, level, window, dictBytes)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if _, err := enc.Write(raw); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if err := enc.Close(); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	return buf.Bytes(), window, nil
+	return buf.Bytes(), window, int64(len(raw)), nil
 }

@@ -1,0 +1,254 @@
+package layerfs
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Skeleton delta records (SKELETON.md, "Skeleton deltas"): a target
+// skeleton written relative to a base skeleton. Every other record is as in
+// a skeleton.
+const (
+	// tagHeaderXor: svarint(base entry index − previous base entry index − 1)
+	// ‖ n bytes XORed with that base entry's header group (same length n).
+	tagHeaderXor = 0x11
+	// tagPayloadXor: uvarint(size) ‖ 32 bytes XORed with the matched base
+	// entry's payload digest.
+	tagPayloadXor = 0x12
+)
+
+// skelEntry is one entry of a base skeleton: where its header group is in
+// the raw skeleton bytes and its payload digest.
+type skelEntry struct {
+	off, n  int
+	payload []byte // 32 bytes, nil when none
+}
+
+// indexSkeleton lists the entries of a raw skeleton and maps paths to them.
+func indexSkeleton(raw []byte) ([]skelEntry, map[string]int, error) {
+	sr, err := newSkelReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []skelEntry
+	byName := map[string]int{}
+	pos := len(skeletonMagic)
+	for {
+		start := pos
+		rec, err := sr.next()
+		if err == io.EOF {
+			return entries, byName, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		pos += recordLen(rec)
+		switch rec.tag {
+		case tagHeader:
+			e, err := parseGroup(rec.data)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: %v", ErrBadSkeleton, err)
+			}
+			hdrOff := start + 1 + uvarintLen(uint64(rec.n))
+			entries = append(entries, skelEntry{off: hdrOff, n: int(rec.n)})
+			byName[e.Name] = len(entries) - 1
+		case tagPayload:
+			if len(entries) > 0 {
+				entries[len(entries)-1].payload = digestBytes(rec.digest)
+			}
+		}
+	}
+}
+
+func uvarintLen(x uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], x)
+}
+
+// recordLen is the encoded length of a record.
+func recordLen(r record) int {
+	n := 1 + uvarintLen(uint64(r.n))
+	switch r.tag {
+	case tagHeader, tagLiteral:
+		n += int(r.n)
+	case tagPayload, tagEnd:
+		n += 32
+	}
+	return n
+}
+
+// DiffSkeleton writes target, a raw skeleton, relative to base, another raw
+// skeleton: each header group of a path the base has, with the same length,
+// is XORed with the base's (mostly zeros when only times or sizes changed),
+// and so is the payload digest after it. The result compresses far better
+// than the target itself; PatchSkeleton turns it back.
+func DiffSkeleton(base, target []byte, w io.Writer) error {
+	entries, byName, err := indexSkeleton(base)
+	if err != nil {
+		return fmt.Errorf("base skeleton: %w", err)
+	}
+	sr, err := newSkelReader(bytes.NewReader(target))
+	if err != nil {
+		return fmt.Errorf("target skeleton: %w", err)
+	}
+	bw := bufio.NewWriter(w)
+	bw.Write(skeletonMagic[:])
+	prev := -1
+	matched := -1 // base entry of the last target header, or -1
+	buf := make([]byte, 0, 64)
+	for {
+		rec, err := sr.next()
+		if err == io.EOF {
+			return bw.Flush()
+		}
+		if err != nil {
+			return fmt.Errorf("target skeleton: %w", err)
+		}
+		switch rec.tag {
+		case tagHeader:
+			matched = -1
+			e, err := parseGroup(rec.data)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrBadSkeleton, err)
+			}
+			if i, ok := byName[e.Name]; ok && entries[i].n == len(rec.data) {
+				matched = i
+				buf = append(buf[:0], tagHeaderXor)
+				buf = binary.AppendVarint(buf, int64(i-prev-1))
+				buf = binary.AppendUvarint(buf, uint64(len(rec.data)))
+				bw.Write(buf)
+				x := make([]byte, len(rec.data))
+				b := base[entries[i].off : entries[i].off+entries[i].n]
+				for k := range x {
+					x[k] = rec.data[k] ^ b[k]
+				}
+				bw.Write(x)
+				prev = i
+				continue
+			}
+		case tagPayload:
+			if matched >= 0 && entries[matched].payload != nil {
+				buf = append(buf[:0], tagPayloadXor)
+				buf = binary.AppendUvarint(buf, uint64(rec.n))
+				d := digestBytes(rec.digest)
+				for k := range d {
+					d[k] ^= entries[matched].payload[k]
+				}
+				bw.Write(append(buf, d...))
+				continue
+			}
+		}
+		writeRecord(bw, rec)
+	}
+}
+
+// writeRecord writes a record as it was read.
+func writeRecord(w *bufio.Writer, r record) {
+	var b [1 + binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(b[1:], uint64(r.n))
+	b[0] = r.tag
+	w.Write(b[:1+n])
+	switch r.tag {
+	case tagHeader, tagLiteral:
+		w.Write(r.data)
+	case tagPayload, tagEnd:
+		w.Write(digestBytes(r.digest))
+	}
+}
+
+// PatchSkeleton reads a skeleton delta made by DiffSkeleton against base
+// and writes the target skeleton. Every index and length is checked; the
+// output is then an ordinary skeleton, checked again when assembled.
+func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
+	entries, _, err := indexSkeleton(base)
+	if err != nil {
+		return fmt.Errorf("base skeleton: %w", err)
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	var m [8]byte
+	if _, err := io.ReadFull(br, m[:]); err != nil || m != skeletonMagic {
+		return fmt.Errorf("%w: skeleton delta: bad magic", ErrBadSkeleton)
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(skeletonMagic[:])
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: skeleton delta: %s", ErrBadSkeleton, fmt.Sprintf(format, args...))
+	}
+	prev, matched := -1, -1
+	var data []byte
+	for {
+		tag, err := br.ReadByte()
+		if err != nil {
+			return bad("ends before its End record")
+		}
+		switch tag {
+		case tagHeaderXor:
+			delta, err := binary.ReadVarint(br)
+			if err != nil {
+				return bad("entry index: %v", err)
+			}
+			i := int64(prev) + 1 + delta
+			if i < 0 || i >= int64(len(entries)) {
+				return bad("base entry %d out of range", i)
+			}
+			n, err := binary.ReadUvarint(br)
+			if err != nil || n != uint64(entries[i].n) {
+				return bad("header length %d for base entry of %d", n, entries[i].n)
+			}
+			if cap(data) < int(n) {
+				data = make([]byte, n)
+			}
+			data = data[:n]
+			if _, err := io.ReadFull(br, data); err != nil {
+				return bad("header truncated")
+			}
+			b := base[entries[i].off : entries[i].off+entries[i].n]
+			for k := range data {
+				data[k] ^= b[k]
+			}
+			if _, err := parseGroup(data); err != nil {
+				return bad("rebuilt header: %v", err)
+			}
+			writeRecord(bw, record{tag: tagHeader, n: int64(n), data: data})
+			prev, matched = int(i), int(i)
+		case tagPayloadXor:
+			size, err := binary.ReadUvarint(br)
+			if err != nil || size == 0 || size > 1<<62 {
+				return bad("payload size")
+			}
+			if matched < 0 || entries[matched].payload == nil {
+				return bad("payload XOR without a matched base payload")
+			}
+			var d [32]byte
+			if _, err := io.ReadFull(br, d[:]); err != nil {
+				return bad("payload truncated")
+			}
+			for k := range d {
+				d[k] ^= entries[matched].payload[k]
+			}
+			writeRecord(bw, record{tag: tagPayload, n: int64(size), digest: digest.NewDigestFromBytes(digest.SHA256, d[:])})
+		default:
+			// An ordinary record: let the skeleton reader check it.
+			if err := br.UnreadByte(); err != nil {
+				return err
+			}
+			sr := &skelReader{r: br}
+			rec, err := sr.next()
+			if err != nil && err != io.EOF {
+				return err
+			}
+			if rec.tag == tagHeader {
+				matched = -1
+			}
+			writeRecord(bw, rec)
+			if rec.tag == tagEnd {
+				return bw.Flush()
+			}
+		}
+	}
+}
