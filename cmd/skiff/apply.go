@@ -26,7 +26,7 @@ func (o *applyOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.delta, "delta", "", "delta file (- for standard input)")
 	fs.StringVar(&o.output, "output", "", "where to write the target image (docker-archive:, oci:, oci-archive:, docker://, docker-daemon:)")
 	fs.Int64Var(&o.maxWindowMiB, "max-window", 512, "refuse deltas that need a larger zstd window (device memory), MiB")
-	fs.Int64Var(&o.memoryMiB, "memory", 24, "memory the apply aims to stay within, MiB (Go soft limit)")
+	fs.Int64Var(&o.memoryMiB, "memory", 16, "memory the apply aims to stay within, MiB (Go soft limit)")
 	_ = cmd.MarkFlagRequired("base")
 	_ = cmd.MarkFlagRequired("delta")
 	_ = cmd.MarkFlagRequired("output")
