@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/delta/exefilter"
 	"github.com/skiff-dev/skiff/delta/zsections"
 	"github.com/skiff-dev/skiff/layerfs"
@@ -436,7 +437,7 @@ func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
 		defer dec.Close()
 		pr, pw := io.Pipe()
 		go func() {
-			pw.CloseWithError(applyBsdiffStream(f, st.Size(), dec, op.Size, pw))
+			pw.CloseWithError(bsdiff.ApplyStream(f, st.Size(), dec, op.Size, pw))
 		}()
 		err = a.ingest(ctx, op, pr)
 		pr.CloseWithError(errors.New("ingest stopped"))
@@ -500,7 +501,7 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, base
 	defer dec.Close()
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(applyBsdiffStream(tmp, tn, dec, outSize, pw))
+		pw.CloseWithError(bsdiff.ApplyStream(tmp, tn, dec, outSize, pw))
 	}()
 	err = a.ingest(ctx, op, exefilter.NewDecoder(zsections.NewCompressor(pr, zTarget), xp))
 	pr.CloseWithError(errors.New("ingest stopped"))

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/internal/example"
 )
 
@@ -115,7 +116,7 @@ func TestBsdiffChunked(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		if err := applyBsdiffStream(bytes.NewReader(base), int64(len(base)), dec, int64(len(target)), &out); err != nil {
+		if err := bsdiff.ApplyStream(bytes.NewReader(base), int64(len(base)), dec, int64(len(target)), &out); err != nil {
 			t.Fatalf("chunk %d: %v", chunk, err)
 		}
 		dec.Close()
@@ -158,7 +159,7 @@ func TestBrotliCoder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := applyBsdiffStream(bytes.NewReader(old), int64(len(old)), dec, int64(len(nw)), &out); err != nil || !bytes.Equal(out.Bytes(), nw) {
+	if err := bsdiff.ApplyStream(bytes.NewReader(old), int64(len(old)), dec, int64(len(nw)), &out); err != nil || !bytes.Equal(out.Bytes(), nw) {
 		t.Fatalf("brotli bsdiff stream: %v", err)
 	}
 }

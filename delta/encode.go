@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding"
@@ -123,11 +122,11 @@ func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLe
 	if err != nil {
 		return nil, err
 	}
-	bw := bufio.NewWriterSize(enc, 64<<10)
-	if err := bsdiff.Diff(ctx, base, target, &streamEmitter{w: bw}); err != nil {
+	em := bsdiff.NewStreamEmitter(enc)
+	if err := bsdiff.Diff(ctx, base, target, em); err != nil {
 		return nil, err
 	}
-	if err := bw.Flush(); err != nil {
+	if err := em.Flush(); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {
@@ -150,39 +149,26 @@ func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, le
 	if err != nil {
 		return nil, err
 	}
-	bw := bufio.NewWriterSize(enc, 64<<10)
-	em := &posEmitter{streamEmitter: streamEmitter{w: bw}}
+	em := bsdiff.NewStreamEmitter(enc)
 	for off := 0; off < len(target); off += chunk {
 		end := min(off+chunk, len(target))
 		lo := min(max(0, off-chunk/2), len(base))
 		hi := min(len(base), end+chunk/2)
 		// Move the base position to the window's start.
-		if err := em.EmitControl(bsdiff.Control{Seek: int64(lo) - em.pos}); err != nil {
+		if err := em.EmitControl(bsdiff.Control{Seek: int64(lo) - em.Pos}); err != nil {
 			return nil, err
 		}
-		em.pos = int64(lo)
 		if err := bsdiff.Diff(ctx, base[lo:hi], target[off:end], em); err != nil {
 			return nil, err
 		}
 	}
-	if err := bw.Flush(); err != nil {
+	if err := em.Flush(); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// posEmitter tracks the base position the patcher will be at.
-type posEmitter struct {
-	streamEmitter
-	pos int64
-}
-
-func (p *posEmitter) EmitControl(c bsdiff.Control) error {
-	p.pos += c.Add + c.Seek
-	return p.streamEmitter.EmitControl(c)
 }
 
 // encodeBsdiffX86 is encodeBsdiff on ELF files made diffable by two exact,
@@ -228,87 +214,4 @@ func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.Encode
 		return nil, false, err
 	}
 	return append(blob, patch...), true, nil
-}
-
-// streamEmitter writes bsdiff output interleaved: each control triple as
-// uvarint(add) uvarint(copy) svarint(seek), then its diff and extra bytes.
-type streamEmitter struct {
-	w   *bufio.Writer
-	tmp [3 * binary.MaxVarintLen64]byte
-}
-
-func (s *streamEmitter) EmitControl(c bsdiff.Control) error {
-	b := binary.AppendUvarint(s.tmp[:0], uint64(c.Add))
-	b = binary.AppendUvarint(b, uint64(c.Copy))
-	b = binary.AppendVarint(b, c.Seek)
-	_, err := s.w.Write(b)
-	return err
-}
-
-func (s *streamEmitter) EmitDiff(p []byte) error  { _, err := s.w.Write(p); return err }
-func (s *streamEmitter) EmitExtra(p []byte) error { _, err := s.w.Write(p); return err }
-
-// applyBsdiffStream rebuilds size bytes from a decompressed streaming
-// bsdiff r and old (by random access), writing them to w. Memory is two
-// fixed buffers.
-func applyBsdiffStream(old io.ReaderAt, oldSize int64, r io.Reader, size int64, w io.Writer) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: bsdiff stream: %s", ErrCorrupt, fmt.Sprintf(format, args...))
-	}
-	var (
-		newPos, oldPos int64
-		dbuf           = make([]byte, 32<<10)
-		obuf           = make([]byte, 32<<10)
-	)
-	for newPos < size {
-		add, err := binary.ReadUvarint(br)
-		if err != nil {
-			return bad("control: %v", err)
-		}
-		cp, err := binary.ReadUvarint(br)
-		if err != nil {
-			return bad("control: %v", err)
-		}
-		seek, err := binary.ReadVarint(br)
-		if err != nil {
-			return bad("control: %v", err)
-		}
-		if add > uint64(size-newPos) || cp > uint64(size-newPos)-add {
-			return bad("control (%d, %d) runs past the %d-byte output", add, cp, size)
-		}
-		for left := int64(add); left > 0; {
-			n := min(left, int64(len(dbuf)))
-			d := dbuf[:n]
-			if _, err := io.ReadFull(br, d); err != nil {
-				return bad("diff bytes: %v", err)
-			}
-			o := obuf[:n]
-			clear(o)
-			// Old bytes outside the old file count as zero.
-			lo, hi := max(oldPos, 0), min(oldPos+n, oldSize)
-			if lo < hi {
-				if _, err := old.ReadAt(o[lo-oldPos:hi-oldPos], lo); err != nil && err != io.EOF {
-					return fmt.Errorf("reading base: %w", err)
-				}
-			}
-			for i := range d {
-				d[i] += o[i]
-			}
-			if _, err := w.Write(d); err != nil {
-				return err
-			}
-			oldPos += n
-			left -= n
-		}
-		if _, err := io.CopyN(w, br, int64(cp)); err != nil {
-			return bad("extra bytes: %v", err)
-		}
-		newPos += int64(add) + int64(cp)
-		if seek < -(1<<62) || seek > 1<<62 {
-			return bad("seek %d", seek)
-		}
-		oldPos += seek
-	}
-	return nil
 }

@@ -1,10 +1,8 @@
 package zsections
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,8 +32,8 @@ func zstdBsdiff(t testing.TB, old, new []byte) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bw := bufio.NewWriterSize(enc, 64<<10)
-	if err := bsdiff.Diff(context.Background(), old, new, &streamEmitter{w: bw}); err != nil {
+	bw := bsdiff.NewStreamEmitter(enc)
+	if err := bsdiff.Diff(context.Background(), old, new, bw); err != nil {
 		t.Fatal(err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -46,24 +44,6 @@ func zstdBsdiff(t testing.TB, old, new []byte) int {
 	}
 	return buf.Len()
 }
-
-// streamEmitter is delta's: each control triple as uvarint(add)
-// uvarint(copy) varint(seek), then its diff and extra bytes.
-type streamEmitter struct {
-	w   *bufio.Writer
-	tmp [3 * binary.MaxVarintLen64]byte
-}
-
-func (s *streamEmitter) EmitControl(c bsdiff.Control) error {
-	b := binary.AppendUvarint(s.tmp[:0], uint64(c.Add))
-	b = binary.AppendUvarint(b, uint64(c.Copy))
-	b = binary.AppendVarint(b, c.Seek)
-	_, err := s.w.Write(b)
-	return err
-}
-
-func (s *streamEmitter) EmitDiff(p []byte) error  { _, err := s.w.Write(p); return err }
-func (s *streamEmitter) EmitExtra(p []byte) error { _, err := s.w.Write(p); return err }
 
 // filtered is the composition skiff uses: exefilter first, then Expand.
 // It returns T1(x), E(T1(x)) (or T1(x) when nothing expands) and the
