@@ -535,7 +535,7 @@ func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
 	// The skeleton is written relative to the dictionary's (a skeleton
 	// delta) when there is one; bound what it may grow to either way.
 	lw := &limitedWriter{w: f, left: a.m.Limits.MaxSkeleton}
-	if dict != nil {
+	if l.SkeletonDelta {
 		err = layerfs.PatchSkeleton(dict, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1), lw)
 	} else {
 		_, err = io.Copy(lw, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1))

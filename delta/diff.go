@@ -446,10 +446,11 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		}
 		dict := bestDictLayer(li, baseInfo)
 		m.Layers[i].DictLayer = dict
-		b, window, rawSize, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
+		b, window, rawSize, isDelta, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
 		if err != nil {
 			return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
 		}
+		m.Layers[i].SkeletonDelta = isDelta
 		m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, rawSize)
 		j, err := addBlob(b, "")
 		if err != nil {
@@ -693,37 +694,52 @@ func bestDictLayer(li *layerInfo, baseInfo []*layerInfo) int {
 	return best
 }
 
-// compressSkeleton returns the compressed skeleton blob, its zstd window and
-// the size of what was compressed.
-func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) ([]byte, int64, int64, error) {
+// compressSkeleton returns the compressed skeleton blob, its zstd window,
+// the size of what was compressed, and whether that is a skeleton delta.
+// With a dictionary layer it tries the raw skeleton and the skeleton delta
+// against that layer's skeleton, both with it as zstd dictionary, and keeps
+// the smaller: the delta wins when headers changed (say every mtime), the
+// raw form when they did not.
+func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) ([]byte, int64, int64, bool, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, false, err
 	}
 	var dictBytes []byte
 	if dict >= 0 {
 		if dictBytes, err = os.ReadFile(baseInfo[dict].skeleton); err != nil {
-			return nil, 0, 0, err
+			return nil, 0, 0, false, err
 		}
-		// Write the target relative to the base skeleton: headers and
-		// digests of files the base has become XORs, mostly zeros.
-		var d bytes.Buffer
-		if err := layerfs.DiffSkeleton(dictBytes, raw, &d); err != nil {
-			return nil, 0, 0, err
-		}
-		raw = d.Bytes()
 	}
-	window := windowFor(int64(len(dictBytes)), int64(len(raw)))
-	var buf bytes.Buffer
-	enc, err := newEncoder(&buf, level, window, dictBytes)
+	compress := func(content []byte) ([]byte, int64, error) {
+		window := windowFor(int64(len(dictBytes)), int64(len(content)))
+		var buf bytes.Buffer
+		enc, err := newEncoder(&buf, level, window, dictBytes)
+		if err != nil {
+			return nil, 0, err
+		}
+		if _, err := enc.Write(content); err != nil {
+			return nil, 0, err
+		}
+		if err := enc.Close(); err != nil {
+			return nil, 0, err
+		}
+		return buf.Bytes(), window, nil
+	}
+	blob, window, err := compress(raw)
+	if err != nil || dict < 0 {
+		return blob, window, int64(len(raw)), false, err
+	}
+	var d bytes.Buffer
+	if err := layerfs.DiffSkeleton(dictBytes, raw, &d); err != nil {
+		return nil, 0, 0, false, err
+	}
+	dblob, dwindow, err := compress(d.Bytes())
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, false, err
 	}
-	if _, err := enc.Write(raw); err != nil {
-		return nil, 0, 0, err
+	if len(dblob) < len(blob) {
+		return dblob, dwindow, int64(max(d.Len(), len(raw))), true, nil
 	}
-	if err := enc.Close(); err != nil {
-		return nil, 0, 0, err
-	}
-	return buf.Bytes(), window, int64(len(raw)), nil
+	return blob, window, int64(len(raw)), false, nil
 }

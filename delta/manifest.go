@@ -103,6 +103,9 @@ type Layer struct {
 	BaseLayer *int          `json:"base_layer,omitempty"`
 	Skeleton  *int          `json:"skeleton,omitempty"`
 	DictLayer int           `json:"dict_layer"`
+	// SkeletonDelta: the skeleton blob holds a skeleton delta against the
+	// dictionary layer's skeleton (layerfs.DiffSkeleton), not the skeleton.
+	SkeletonDelta bool `json:"skeleton_delta,omitempty"`
 }
 
 // Blob is a run of bytes in the delta body.
@@ -175,7 +178,7 @@ func (m *Manifest) validate() error {
 			if *l.Skeleton < 0 || *l.Skeleton >= len(m.Blobs) {
 				return bad("layer %d: skeleton blob %d out of range", i, *l.Skeleton)
 			}
-			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) {
+			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) || (l.SkeletonDelta && l.DictLayer < 0) {
 				return bad("layer %d: dictionary layer %d out of range", i, l.DictLayer)
 			}
 			skeletons++
