@@ -145,6 +145,10 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 		tmp.Close()
 		return err
 	}
+	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes it 0600; a delta is meant to be shipped
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
