@@ -37,7 +37,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "bsdiff-x86", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
 	fs.IntVar(&o.level, "level", d.Level, "1 (fastest) to 4: zstd level; 5: level 4 plus brotli for patches (smallest delta, several times slower)")
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
-	fs.Int64Var(&o.memoryMiB, "memory", 288, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
+	fs.Int64Var(&o.memoryMiB, "memory", 256, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.manifest, "manifest", "auto", "carry the target's registry manifest and gzip recipes so apply reproduces its manifest digest: auto (yes for registry and OCI targets), yes, no")
