@@ -107,7 +107,7 @@ func TestBsdiffChunked(t *testing.T) {
 		target[i] ^= 0x55
 	}
 	for _, chunk := range []int{256 << 10, 1 << 20, 8 << 20} {
-		blob, err := encodeBsdiffChunked(context.Background(), base, target, chunk, 2, CoderZstd)
+		blob, err := encodeBsdiffChunked(context.Background(), base, target, chunk, patchCoder{name: CoderZstd, level: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestBsdiffChunked(t *testing.T) {
 func TestBrotliCoder(t *testing.T) {
 	base, target := tinyPair(t)
 	opts := DefaultOptions()
-	opts.Brotli = true
+	opts.BrotliQuality = 11
 	var buf bytes.Buffer
 	if _, err := Diff(context.Background(), base, target, &buf, opts); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestBrotliCoder(t *testing.T) {
 	old := bytes.Repeat([]byte("brotli streams for bsdiff "), 4000)
 	nw := append([]byte("prefix "), old...)
 	nw[5000] ^= 1
-	blob, err := encodeBsdiff(context.Background(), old, nw, 4, CoderBrotli)
+	blob, err := encodeBsdiff(context.Background(), old, nw, patchCoder{name: CoderBrotli, quality: 9})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,17 +85,26 @@ func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) ([]byte, error
 // Coders of bsdiff streams (Op.Coder).
 const (
 	CoderZstd   = ""       // one zstd frame (the default)
-	CoderBrotli = "brotli" // brotli quality 11, 1 MiB window: smaller, much slower to make
+	CoderBrotli = "brotli" // brotli, 1 MiB window: smaller than zstd on patches
 )
 
 // brotliWindowBits is the brotli window (1 MiB): a device decodes in it.
 const brotliWindowBits = 20
 
+// patchCoder says how to compress bsdiff streams: zstd at a level, or
+// brotli at a quality.
+type patchCoder struct {
+	name    string // CoderZstd or CoderBrotli
+	level   zstd.EncoderLevel
+	quality int
+}
+
 // patchCompressor returns the writer that compresses a bsdiff stream.
-func patchCompressor(w io.Writer, coder string, level zstd.EncoderLevel, size int64) (io.WriteCloser, error) {
-	if coder == CoderBrotli {
-		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: 11, LGWin: brotliWindowBits}), nil
+func patchCompressor(w io.Writer, c patchCoder, size int64) (io.WriteCloser, error) {
+	if c.name == CoderBrotli {
+		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: c.quality, LGWin: brotliWindowBits}), nil
 	}
+	level := c.level
 	return newEncoder(w, level, windowFor(0, size*2+64), nil) // capped: see windowFor
 }
 
@@ -116,9 +125,9 @@ func patchDecompressor(r io.Reader, coder string, window int64) (io.ReadCloser, 
 
 // encodeBsdiff computes the streaming bsdiff of target against base
 // (FORMAT.md), compressed by coder.
-func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLevel, coder string) ([]byte, error) {
+func encodeBsdiff(ctx context.Context, base, target []byte, coder patchCoder) ([]byte, error) {
 	var buf bytes.Buffer
-	enc, err := patchCompressor(&buf, coder, level, int64(len(target)))
+	enc, err := patchCompressor(&buf, coder, int64(len(target)))
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +149,12 @@ func encodeBsdiff(ctx context.Context, base, target []byte, level zstd.EncoderLe
 // base window around the same offset (half a chunk either side), and the
 // results are joined into one ordinary streaming bsdiff by control triples
 // that only move the base position. Memory is that of a 2-chunk diff.
-func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, level zstd.EncoderLevel, coder string) ([]byte, error) {
+func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, coder patchCoder) ([]byte, error) {
 	if chunk < 1 {
 		return nil, fmt.Errorf("chunk size %d", chunk)
 	}
 	var buf bytes.Buffer
-	enc, err := patchCompressor(&buf, coder, level, int64(len(target)))
+	enc, err := patchCompressor(&buf, coder, int64(len(target)))
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +188,7 @@ func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, le
 // zsections.Params of the base ‖ uvarint(n) ‖ zsections.Params of the
 // target ‖ the compressed streaming bsdiff of E(T(base)) to E(T(target)).
 // ok is false for files neither transform applies to.
-func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.EncoderLevel, coder string) (blob []byte, ok bool, err error) {
+func encodeBsdiffX86(ctx context.Context, base, target []byte, coder patchCoder) (blob []byte, ok bool, err error) {
 	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), exefilter.DefaultForms)
 	tBase, _, err := exefilter.EncodeLayout(base, lo)
 	if err != nil {
@@ -209,7 +218,7 @@ func encodeBsdiffX86(ctx context.Context, base, target []byte, level zstd.Encode
 		blob = binary.AppendUvarint(blob, uint64(len(pb)))
 		blob = append(blob, pb...)
 	}
-	patch, err := encodeBsdiff(ctx, eBase, eTarget, level, coder)
+	patch, err := encodeBsdiff(ctx, eBase, eTarget, coder)
 	if err != nil {
 		return nil, false, err
 	}
