@@ -479,8 +479,8 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, base
 		return err
 	}
 	outSize := op.Size + zTarget.Growth()
-	if zTarget.Growth() < 0 || outSize > 4*a.m.Limits.MaxPayload+(64<<20) {
-		return fmt.Errorf("%w: bsdiff-x86 expanded size %d", ErrLimit, outSize)
+	if zTarget.Growth() < 0 || outSize > a.m.Limits.MaxExpanded {
+		return fmt.Errorf("%w: bsdiff-x86 expanded size %d over the declared %d", ErrLimit, outSize, a.m.Limits.MaxExpanded)
 	}
 	lo := exefilter.Analyze(base, baseSize, xp.Layout.Forms)
 	tmp, err := os.CreateTemp(a.work, "xbase-")

@@ -170,8 +170,8 @@ type planned struct {
 	path     string
 	baseSize int64
 	zstdSize int64  // plain zstd size on its own
+	expanded int64  // bsdiff-x86: size of the transformed target
 	blob     []byte // encoded bytes (nil for the pack members)
-	result   error
 }
 
 func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Report, error) {
@@ -385,14 +385,14 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 			}
 		}
 		if d.opts.BsdiffX86 {
-			b, ok, err := encodeBsdiffX86(ctx, base, tgt, zc)
+			b, expanded, ok, err := encodeBsdiffX86(ctx, base, tgt, zc)
 			if err != nil {
 				return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
 			}
 			if ok && len(b) < bestSize {
-				bestSize, p.op.Encoder, p.blob = len(b), EncBsdiffX86, b
+				bestSize, p.op.Encoder, p.blob, p.expanded = len(b), EncBsdiffX86, b, expanded
 				redo = func(coder patchCoder) ([]byte, error) {
-					b, _, err := encodeBsdiffX86(ctx, base, tgt, coder)
+					b, _, _, err := encodeBsdiffX86(ctx, base, tgt, coder)
 					return b, err
 				}
 			}
@@ -548,6 +548,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	for _, p := range plans {
 		m.Ops = append(m.Ops, p.op)
 		m.Limits.MaxPayload = max(m.Limits.MaxPayload, p.op.Size)
+		m.Limits.MaxExpanded = max(m.Limits.MaxExpanded, p.op.Size, p.expanded)
 		d.rep.Ops[p.op.Encoder]++
 		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
 	}

@@ -187,16 +187,17 @@ func encodeBsdiffChunked(ctx context.Context, base, target []byte, chunk int, co
 // Blob = uvarint(n) ‖ exefilter.Params of the target ‖ uvarint(n) ‖
 // zsections.Params of the base ‖ uvarint(n) ‖ zsections.Params of the
 // target ‖ the compressed streaming bsdiff of E(T(base)) to E(T(target)).
-// ok is false for files neither transform applies to.
-func encodeBsdiffX86(ctx context.Context, base, target []byte, coder patchCoder) (blob []byte, ok bool, err error) {
+// ok is false for files neither transform applies to; expanded is the size
+// of E(T(target)), what the patcher writes.
+func encodeBsdiffX86(ctx context.Context, base, target []byte, coder patchCoder) (blob []byte, expanded int64, ok bool, err error) {
 	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), exefilter.DefaultForms)
 	tBase, _, err := exefilter.EncodeLayout(base, lo)
 	if err != nil {
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
 	tTarget, xp, err := exefilter.Encode(target, exefilter.DefaultForms)
 	if err != nil {
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
 	eBase, zBase, okB, err := zsections.Expand(tBase)
 	if err != nil || !okB {
@@ -207,20 +208,20 @@ func encodeBsdiffX86(ctx context.Context, base, target []byte, coder patchCoder)
 		eTarget, zTarget = tTarget, zsections.Params{}
 	}
 	if len(lo.Code) == 0 && len(xp.Layout.Code) == 0 && !okB && !okT {
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
 	tBase, tTarget = nil, nil // let the collector have them before the suffix array
 	for _, m := range []encoding.BinaryMarshaler{xp, zBase, zTarget} {
 		pb, err := m.MarshalBinary()
 		if err != nil {
-			return nil, false, err
+			return nil, 0, false, err
 		}
 		blob = binary.AppendUvarint(blob, uint64(len(pb)))
 		blob = append(blob, pb...)
 	}
 	patch, err := encodeBsdiff(ctx, eBase, eTarget, coder)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	}
-	return append(blob, patch...), true, nil
+	return append(blob, patch...), int64(len(eTarget)), true, nil
 }

@@ -90,7 +90,11 @@ type BlobLayer struct {
 
 // Limits are declared up front so a device can refuse before starting.
 type Limits struct {
-	MaxPayload  int64 `json:"max_payload"`
+	MaxPayload int64 `json:"max_payload"`
+	// MaxExpanded is the largest file a patcher writes before an inverse
+	// transform shrinks it (bsdiff-x86 with expanded sections); at least
+	// MaxPayload.
+	MaxExpanded int64 `json:"max_expanded"`
 	MaxWindow   int64 `json:"max_window"`
 	MaxSkeleton int64 `json:"max_skeleton"`
 	TotalOutput int64 `json:"total_output"`
@@ -185,6 +189,9 @@ func (m *Manifest) validate() error {
 		default:
 			return bad("layer %d needs exactly one of base_layer and skeleton", i)
 		}
+	}
+	if m.Limits.MaxExpanded < m.Limits.MaxPayload || m.Limits.MaxPayload < 0 {
+		return bad("max_expanded %d below max_payload %d", m.Limits.MaxExpanded, m.Limits.MaxPayload)
 	}
 	if total != m.Limits.TotalOutput {
 		return bad("layers add up to %d bytes, limits say %d", total, m.Limits.TotalOutput)
