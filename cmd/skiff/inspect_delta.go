@@ -106,8 +106,8 @@ func runInspectDelta(path, output string, out io.Writer) error {
 	} else {
 		fmt.Fprintln(out, "manifest  not reproduced: the output carries the exact uncompressed layers (same diff_ids and image ID)")
 	}
-	fmt.Fprintf(out, "limits    largest file %s, zstd window %s, largest skeleton %s\n\n",
-		humanBytes(m.Limits.MaxPayload), humanBytes(m.Limits.MaxWindow), humanBytes(m.Limits.MaxSkeleton))
+	fmt.Fprintf(out, "limits    largest file %s (%s while patched), zstd window %s, largest skeleton %s\n\n",
+		humanBytes(m.Limits.MaxPayload), humanBytes(m.Limits.MaxExpanded), humanBytes(m.Limits.MaxWindow), humanBytes(m.Limits.MaxSkeleton))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tDIFF_ID\tTAR SIZE\tHOW")
 	for i, l := range rep.Layers {
