@@ -52,7 +52,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
 	$(GO) test -run XXX -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./delta/bsdiff/
 	$(GO) test -run XXX -fuzz '^FuzzSuffixArray$$' -fuzztime $(FUZZTIME) ./delta/bsdiff/
 	$(GO) test -run XXX -fuzz '^FuzzDiffPatch$$' -fuzztime 20000x ./delta/bsdiff/
+	$(GO) test -run XXX -fuzz '^FuzzPatchSkeleton$$' -fuzztime $(FUZZTIME) ./layerfs/
 	$(GO) test -run XXX -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME) ./delta/
+	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime 20000x ./delta/
 
 bench: ## benchmarks (set SKIFF_CORPUS to include the corpus layers)
 	$(GO) test -run XXX -bench . -benchmem ./layerfs/ ./delta/bsdiff/
