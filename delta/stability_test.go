@@ -106,6 +106,33 @@ func emptyLike(t *testing.T) v1.Image {
 	return empty.Image
 }
 
+// applyWithManifest diffs with the target's manifest carried, applies, and
+// checks the result has the target's manifest digest. The caller closes it.
+func applyWithManifest(t *testing.T, oldImg, newImg v1.Image) *Result {
+	t.Helper()
+	ctx := context.Background()
+	opts := DefaultOptions()
+	opts.Manifest = true
+	var buf bytes.Buffer
+	rep, err := Diff(ctx, oldImg, newImg, &buf, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Reproducible {
+		t.Fatalf("manifest not reproducible: %s", rep.NotReproducible)
+	}
+	res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Close() })
+	want, _ := newImg.Digest()
+	if got, err := res.Image.Digest(); err != nil || got != want {
+		t.Fatalf("manifest digest %s, want %s (%v)", got, want, err)
+	}
+	return res
+}
+
 // TestManifestReproduced: from OCI layouts (a real manifest, gzip blobs),
 // apply rebuilds the target's exact blobs and manifest digest.
 func TestManifestReproduced(t *testing.T) {
@@ -124,26 +151,8 @@ func TestManifestReproduced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer newImg.Close()
-	opts := DefaultOptions()
-	opts.Manifest = true
-	var buf bytes.Buffer
-	rep, err := Diff(ctx, oldImg, newImg, &buf, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rep.Reproducible {
-		t.Fatalf("example manifest not reproducible: %s", rep.NotReproducible)
-	}
-	res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Close()
+	res := applyWithManifest(t, oldImg, newImg)
 	want, _ := newImg.Digest()
-	got, err := res.Image.Digest()
-	if err != nil || got != want {
-		t.Fatalf("manifest digest %s, want %s (%v)", got, want, err)
-	}
 	// Write it out as an OCI layout and read it back: same digest.
 	out := t.TempDir()
 	if err := layerfs.Write(ctx, "oci:"+out+":app:2", res.Image); err != nil {
