@@ -136,7 +136,7 @@ func checkBase(base v1.Image, m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("base config: %w", err)
 	}
-	layers, err := base.Layers()
+	layers, err := layerfs.ConfigLayers(base)
 	if err != nil {
 		return fmt.Errorf("base layers: %w", err)
 	}
@@ -173,7 +173,7 @@ type applier struct {
 }
 
 func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
-	layers, err := base.Layers()
+	layers, err := layerfs.ConfigLayers(base)
 	if err != nil {
 		return err
 	}

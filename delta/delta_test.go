@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/internal/example"
@@ -107,7 +108,11 @@ func TestBsdiffChunked(t *testing.T) {
 		target[i] ^= 0x55
 	}
 	for _, chunk := range []int{256 << 10, 1 << 20, 8 << 20} {
-		blob, err := encodeBsdiffChunked(context.Background(), base, target, chunk, patchCoder{name: CoderZstd, level: 2})
+		raw, err := bsdiffChunkedRaw(context.Background(), base, target, chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob, err := compressPatch(raw, patchCoder{name: CoderZstd, level: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +155,11 @@ func TestBrotliCoder(t *testing.T) {
 	old := bytes.Repeat([]byte("brotli streams for bsdiff "), 4000)
 	nw := append([]byte("prefix "), old...)
 	nw[5000] ^= 1
-	blob, err := encodeBsdiff(context.Background(), old, nw, patchCoder{name: CoderBrotli, quality: 9})
+	raw, err := bsdiffRaw(context.Background(), old, nw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := compressPatch(raw, patchCoder{name: CoderBrotli, quality: 9})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,5 +170,42 @@ func TestBrotliCoder(t *testing.T) {
 	var out bytes.Buffer
 	if err := bsdiff.ApplyStream(bytes.NewReader(old), int64(len(old)), dec, int64(len(nw)), &out); err != nil || !bytes.Equal(out.Bytes(), nw) {
 		t.Fatalf("brotli bsdiff stream: %v", err)
+	}
+}
+
+// TestEncoderPoolSameBytes: a reused encoder (with a new dictionary each
+// time, or none) writes exactly what a fresh one does.
+func TestEncoderPoolSameBytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	text := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "abcdefgh \n"[rng.IntN(10)]
+		}
+		return b
+	}
+	for i := range 6 {
+		dict, target := text(50_000+i*1000), text(20_000)
+		copy(target[100:], dict[5000:15000])
+		for _, d := range [][]byte{dict, nil} {
+			var fresh, pooled bytes.Buffer
+			e, err := newEncoder(&fresh, zstd.SpeedBestCompression, minWindow, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Write(target)
+			e.Close()
+			p, err := getEncoder(&pooled, zstd.SpeedBestCompression, minWindow, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Write(target)
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(fresh.Bytes(), pooled.Bytes()) {
+				t.Fatalf("round %d (dict %v): pooled encoder wrote %d bytes, fresh %d", i, d != nil, pooled.Len(), fresh.Len())
+			}
+		}
 	}
 }

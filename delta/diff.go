@@ -2,9 +2,11 @@ package delta
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,6 +33,12 @@ type Options struct {
 	// a fifth smaller on patches; 11 is a tenth smaller again, ~50× slower)
 	// and keeps it where smaller.
 	BrotliQuality int
+	// Exhaustive tries every encoder on every file. Otherwise ELF files the
+	// x86 transform applies to skip plain bsdiff (it wins by tens of bytes
+	// where it wins at all, and costs a second suffix array), and the
+	// best-level plain zstd baseline is skipped where a fast zstd shows it
+	// cannot win.
+	Exhaustive bool
 	// Jobs is how many files are encoded at once (default GOMAXPROCS).
 	Jobs int
 	// MemoryCap bounds the memory of concurrent per-file encoders, in bytes;
@@ -164,6 +172,54 @@ func (d *differ) disassemble(ctx context.Context, l v1.Layer, name string) (*lay
 	return li, err
 }
 
+// disassembleAll disassembles every base layer and every target layer the
+// base lacks (by the configs' diff_ids), in parallel.
+func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []v1.Layer) (baseInfo, targetInfo []*layerInfo, err error) {
+	baseInfo = make([]*layerInfo, len(baseLayers))
+	targetInfo = make([]*layerInfo, len(targetLayers))
+	var baseIDs, targetIDs []v1.Hash
+	for _, l := range baseLayers {
+		h, err := l.DiffID()
+		if err != nil {
+			return nil, nil, fmt.Errorf("base layer: %w", err)
+		}
+		baseIDs = append(baseIDs, h)
+	}
+	for i, l := range targetLayers {
+		h, err := l.DiffID()
+		if err != nil {
+			return nil, nil, fmt.Errorf("target layer %d: %w", i, err)
+		}
+		targetIDs = append(targetIDs, h)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, d.opts.Jobs))
+	for i, l := range baseLayers {
+		g.Go(func() error {
+			li, err := d.disassemble(gctx, l, fmt.Sprintf("base-%d", i))
+			if err != nil {
+				return fmt.Errorf("base layer %d: %w", i, err)
+			}
+			baseInfo[i] = li
+			return nil
+		})
+	}
+	for i, l := range targetLayers {
+		if slices.Contains(baseIDs, targetIDs[i]) {
+			continue
+		}
+		g.Go(func() error {
+			li, err := d.disassemble(gctx, l, fmt.Sprintf("target-%d", i))
+			if err != nil {
+				return fmt.Errorf("target layer %d: %w", i, err)
+			}
+			targetInfo[i] = li
+			return nil
+		})
+	}
+	return baseInfo, targetInfo, g.Wait()
+}
+
 // planned is one op being encoded.
 type planned struct {
 	op       Op
@@ -182,19 +238,25 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 		return nil, fmt.Errorf("base config: %w", err)
 	}
 	m.Base.ConfigDigest = digest.Digest(cd.String())
-	baseLayers, err := base.Layers()
+	baseLayers, err := layerfs.ConfigLayers(base)
 	if err != nil {
 		return nil, fmt.Errorf("base layers: %w", err)
 	}
+	cfg, err := target.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("target config: %w", err)
+	}
+	targetLayers, err := layerfs.ConfigLayers(target)
+	if err != nil {
+		return nil, fmt.Errorf("target layers: %w", err)
+	}
+	baseInfo, targetInfo, err := d.disassembleAll(ctx, baseLayers, targetLayers)
+	if err != nil {
+		return nil, err
+	}
 	idx := newBaseIndex()
 	inBase := map[digest.Digest]bool{}
-	var baseInfo []*layerInfo
-	for i, l := range baseLayers {
-		li, err := d.disassemble(ctx, l, fmt.Sprintf("base-%d", i))
-		if err != nil {
-			return nil, fmt.Errorf("base layer %d: %w", i, err)
-		}
-		baseInfo = append(baseInfo, li)
+	for _, li := range baseInfo {
 		m.Base.DiffIDs = append(m.Base.DiffIDs, li.diffID)
 		for _, f := range li.files {
 			inBase[f.Payload] = true
@@ -210,20 +272,11 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 		baseIdx[dg] = i
 	}
 	// Target identity.
-	cfg, err := target.RawConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("target config: %w", err)
-	}
 	m.Target.Config = cfg
 	m.Target.ConfigDigest = digest.FromBytes(cfg)
-	targetLayers, err := target.Layers()
-	if err != nil {
-		return nil, fmt.Errorf("target layers: %w", err)
-	}
 	d.rep.Layers = len(targetLayers)
 	var plans []*planned
 	planOf := map[digest.Digest]bool{}
-	targetInfo := make([]*layerInfo, len(targetLayers))
 	for i, l := range targetLayers {
 		h, err := l.DiffID()
 		if err != nil {
@@ -240,11 +293,7 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 		if sz, err := l.Size(); err == nil {
 			d.rep.ChangedBlobs += sz
 		}
-		li, err := d.disassemble(ctx, l, fmt.Sprintf("target-%d", i))
-		if err != nil {
-			return nil, fmt.Errorf("target layer %d: %w", i, err)
-		}
-		targetInfo[i] = li
+		li := targetInfo[i]
 		m.Layers = append(m.Layers, Layer{DiffID: did, Size: li.size})
 		m.Limits.TotalOutput += li.size
 		for _, f := range li.files {
@@ -288,7 +337,10 @@ func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
 	sem := semaphore.NewWeighted(d.opts.MemoryCap)
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(d.opts.Jobs)
-	for _, p := range plans {
+	// Biggest first, so the long ones overlap instead of ending alone.
+	order := slices.Clone(plans)
+	slices.SortStableFunc(order, func(a, b *planned) int { return cmp.Compare(b.op.Size, a.op.Size) })
+	for _, p := range order {
 		if p.op.BaseDigest == "" {
 			continue // plain zstd, in the pack
 		}
@@ -328,6 +380,21 @@ func (d *differ) readPayload(ctx context.Context, dg digest.Digest) ([]byte, err
 	return io.ReadAll(rc)
 }
 
+// plainZstdSize is the size of target on its own in the pack's zstd.
+func plainZstdSize(target []byte, level zstd.EncoderLevel) (int, error) {
+	n := countingWriter{w: io.Discard}
+	enc, err := getEncoder(&n, level, windowFor(0, int64(len(target))), nil)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := enc.Write(target); err != nil {
+		enc.Close()
+		return 0, err
+	}
+	err = enc.Close()
+	return int(n.n), err
+}
+
 // encodeOne picks the smallest encoding of one file; chunk > 0 asks for the
 // bounded-memory (chunked) bsdiff only.
 func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chunk int) error {
@@ -340,66 +407,87 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 	if err != nil {
 		return err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(d.level()), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(int(windowFor(0, int64(len(tgt))))))
-	if err != nil {
-		return err
-	}
-	bestSize := len(enc.EncodeAll(tgt, nil)) // plain zstd, as a baseline
-	enc.Close()
-	p.zstdSize = int64(bestSize)
+	bestSize := math.MaxInt
 	p.op.Encoder, p.blob = EncZstd, nil
-	if d.opts.ZstdDict && int64(len(base)) <= d.opts.MaxDictBase {
+	// Pick the encoder with zstd-coded patches, then, when asked, try
+	// brotli on the winner only (it is slow). Each variant is diffed once:
+	// its raw stream is kept for the brotli retry.
+	zc := patchCoder{name: CoderZstd, level: d.level()}
+	var winner *rawPatch
+	consider := func(enc string, rp *rawPatch) error {
+		b, err := rp.encode(zc)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", p.path, enc, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Encoder, p.blob, p.expanded, winner = len(b), enc, b, rp.expanded, rp
+		}
+		return nil
+	}
+	switch {
+	case useBsdiff && chunk > 0:
+		raw, err := bsdiffChunkedRaw(ctx, base, tgt, chunk)
+		if err != nil {
+			return fmt.Errorf("%s: chunked bsdiff: %w", p.path, err)
+		}
+		if err := consider(EncBsdiff, &rawPatch{raw: raw}); err != nil {
+			return err
+		}
+	case useBsdiff:
+		x86 := false
+		if d.opts.BsdiffX86 {
+			prefix, raw, expanded, ok, err := bsdiffX86Raw(ctx, base, tgt)
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
+			}
+			if ok {
+				x86 = true
+				if err := consider(EncBsdiffX86, &rawPatch{prefix: prefix, raw: raw, expanded: expanded}); err != nil {
+					return err
+				}
+			}
+		}
+		if d.opts.Bsdiff && (!x86 || d.opts.Exhaustive) {
+			raw, err := bsdiffRaw(ctx, base, tgt)
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff: %w", p.path, err)
+			}
+			if err := consider(EncBsdiff, &rawPatch{raw: raw}); err != nil {
+				return err
+			}
+		}
+	}
+	// zstd-dict: its encoder indexes the whole base first, which on a big
+	// base costs more than it can win over a patch already under 1/64 of
+	// the file.
+	if d.opts.ZstdDict && int64(len(base)) <= d.opts.MaxDictBase &&
+		(d.opts.Exhaustive || len(base) <= 256<<10 || bestSize > len(tgt)/64) {
 		b, err := encodeZstdDict(base, tgt, d.level())
 		if err != nil {
 			return fmt.Errorf("%s: zstd-dict: %w", p.path, err)
 		}
 		if len(b) < bestSize {
-			bestSize, p.op.Encoder, p.blob = len(b), EncZstdDict, b
+			bestSize, p.op.Encoder, p.blob, winner = len(b), EncZstdDict, b, nil
 		}
 	}
-	// Pick the encoder with zstd-coded patches, then, when asked, try
-	// brotli on the winner only (it is slow).
-	zc := patchCoder{name: CoderZstd, level: d.level()}
-	var redo func(coder patchCoder) ([]byte, error)
-	if useBsdiff && chunk > 0 {
-		b, err := encodeBsdiffChunked(ctx, base, tgt, chunk, zc)
-		if err != nil {
-			return fmt.Errorf("%s: chunked bsdiff: %w", p.path, err)
-		}
-		if len(b) < bestSize {
-			bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
-			redo = func(coder patchCoder) ([]byte, error) {
-				return encodeBsdiffChunked(ctx, base, tgt, chunk, coder)
-			}
-		}
-	} else if useBsdiff {
-		if d.opts.Bsdiff {
-			b, err := encodeBsdiff(ctx, base, tgt, zc)
-			if err != nil {
-				return fmt.Errorf("%s: bsdiff: %w", p.path, err)
-			}
-			if len(b) < bestSize {
-				bestSize, p.op.Encoder, p.blob = len(b), EncBsdiff, b
-				redo = func(coder patchCoder) ([]byte, error) { return encodeBsdiff(ctx, base, tgt, coder) }
-			}
-		}
-		if d.opts.BsdiffX86 {
-			b, expanded, ok, err := encodeBsdiffX86(ctx, base, tgt, zc)
-			if err != nil {
-				return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
-			}
-			if ok && len(b) < bestSize {
-				bestSize, p.op.Encoder, p.blob, p.expanded = len(b), EncBsdiffX86, b, expanded
-				redo = func(coder patchCoder) ([]byte, error) {
-					b, _, _, err := encodeBsdiffX86(ctx, base, tgt, coder)
-					return b, err
-				}
-			}
+	// Plain zstd, the fallback. Its best level costs as much as a suffix
+	// array on big files: skip it where even a fast zstd is 4x bigger than
+	// the best so far (the best level is never that much smaller).
+	z, err := plainZstdSize(tgt, zstd.SpeedFastest)
+	if err != nil {
+		return err
+	}
+	if d.level() != zstd.SpeedFastest && (d.opts.Exhaustive || z < 4*bestSize) {
+		if z, err = plainZstdSize(tgt, d.level()); err != nil {
+			return err
 		}
 	}
-	if d.opts.BrotliQuality != 0 && redo != nil && (p.op.Encoder == EncBsdiff || p.op.Encoder == EncBsdiffX86) {
-		b, err := redo(patchCoder{name: CoderBrotli, quality: d.opts.BrotliQuality})
+	if z < bestSize {
+		bestSize, p.op.Encoder, p.blob, winner = z, EncZstd, nil, nil
+	}
+	p.zstdSize = int64(z)
+	if d.opts.BrotliQuality != 0 && winner != nil {
+		b, err := winner.encode(patchCoder{name: CoderBrotli, quality: d.opts.BrotliQuality})
 		if err != nil {
 			return fmt.Errorf("%s: %s with brotli: %w", p.path, p.op.Encoder, err)
 		}

@@ -56,3 +56,36 @@ func DecompressSkeleton(r io.Reader) (io.ReadCloser, error) {
 	}
 	return d.IOReadCloser(), nil
 }
+
+// ConfigLayers returns img's layers with their diff_ids taken from the
+// image config, so asking a layer for its DiffID does not read and hash the
+// whole layer (go-containerregistry does that for compressed archive
+// layers). The config is what names an image's content; DisassembleLayer
+// still checks each layer's bytes against it.
+func ConfigLayers(img v1.Image) ([]v1.Layer, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("image config: %w", err)
+	}
+	ids := cf.RootFS.DiffIDs
+	if len(ids) != len(layers) {
+		return nil, fmt.Errorf("the image config lists %d diff_ids for %d layers: %w", len(ids), len(layers), ErrDigestMismatch)
+	}
+	out := make([]v1.Layer, len(layers))
+	for i, l := range layers {
+		out[i] = configLayer{Layer: l, diffID: ids[i]}
+	}
+	return out, nil
+}
+
+// configLayer is a layer whose diff_id comes from the image config.
+type configLayer struct {
+	v1.Layer
+	diffID v1.Hash
+}
+
+func (l configLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }

@@ -35,7 +35,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.to, "to", "", "target image reference (what the device should get)")
 	fs.StringVarP(&o.output, "output", "o", "", "delta file to write")
 	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "bsdiff-x86", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
-	fs.IntVar(&o.level, "level", d.Level, "1 (fastest) to 3: zstd level; 4: best zstd, and brotli 9 for patches where smaller; 5: brotli 11 for patches (smallest delta, several times slower)")
+	fs.IntVar(&o.level, "level", d.Level, "1 (fastest) to 3: zstd level; 4: best zstd, and brotli 9 for patches where smaller; 5: brotli 11 for patches and every encoder on every file (smallest delta, several times slower)")
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
 	fs.Int64Var(&o.memoryMiB, "memory", 256, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
@@ -109,7 +109,7 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 	case 4:
 		opts.BrotliQuality = 9
 	case 5:
-		opts.BrotliQuality = 11
+		opts.BrotliQuality, opts.Exhaustive = 11, true
 	default:
 		opts.BrotliQuality = 0
 	}

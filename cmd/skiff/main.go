@@ -7,15 +7,23 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
 func main() {
+	// SKIFF_CPUPROFILE=FILE writes a CPU profile of the run, for developers.
+	if path := os.Getenv("SKIFF_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "skiff:", err)
+		pprof.StopCPUProfile()
 		os.Exit(exitCode(err))
 	}
 }
