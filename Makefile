@@ -8,7 +8,7 @@ INFRA        ?= /tmp/skiff-infra
 FUZZTIME     ?= 200000x
 export SKIFF_CORPUS INFRA
 
-.PHONY: help build example test integration corpus infra-up infra-down fuzz bench clean
+.PHONY: help build example test integration corpus infra-up infra-down fuzz bench bench-deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -61,8 +61,14 @@ fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
 	$(GO) test -run XXX -fuzz '^FuzzUnmarshalBinary$$' -fuzztime $(FUZZTIME) ./delta/gzrecipe/
 	$(GO) test -run XXX -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME) ./delta/gzrecipe/
 
-bench: ## benchmarks (set SKIFF_CORPUS to include the corpus layers)
+bench-deps: ## install the tools skiff bench compares with (zstd, bsdiff, xdelta3, rdiff, GNU time; tar-diff into ./bin)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y zstd bsdiff xdelta3 rdiff time
+	GO=$(GO) bash bench/install-tar-diff.sh bin
+
+bench: build ## Go benchmarks, then skiff bench on the corpus (needs `make corpus`, tools from `make bench-deps`; chart in docs/bench.svg)
 	$(GO) test -run XXX -bench . -benchmem ./layerfs/ ./delta/bsdiff/
+	@mkdir -p docs
+	$(BIN) bench --corpus --chart docs/bench.svg
 
 clean: ## remove build outputs
 	rm -rf bin $(EXAMPLE_DIR)

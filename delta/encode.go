@@ -118,9 +118,18 @@ func newDecoder(r io.Reader, window int64, dict []byte) (*zstd.Decoder, error) {
 	return zstd.NewReader(r, opts...)
 }
 
+// smallDict is the base size below which zstd-dict uses at most the
+// "better" level: the best level's encoder copies 34 MB of tables per
+// dictionary, which cost 60% of a Debian diff's time (600 small files), and
+// compressed no smaller there (489.7 KB at "better" against 565.0 KB).
+const smallDict = 1 << 20
+
 // encodeZstdDict compresses target with base as raw dictionary.
 func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) ([]byte, error) {
 	var buf bytes.Buffer
+	if len(base) < smallDict {
+		level = min(level, zstd.SpeedBetterCompression)
+	}
 	enc, err := getEncoder(&buf, level, windowFor(int64(len(base)), int64(len(target))), base)
 	if err != nil {
 		return nil, err

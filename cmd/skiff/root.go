@@ -39,6 +39,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 		newExampleCommand(g),
 		newDiffCommand(g),
 		newApplyCommand(g),
+		newBenchCommand(g),
 	)
 	return root
 }
