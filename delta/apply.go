@@ -19,6 +19,7 @@ import (
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/delta/exefilter"
+	"github.com/skiff-dev/skiff/delta/gnugzip"
 	"github.com/skiff-dev/skiff/delta/zsections"
 	"github.com/skiff-dev/skiff/layerfs"
 )
@@ -361,12 +362,12 @@ func (a *applier) applyGroup(ctx context.Context, members []Op, br io.Reader) er
 		if op.Encoder != EncZstdDict {
 			return fmt.Errorf("%w: a %s op shares a blob", ErrBadDelta, op.Encoder)
 		}
-		rc, err := a.store.Open(ctx, op.BaseDigest)
+		f, _, done, err := a.opBase(ctx, op)
 		if err != nil {
 			return err
 		}
-		b, err := io.ReadAll(io.LimitReader(rc, a.m.Limits.MaxWindow-int64(len(dict))+1))
-		rc.Close()
+		b, err := io.ReadAll(io.LimitReader(f, a.m.Limits.MaxWindow-int64(len(dict))+1))
+		done()
 		if err != nil {
 			return err
 		}
@@ -388,9 +389,35 @@ func (a *applier) applyGroup(ctx context.Context, members []Op, br io.Reader) er
 	return nil
 }
 
-// ingest stores op.Size bytes of r as op.Target, checking the digest.
+// errIngestStopped stops a gzip op's compressor when the store stops reading.
+var errIngestStopped = errors.New("ingest stopped")
+
+// ingest stores op.Size bytes of r as op.Target, checking the digest. For
+// a gzip op, r holds the content (op.Gzip.Size bytes), which is compressed
+// on the way with the op's recipe.
 func (a *applier) ingest(ctx context.Context, op Op, r io.Reader) error {
-	got, err := a.store.Ingest(ctx, r, op.Size)
+	var got digest.Digest
+	var err error
+	if g := op.Gzip; g != nil {
+		content := &io.LimitedReader{R: r, N: g.Size}
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			err := gnugzip.Recipe{Level: g.Level, Header: g.Header}.Compress(pw, content)
+			pw.CloseWithError(err)
+			done <- err
+		}()
+		got, err = a.store.Ingest(ctx, pr, op.Size)
+		pr.CloseWithError(errIngestStopped)
+		if cerr := <-done; err == nil && cerr != nil {
+			err = cerr
+		}
+		if err == nil && content.N != 0 {
+			err = fmt.Errorf("%w: gzip content short by %d bytes", ErrCorrupt, content.N)
+		}
+	} else {
+		got, err = a.store.Ingest(ctx, r, op.Size)
+	}
 	if err != nil {
 		return fmt.Errorf("payload %s: %w", op.Target, asCorrupt(err))
 	}
@@ -400,24 +427,72 @@ func (a *applier) ingest(ctx context.Context, op Op, r io.Reader) error {
 	return nil
 }
 
-func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
+// outSize is the size of what op's encoder makes: the payload, or a gzip
+// op's content.
+func outSize(op Op) int64 {
+	if op.Gzip != nil {
+		return op.Gzip.Size
+	}
+	return op.Size
+}
+
+// opBase opens what op is encoded against: the base payload or, for a
+// gzip op with a base size, its decompressed content in a temporary file
+// (bspatch reads its base by random access). The caller calls done.
+func (a *applier) opBase(ctx context.Context, op Op) (f *os.File, size int64, done func(), err error) {
 	rc, err := a.store.Open(ctx, op.BaseDigest)
 	if err != nil {
-		return fmt.Errorf("op for %s: base payload %s: %w", op.Target, op.BaseDigest, err)
+		return nil, 0, nil, fmt.Errorf("op for %s: base payload %s: %w", op.Target, op.BaseDigest, err)
 	}
-	defer rc.Close()
 	f, ok := rc.(*os.File)
 	if !ok {
-		return fmt.Errorf("content store returned %T", rc)
+		rc.Close()
+		return nil, 0, nil, fmt.Errorf("content store returned %T", rc)
 	}
 	st, err := f.Stat()
 	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	if op.Gzip == nil || op.Gzip.BaseSize == 0 {
+		return f, st.Size(), func() { f.Close() }, nil
+	}
+	defer f.Close()
+	cr, err := gnugzip.NewContentReader(f, st.Size())
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("%w: op for %s: base payload %s: %v", ErrBadDelta, op.Target, op.BaseDigest, err)
+	}
+	defer cr.Close()
+	tmp, err := os.CreateTemp(a.work, "gzbase-")
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	done = func() { tmp.Close(); os.Remove(tmp.Name()) }
+	n, err := io.Copy(tmp, io.LimitReader(cr, op.Gzip.BaseSize+1))
+	if err == nil && n != op.Gzip.BaseSize {
+		err = fmt.Errorf("%w: op for %s: base content is %d bytes or more, the delta says %d", ErrBadDelta, op.Target, n, op.Gzip.BaseSize)
+	}
+	if err != nil {
+		done()
+		return nil, 0, nil, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		done()
+		return nil, 0, nil, err
+	}
+	return tmp, n, done, nil
+}
+
+func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
+	f, size, done, err := a.opBase(ctx, op)
+	if err != nil {
 		return err
 	}
+	defer done()
 	switch op.Encoder {
 	case EncZstdDict:
-		if st.Size() > a.m.Limits.MaxWindow {
-			return fmt.Errorf("%w: dictionary of %d bytes over the declared window", ErrLimit, st.Size())
+		if size > a.m.Limits.MaxWindow {
+			return fmt.Errorf("%w: dictionary of %d bytes over the declared window", ErrLimit, size)
 		}
 		dict, err := io.ReadAll(f)
 		if err != nil {
@@ -437,13 +512,13 @@ func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
 		defer dec.Close()
 		pr, pw := io.Pipe()
 		go func() {
-			pw.CloseWithError(bsdiff.ApplyStream(f, st.Size(), dec, op.Size, pw))
+			pw.CloseWithError(bsdiff.ApplyStream(f, size, dec, outSize(op), pw))
 		}()
 		err = a.ingest(ctx, op, pr)
 		pr.CloseWithError(errors.New("ingest stopped"))
 		return err
 	case EncBsdiffX86:
-		return a.applyBsdiffX86(ctx, op, f, st.Size(), br)
+		return a.applyBsdiffX86(ctx, op, f, size, br)
 	}
 	return fmt.Errorf("%w: encoder %q", ErrBadDelta, op.Encoder)
 }
@@ -478,7 +553,7 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, base
 	if err := param("target sections", &zTarget); err != nil {
 		return err
 	}
-	outSize := op.Size + zTarget.Growth()
+	outSize := outSize(op) + zTarget.Growth()
 	if zTarget.Growth() < 0 || outSize > a.m.Limits.MaxExpanded {
 		return fmt.Errorf("%w: bsdiff-x86 expanded size %d over the declared %d", ErrLimit, outSize, a.m.Limits.MaxExpanded)
 	}

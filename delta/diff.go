@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/skiff-dev/skiff/delta/gnugzip"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -33,6 +34,10 @@ type Options struct {
 	// a fifth smaller on patches; 11 is a tenth smaller again, ~50× slower)
 	// and keeps it where smaller.
 	BrotliQuality int
+	// Gunzip diffs gzip files by their content where delta/gnugzip
+	// re-creates them exactly (GNU gzip's output: Debian's changelogs and
+	// manual pages), and the device compresses them again.
+	Gunzip bool
 	// Exhaustive tries every encoder on every file. Otherwise ELF files the
 	// x86 transform applies to skip plain bsdiff (it wins by tens of bytes
 	// where it wins at all, and costs a second suffix array), and the
@@ -59,7 +64,7 @@ type Options struct {
 
 // DefaultOptions are the settings `skiff diff` uses.
 func DefaultOptions() Options {
-	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
+	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
 		MemoryCap: 256 << 20, MaxDictBase: 4 << 20}
 }
 
@@ -94,6 +99,9 @@ type Report struct {
 	ChangedBlobs    int64            `json:"changed_layer_blob_bytes"` // compressed size of the target's changed layers
 	Reproducible    bool             `json:"manifest_reproducible"`
 	NotReproducible string           `json:"not_reproducible,omitempty"` // why not, when asked for
+	// Gunzipped counts the gzip files diffed by their content (and
+	// compressed again by the device with GNU gzip's algorithm).
+	Gunzipped int `json:"gunzipped"`
 	// Largest lists the files that cost the most, largest first.
 	Largest []FileCost `json:"largest"`
 }
@@ -222,12 +230,17 @@ func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []
 
 // planned is one op being encoded.
 type planned struct {
-	op       Op
-	path     string
-	baseSize int64
-	zstdSize int64  // plain zstd size on its own
-	expanded int64  // bsdiff-x86: size of the transformed target
-	blob     []byte // encoded bytes (nil for the pack members)
+	op   Op
+	path string
+	// content is what the op makes (size bytes): the target payload, or
+	// for a gzip op its decompressed content; base (baseSize bytes) is
+	// what it is encoded against: the base payload or its content.
+	content, base  digest.Digest
+	size, baseSize int64
+	zstdSize       int64  // plain zstd size on its own
+	expanded       int64  // bsdiff-x86: size of the transformed target
+	window         int64  // zstd window the blob needs
+	blob           []byte // encoded bytes (nil for the pack members)
 }
 
 func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Report, error) {
@@ -306,10 +319,12 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 				continue
 			}
 			planOf[f.Payload] = true
-			p := &planned{op: Op{Target: f.Payload, Size: f.DataSize, Encoder: EncZstd, Base: -1}, path: f.Name}
+			p := &planned{op: Op{Target: f.Payload, Size: f.DataSize, Encoder: EncZstd, Base: -1}, path: f.Name,
+				content: f.Payload, size: f.DataSize}
 			if f.IsRegular() && !f.Sparse {
 				if b, ok := idx.lookup(f.Name, f.DataSize); ok {
 					p.op.BaseDigest, p.op.Base = b.digest, baseIdx[b.digest]
+					p.base, p.baseSize = b.digest, b.size
 				}
 			}
 			plans = append(plans, p)
@@ -334,24 +349,35 @@ func (d *differ) level() zstd.EncoderLevel { return zstd.EncoderLevel(d.opts.Lev
 // encodeAll picks the smallest encoding of every planned op, in parallel,
 // within the memory cap. Results do not depend on the schedule.
 func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
+	if d.opts.Gunzip {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(d.opts.Jobs)
+		for _, p := range plans {
+			g.Go(func() error { return d.gunzipOp(gctx, p) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
 	sem := semaphore.NewWeighted(d.opts.MemoryCap)
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(d.opts.Jobs)
 	// Biggest first, so the long ones overlap instead of ending alone.
 	order := slices.Clone(plans)
-	slices.SortStableFunc(order, func(a, b *planned) int { return cmp.Compare(b.op.Size, a.op.Size) })
+	slices.SortStableFunc(order, func(a, b *planned) int { return cmp.Compare(b.size, a.size) })
 	for _, p := range order {
-		if p.op.BaseDigest == "" {
+		if p.base == "" {
 			continue // plain zstd, in the pack
 		}
 		g.Go(func() error {
 			// bsdiff holds base, target, the suffix array (4 bytes per base
 			// byte) and its output; bsdiff-x86 also the transformed pair;
 			// zstd-dict holds base and target.
-			need := 9*p.op.Size + 16<<20
+			size := max(p.size, p.baseSize)
+			need := 9*size + 16<<20
 			useBsdiff := (d.opts.Bsdiff || d.opts.BsdiffX86) && need <= d.opts.MemoryCap
 			if !useBsdiff {
-				need = 3*p.op.Size + 16<<20
+				need = 3*size + 16<<20
 			}
 			chunk := 0
 			if !useBsdiff && d.opts.Bsdiff {
@@ -398,12 +424,11 @@ func plainZstdSize(target []byte, level zstd.EncoderLevel) (int, error) {
 // encodeOne picks the smallest encoding of one file; chunk > 0 asks for the
 // bounded-memory (chunked) bsdiff only.
 func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chunk int) error {
-	base, err := d.readPayload(ctx, p.op.BaseDigest)
+	base, err := d.readPayload(ctx, p.base)
 	if err != nil {
 		return err
 	}
-	p.baseSize = int64(len(base))
-	tgt, err := d.readPayload(ctx, p.op.Target)
+	tgt, err := d.readPayload(ctx, p.content)
 	if err != nil {
 		return err
 	}
@@ -415,12 +440,12 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 	zc := patchCoder{name: CoderZstd, level: d.level()}
 	var winner *rawPatch
 	consider := func(enc string, rp *rawPatch) error {
-		b, err := rp.encode(zc)
+		b, window, err := rp.encode(zc)
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", p.path, enc, err)
 		}
 		if len(b) < bestSize {
-			bestSize, p.op.Encoder, p.blob, p.expanded, winner = len(b), enc, b, rp.expanded, rp
+			bestSize, p.op.Encoder, p.blob, p.expanded, p.window, winner = len(b), enc, b, rp.expanded, window, rp
 		}
 		return nil
 	}
@@ -462,12 +487,16 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 	// the file.
 	if d.opts.ZstdDict && int64(len(base)) <= d.opts.MaxDictBase &&
 		(d.opts.Exhaustive || len(base) <= 256<<10 || bestSize > len(tgt)/64) {
-		b, err := encodeZstdDict(base, tgt, d.level())
+		level := d.level()
+		if len(base) < smallDict {
+			level = min(level, zstd.SpeedBetterCompression)
+		}
+		b, window, err := encodeZstdDict(base, tgt, level)
 		if err != nil {
 			return fmt.Errorf("%s: zstd-dict: %w", p.path, err)
 		}
 		if len(b) < bestSize {
-			bestSize, p.op.Encoder, p.blob, winner = len(b), EncZstdDict, b, nil
+			bestSize, p.op.Encoder, p.blob, p.window, winner = len(b), EncZstdDict, b, window, nil
 		}
 	}
 	// Plain zstd, the fallback. Its best level costs as much as a suffix
@@ -487,18 +516,101 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 	}
 	p.zstdSize = int64(z)
 	if d.opts.BrotliQuality != 0 && winner != nil {
-		b, err := winner.encode(patchCoder{name: CoderBrotli, quality: d.opts.BrotliQuality})
+		b, _, err := winner.encode(patchCoder{name: CoderBrotli, quality: d.opts.BrotliQuality})
 		if err != nil {
 			return fmt.Errorf("%s: %s with brotli: %w", p.path, p.op.Encoder, err)
 		}
 		if len(b) < bestSize {
-			bestSize, p.op.Coder, p.blob = len(b), CoderBrotli, b
+			bestSize, p.op.Coder, p.blob, p.window = len(b), CoderBrotli, b, 0
 		}
 	}
 	if p.op.Encoder == EncZstd {
-		p.op.Base, p.op.BaseDigest = -1, ""
+		p.dropBase()
 	}
 	return nil
+}
+
+// dropBase makes p a plain op: no base.
+func (p *planned) dropBase() {
+	p.op.Base, p.op.BaseDigest, p.base, p.baseSize = -1, "", "", 0
+	if p.op.Gzip != nil {
+		p.op.Gzip.BaseSize = 0
+	}
+}
+
+// maxGunzip bounds the gzip payloads diffed by their content: the
+// compressed size, and the content held in memory while ingesting it.
+const (
+	maxGunzipPayload = 16 << 20
+	maxGunzipContent = 64 << 20
+)
+
+// gunzipOp turns p into a gzip op where its payload is a gzip file that
+// gnugzip re-creates exactly: the op then makes the decompressed content,
+// encoded against the base's decompressed content (or the pack's zstd
+// where the base is not gzip). Files it does not apply to are left alone.
+func (d *differ) gunzipOp(ctx context.Context, p *planned) error {
+	if p.size < 18 || p.size > maxGunzipPayload {
+		return nil
+	}
+	content, n, recipe, ok, err := d.gunzip(ctx, p.content, p.size, true)
+	if err != nil || !ok {
+		return err
+	}
+	p.op.Gzip = &GzipOp{Level: recipe.Level, Header: recipe.Header, Size: n}
+	p.content, p.size = content, n
+	if p.base == "" {
+		return nil
+	}
+	bc, bn, _, ok, err := d.gunzip(ctx, p.base, p.baseSize, false)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		p.dropBase() // a gzip file whose base is not one: its content goes to the pack
+		return nil
+	}
+	p.base, p.baseSize, p.op.Gzip.BaseSize = bc, bn, bn
+	return nil
+}
+
+// gunzip stores the content of the gzip payload dg (size bytes) and
+// returns its digest and size; with recipe, only where gnugzip re-creates
+// the payload from it. ok is false for payloads that are not such gzip
+// files (or are too big to hold).
+func (d *differ) gunzip(ctx context.Context, dg digest.Digest, size int64, recipe bool) (content digest.Digest, n int64, rc gnugzip.Recipe, ok bool, err error) {
+	if size > maxGunzipPayload {
+		return "", 0, rc, false, nil
+	}
+	r, err := d.store.Open(ctx, dg)
+	if err != nil {
+		return "", 0, rc, false, err
+	}
+	defer r.Close()
+	f, isFile := r.(*os.File)
+	if !isFile {
+		return "", 0, rc, false, fmt.Errorf("content store returned %T", r)
+	}
+	var magic [2]byte
+	if _, err := f.ReadAt(magic[:], 0); err != nil || magic != [2]byte{0x1f, 0x8b} {
+		return "", 0, rc, false, nil
+	}
+	if recipe {
+		if rc, err = gnugzip.DetectAt(f, size); err != nil {
+			return "", 0, rc, false, nil // not reproducible: diff the gzip bytes
+		}
+	}
+	cr, err := gnugzip.NewContentReader(f, size)
+	if err != nil {
+		return "", 0, rc, false, nil
+	}
+	defer cr.Close()
+	b, err := io.ReadAll(io.LimitReader(cr, maxGunzipContent+1))
+	if err != nil || len(b) > maxGunzipContent {
+		return "", 0, rc, false, nil
+	}
+	content, err = d.store.Ingest(ctx, bytes.NewReader(b), int64(len(b)))
+	return content, int64(len(b)), rc, err == nil, err
 }
 
 // write lays out the blobs (skeletons, pack, op blobs), then writes header
@@ -605,7 +717,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 				return nil, err
 			}
 			g.blob, p.op.Blob = i, i
-			track(windowFor(g.dictSize, g.size))
+			track(g.window)
 			d.rep.OpBytes[EncZstdDict] += int64(len(g.data))
 			continue
 		}
@@ -615,12 +727,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		}
 		p.op.Blob = i
 		d.rep.OpBytes[p.op.Encoder] += int64(len(p.blob))
-		switch p.op.Encoder {
-		case EncZstdDict:
-			track(windowFor(p.baseSize, p.op.Size))
-		case EncBsdiff, EncBsdiffX86:
-			track(windowFor(0, p.op.Size*2+64))
-		}
+		track(p.window)
 	}
 	for _, p := range plans {
 		cost := int64(len(p.blob))
@@ -637,6 +744,11 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		m.Ops = append(m.Ops, p.op)
 		m.Limits.MaxPayload = max(m.Limits.MaxPayload, p.op.Size)
 		m.Limits.MaxExpanded = max(m.Limits.MaxExpanded, p.op.Size, p.expanded)
+		if g := p.op.Gzip; g != nil {
+			m.Version = max(m.Version, 2)
+			m.Limits.MaxExpanded = max(m.Limits.MaxExpanded, g.Size, g.BaseSize)
+			d.rep.Gunzipped++
+		}
 		d.rep.Ops[p.op.Encoder]++
 		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
 	}
@@ -685,7 +797,7 @@ func (d *differ) writePack(ctx context.Context, path string, members []*planned)
 		return err
 	}
 	for _, p := range members {
-		rc, err := d.store.Open(ctx, p.op.Target)
+		rc, err := d.store.Open(ctx, p.content)
 		if err != nil {
 			return err
 		}
@@ -706,6 +818,7 @@ type dictGroup struct {
 	members        []*planned
 	dictSize, size int64
 	data           []byte
+	window         int64
 	blob           int
 }
 
@@ -719,7 +832,7 @@ func (d *differ) dictGroups(ctx context.Context, plans []*planned) (map[*planned
 	var groups []*dictGroup
 	var cur *dictGroup
 	for _, p := range plans {
-		if p.op.Encoder != EncZstdDict || p.op.Size > groupMax || p.baseSize > groupMax {
+		if p.op.Encoder != EncZstdDict || p.size > groupMax || p.baseSize > groupMax {
 			continue
 		}
 		if cur == nil || cur.dictSize+p.baseSize > d.opts.MaxDictBase {
@@ -728,7 +841,7 @@ func (d *differ) dictGroups(ctx context.Context, plans []*planned) (map[*planned
 		}
 		cur.members = append(cur.members, p)
 		cur.dictSize += p.baseSize
-		cur.size += p.op.Size
+		cur.size += p.size
 	}
 	out := map[*planned]*dictGroup{}
 	for _, g := range groups {
@@ -738,25 +851,25 @@ func (d *differ) dictGroups(ctx context.Context, plans []*planned) (map[*planned
 		var dict, content []byte
 		alone := 0
 		for _, p := range g.members {
-			b, err := d.readPayload(ctx, p.op.BaseDigest)
+			b, err := d.readPayload(ctx, p.base)
 			if err != nil {
 				return nil, err
 			}
-			t, err := d.readPayload(ctx, p.op.Target)
+			t, err := d.readPayload(ctx, p.content)
 			if err != nil {
 				return nil, err
 			}
 			dict, content = append(dict, b...), append(content, t...)
 			alone += len(p.blob)
 		}
-		data, err := encodeZstdDict(dict, content, d.level())
+		data, window, err := encodeZstdDict(dict, content, d.level())
 		if err != nil {
 			return nil, err
 		}
 		if len(data) >= alone {
 			continue
 		}
-		g.data = data
+		g.data, g.window = data, window
 		for _, p := range g.members {
 			out[p] = g
 		}

@@ -118,29 +118,30 @@ func newDecoder(r io.Reader, window int64, dict []byte) (*zstd.Decoder, error) {
 	return zstd.NewReader(r, opts...)
 }
 
-// smallDict is the base size below which zstd-dict uses at most the
-// "better" level: the best level's encoder copies 34 MB of tables per
-// dictionary, which cost 60% of a Debian diff's time (600 small files), and
-// compressed no smaller there (489.7 KB at "better" against 565.0 KB).
+// smallDict is the base size below which a file's own zstd-dict frame uses
+// at most the "better" level: the best level's encoder copies 34 MB of
+// tables per dictionary, which cost 60% of a Debian diff's time (600 small
+// files), and compressed no smaller there (489.7 KB at "better" against
+// 565.0 KB). Shared frames (dictGroups) are few and keep the level.
 const smallDict = 1 << 20
 
-// encodeZstdDict compresses target with base as raw dictionary.
-func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) ([]byte, error) {
+// encodeZstdDict compresses target with base as raw dictionary, in a
+// frame whose window is window (what a device must allow).
+func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) (blob []byte, window int64, err error) {
+	window = windowFor(int64(len(base)), int64(len(target)))
 	var buf bytes.Buffer
-	if len(base) < smallDict {
-		level = min(level, zstd.SpeedBetterCompression)
-	}
-	enc, err := getEncoder(&buf, level, windowFor(int64(len(base)), int64(len(target))), base)
+	enc, err := getEncoder(&buf, level, window, base)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if _, err := enc.Write(target); err != nil {
-		return nil, err
+		enc.Close()
+		return nil, 0, err
 	}
 	if err := enc.Close(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), window, nil
 }
 
 // Coders of bsdiff streams (Op.Coder).
@@ -160,13 +161,16 @@ type patchCoder struct {
 	quality int
 }
 
-// patchCompressor returns the writer that compresses a bsdiff stream.
+// patchWindow is the zstd window of a compressed patch of raw bytes.
+func patchWindow(raw int64) int64 { return windowFor(0, raw*2+64) } // capped: see windowFor
+
+// patchCompressor returns the writer that compresses a bsdiff stream of
+// size bytes.
 func patchCompressor(w io.Writer, c patchCoder, size int64) (io.WriteCloser, error) {
 	if c.name == CoderBrotli {
 		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: c.quality, LGWin: brotliWindowBits}), nil
 	}
-	level := c.level
-	return getEncoder(w, level, windowFor(0, size*2+64), nil) // capped: see windowFor
+	return getEncoder(w, c.level, patchWindow(size), nil)
 }
 
 // patchDecompressor reads a bsdiff stream compressed by patchCompressor.
@@ -213,13 +217,18 @@ type rawPatch struct {
 	expanded    int64 // bsdiff-x86: size of the transformed target
 }
 
-// encode returns the op blob with the patch compressed by coder.
-func (rp *rawPatch) encode(coder patchCoder) ([]byte, error) {
+// encode returns the op blob with the patch compressed by coder, and the
+// zstd window a device needs for it (0 for brotli, whose window is fixed).
+func (rp *rawPatch) encode(coder patchCoder) ([]byte, int64, error) {
 	b, err := compressPatch(rp.raw, coder)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return append(append([]byte{}, rp.prefix...), b...), nil
+	window := int64(0)
+	if coder.name == CoderZstd {
+		window = patchWindow(int64(len(rp.raw)))
+	}
+	return append(append([]byte{}, rp.prefix...), b...), window, nil
 }
 
 // bsdiffRaw computes the uncompressed streaming bsdiff of target against

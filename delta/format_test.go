@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -86,35 +87,7 @@ func tinyPair(t testing.TB) (base, target v1.Image) {
 // TestDeltaGolden pins the delta byte format (FORMAT.md) on a tiny pair.
 func TestDeltaGolden(t *testing.T) {
 	base, target := tinyPair(t)
-	var buf bytes.Buffer
-	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
-	golden := filepath.Join("testdata", "golden", "tiny.skiff")
-	if *update {
-		os.MkdirAll(filepath.Dir(golden), 0o755)
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(buf.Bytes(), want) {
-		t.Fatalf("delta bytes changed (%d bytes, golden %d): the format is pinned; bump the version in FORMAT.md and run -update", buf.Len(), len(want))
-	}
-	// The golden delta still applies and gives the target.
-	res, err := Apply(context.Background(), base, bytes.NewReader(want), ApplyOptions{WorkDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("golden delta does not apply: %v", err)
-	}
-	defer res.Close()
-	got, _ := res.Image.ConfigName()
-	exp, _ := target.ConfigName()
-	if got != exp {
-		t.Fatalf("golden delta gives %s, want %s", got, exp)
-	}
+	want := checkGolden(t, "tiny.skiff", base, target)
 	h, err := ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
@@ -171,4 +144,60 @@ func FuzzApply(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDeltaGoldenGzip pins manifest version 2: gzip ops.
+func TestDeltaGoldenGzip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	oldLog := changelog(rng, 12)
+	base := imageOf(t, layerTar(t, file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, oldLog)}))
+	target := imageOf(t, layerTar(t,
+		file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, append(changelog(rng, 1), oldLog...))},
+		file{"usr/share/doc/pkg/NEWS.gz", gnuGzip(t, changelog(rng, 2))},
+	))
+	want := checkGolden(t, "gzip.skiff", base, target)
+	h, err := ReadHeader(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Manifest.Version != 2 || h.Manifest.Ops[0].Gzip == nil || h.Manifest.Ops[0].Gzip.BaseSize == 0 {
+		t.Errorf("the gzip pair should make a version 2 delta with a gzip op against a gzip base: %+v", h.Manifest.Ops)
+	}
+}
+
+// checkGolden diffs base to target, compares the delta with golden file
+// name (rewritten with -update), checks that the golden delta applies and
+// returns it.
+func checkGolden(t *testing.T, name string, base, target v1.Image) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "golden", name)
+	if *update {
+		os.MkdirAll(filepath.Dir(golden), 0o755)
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("delta bytes changed (%d bytes, golden %d): the format is pinned; bump the version in FORMAT.md and run -update", buf.Len(), len(want))
+	}
+	// The golden delta still applies and gives the target.
+	res, err := Apply(context.Background(), base, bytes.NewReader(want), ApplyOptions{WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("golden delta does not apply: %v", err)
+	}
+	defer res.Close()
+	got, _ := res.Image.ConfigName()
+	exp, _ := target.ConfigName()
+	if got != exp {
+		t.Fatalf("golden delta gives %s, want %s", got, exp)
+	}
+	return want
 }

@@ -132,10 +132,35 @@ type Op struct {
 	// Coder compresses bsdiff streams: "" (zstd) or "brotli".
 	Coder string `json:"coder,omitempty"`
 
+	// Gzip, when set, says the target payload is a gzip member that
+	// delta/gnugzip reproduces from its content: the op makes the content,
+	// which apply compresses with the recipe (manifest version 2).
+	Gzip *GzipOp `json:"gzip,omitempty"`
+
 	Target     digest.Digest `json:"-"` // from the target skeletons
 	Size       int64         `json:"-"`
 	BaseDigest digest.Digest `json:"-"`
 }
+
+// GzipOp is how a gzip payload is rebuilt from its content (Op.Gzip).
+type GzipOp struct {
+	// Level and Header are the gnugzip.Recipe: GNU gzip's level and the
+	// member's header bytes, kept verbatim.
+	Level  int    `json:"level"`
+	Header []byte `json:"header"`
+	// Size is the content's size: what the op makes.
+	Size int64 `json:"size"`
+	// BaseSize, when not 0, says the op's base is the base payload's
+	// decompressed content, of this many bytes (else the payload itself).
+	BaseSize int64 `json:"base_size,omitempty"`
+}
+
+// Manifest versions: 2 adds Op.Gzip. A writer uses the lowest version that
+// can express its delta.
+const (
+	minVersion = 1
+	maxVersion = 2
+)
 
 // validate checks the manifest's internal consistency and bounds, so that
 // nothing later indexes out of range or allocates what was not declared.
@@ -143,8 +168,8 @@ func (m *Manifest) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadDelta, fmt.Sprintf(format, args...))
 	}
-	if m.Version != 1 {
-		return bad("manifest version %d, this skiff reads 1", m.Version)
+	if m.Version < minVersion || m.Version > maxVersion {
+		return bad("manifest version %d, this skiff reads %d to %d", m.Version, minVersion, maxVersion)
 	}
 	if err := m.Base.ConfigDigest.Validate(); err != nil {
 		return bad("base config digest: %v", err)
@@ -222,6 +247,21 @@ func (m *Manifest) validate() error {
 	}
 	groupBlob := map[int]bool{} // blobs of zstd-dict groups
 	for k, op := range m.Ops {
+		if g := op.Gzip; g != nil {
+			switch {
+			case m.Version < 2:
+				return bad("op %d: gzip ops need manifest version 2", k)
+			case g.Level < 1 || g.Level > 9 || len(g.Header) < 10 || len(g.Header) > 64<<10:
+				return bad("op %d: gzip level %d with a %d-byte header", k, g.Level, len(g.Header))
+			case g.Size < 0 || g.BaseSize < 0:
+				return bad("op %d: gzip sizes %d and %d", k, g.Size, g.BaseSize)
+			case g.Size > m.Limits.MaxExpanded || g.BaseSize > m.Limits.MaxExpanded:
+				return fmt.Errorf("%w: op %d: gzip content of %d bytes (base %d) over the declared %d",
+					ErrLimit, k, g.Size, g.BaseSize, m.Limits.MaxExpanded)
+			case g.BaseSize > 0 && op.Encoder == EncZstd:
+				return bad("op %d: a plain zstd op has no base to decompress", k)
+			}
+		}
 		switch op.Encoder {
 		case EncZstd:
 			if op.Blob != pack || op.Base != -1 {

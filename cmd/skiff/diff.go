@@ -34,7 +34,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.from, "from", "", "base image reference (what the device has)")
 	fs.StringVar(&o.to, "to", "", "target image reference (what the device should get)")
 	fs.StringVarP(&o.output, "output", "o", "", "delta file to write")
-	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "bsdiff-x86", "zstd-dict", "zstd"}, "encoders allowed for changed files (zstd is always allowed)")
+	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "bsdiff-x86", "zstd-dict", "zstd", "gunzip"}, "encoders allowed for changed files (zstd is always allowed); gunzip: diff GNU-gzip files by their content")
 	fs.IntVar(&o.level, "level", d.Level, "1 (fastest) to 3: zstd level; 4: best zstd, and brotli 9 for patches where smaller; 5: brotli 11 for patches and every encoder on every file (smallest delta, several times slower)")
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
 	fs.Int64Var(&o.memoryMiB, "memory", 256, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
@@ -68,7 +68,7 @@ layer's headers are compressed against the base layer's headers.`,
 
 func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Writer) error {
 	opts := delta.DefaultOptions()
-	opts.Bsdiff, opts.BsdiffX86, opts.ZstdDict = false, false, false
+	opts.Bsdiff, opts.BsdiffX86, opts.ZstdDict, opts.Gunzip = false, false, false, false
 	for _, e := range o.encoders {
 		switch e {
 		case "bsdiff":
@@ -77,9 +77,11 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 			opts.BsdiffX86 = true
 		case "zstd-dict":
 			opts.ZstdDict = true
+		case "gunzip":
+			opts.Gunzip = true
 		case "zstd":
 		default:
-			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, bsdiff-x86, zstd-dict, zstd)", e)}
+			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, bsdiff-x86, zstd-dict, zstd, gunzip)", e)}
 		}
 	}
 	switch o.manifest {
@@ -188,6 +190,9 @@ func printDiffReport(out io.Writer, path string, r *delta.Report) {
 	sort.Strings(encs)
 	for _, e := range encs {
 		fmt.Fprintf(out, "  %-9s %5d files  %10s -> %s\n", e, r.Ops[e], humanBytes(r.PayloadBytes[e]), humanBytes(r.OpBytes[e]))
+	}
+	if r.Gunzipped > 0 {
+		fmt.Fprintf(out, "  (%d gzip files diffed by their content; the device re-compresses them exactly)\n", r.Gunzipped)
 	}
 	fmt.Fprintf(out, "skeletons %s, header %s\n", humanBytes(r.SkeletonBytes), humanBytes(r.HeaderBytes))
 	switch {
