@@ -684,14 +684,15 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	}
 	if len(packMembers) > 0 {
 		packFile := filepath.Join(d.work, "pack.zst")
-		if err := d.writePack(ctx, packFile, packMembers); err != nil {
+		window, err := d.writePack(ctx, packFile, packMembers)
+		if err != nil {
 			return nil, err
 		}
 		i, err := addBlob(nil, packFile)
 		if err != nil {
 			return nil, err
 		}
-		track(windowFor(0, maxPlainWindow))
+		track(window)
 		for _, p := range packMembers {
 			p.op.Blob = i
 		}
@@ -786,31 +787,38 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	return d.rep, nil
 }
 
-func (d *differ) writePack(ctx context.Context, path string, members []*planned) error {
+// writePack writes the pack: the members' contents as one zstd frame,
+// whose window (returned) is no bigger than the content needs.
+func (d *differ) writePack(ctx context.Context, path string, members []*planned) (int64, error) {
+	var total int64
+	for _, p := range members {
+		total += p.size
+	}
+	window := windowFor(0, total)
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
-	enc, err := newEncoder(f, d.level(), windowFor(0, maxPlainWindow), nil)
+	enc, err := newEncoder(f, d.level(), window, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, p := range members {
 		rc, err := d.store.Open(ctx, p.content)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		_, err = io.Copy(enc, rc)
 		rc.Close()
 		if err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if err := enc.Close(); err != nil {
-		return err
+		return 0, err
 	}
-	return f.Close()
+	return window, f.Close()
 }
 
 // dictGroup is a zstd frame shared by several zstd-dict payloads.
