@@ -65,7 +65,7 @@ type Options struct {
 // DefaultOptions are the settings `skiff diff` uses.
 func DefaultOptions() Options {
 	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
-		MemoryCap: 256 << 20, MaxDictBase: 4 << 20}
+		MemoryCap: 256 << 20, MaxDictBase: 2 << 20}
 }
 
 func (o *Options) check() error {

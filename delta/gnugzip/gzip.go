@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 )
 
 // MaxHeaderLen caps the gzip header (with FEXTRA, FNAME, FCOMMENT) that
@@ -32,8 +33,16 @@ const (
 // DEFLATE stream GNU gzip would write for r at level, then CRC-32 and
 // ISIZE (the input size modulo 2^32), both little-endian.
 func Compress(w io.Writer, r io.Reader, level int, header []byte) error {
-	return compressWith(new(Writer), w, r, level, header)
+	z := writers.Get().(*Writer)
+	err := compressWith(z, w, r, level, header)
+	z.d.t.w = nil // do not keep w alive in the pool
+	writers.Put(z)
+	return err
 }
+
+// writers reuses Writers (400 KiB each) across Compress calls: a device
+// re-creating a hundred small .gz files would otherwise churn 40 MB.
+var writers = sync.Pool{New: func() any { return new(Writer) }}
 
 func compressWith(z *Writer, w io.Writer, r io.Reader, level int, header []byte) error {
 	if err := z.Reset(w, level); err != nil {
