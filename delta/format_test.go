@@ -186,7 +186,7 @@ func checkGolden(t *testing.T, name string, base, target v1.Image) []byte {
 		t.Fatalf("%v (run with -update to create)", err)
 	}
 	if !bytes.Equal(buf.Bytes(), want) {
-		t.Fatalf("delta bytes changed (%d bytes, golden %d): the format is pinned; bump the version in FORMAT.md and run -update", buf.Len(), len(want))
+		t.Fatalf("delta bytes changed (%d bytes, golden %d): if the format changed, bump its version in FORMAT.md; then run -update", buf.Len(), len(want))
 	}
 	// The golden delta still applies and gives the target.
 	res, err := Apply(context.Background(), base, bytes.NewReader(want), ApplyOptions{WorkDir: t.TempDir()})
