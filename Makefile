@@ -55,6 +55,8 @@ fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
 	$(GO) test -run XXX -fuzz '^FuzzPatchSkeleton$$' -fuzztime $(FUZZTIME) ./layerfs/
 	$(GO) test -run XXX -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME) ./delta/
 	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime 20000x ./delta/
+	$(GO) test -run XXX -fuzz '^FuzzApplyGzip$$' -fuzztime 20000x ./delta/
+	$(GO) test -run XXX -fuzz '^FuzzDetect$$' -fuzztime $(FUZZTIME) ./delta/gnugzip/
 	$(GO) test -run XXX -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./delta/exefilter/
 	$(GO) test -run XXX -fuzz '^FuzzCompressor$$' -fuzztime $(FUZZTIME) ./delta/zsections/
 	$(GO) test -run XXX -fuzz '^FuzzExpander$$' -fuzztime $(FUZZTIME) ./delta/zsections/

@@ -122,8 +122,13 @@ func FuzzReadHeader(f *testing.F) {
 }
 
 // FuzzApply: hostile deltas against a fixed base fail cleanly.
-func FuzzApply(f *testing.F) {
-	base, target := tinyPair(f)
+func FuzzApply(f *testing.F) { fuzzApply(f, tinyPair) }
+
+// FuzzApplyGzip fuzzes the gzip ops' reader (manifest version 2).
+func FuzzApplyGzip(f *testing.F) { fuzzApply(f, gzipPair) }
+
+func fuzzApply(f *testing.F, pair func(testing.TB) (v1.Image, v1.Image)) {
+	base, target := pair(f)
 	var buf bytes.Buffer
 	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
 		f.Fatal(err)
@@ -146,15 +151,22 @@ func FuzzApply(f *testing.F) {
 	})
 }
 
-// TestDeltaGoldenGzip pins manifest version 2: gzip ops.
-func TestDeltaGoldenGzip(t *testing.T) {
+// gzipPair is a tiny pair of GNU-gzip files: a changelog with a new entry
+// and a new file.
+func gzipPair(t testing.TB) (base, target v1.Image) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	oldLog := changelog(rng, 12)
-	base := imageOf(t, layerTar(t, file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, oldLog)}))
-	target := imageOf(t, layerTar(t,
+	base = imageOf(t, layerTar(t, file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, oldLog)}))
+	target = imageOf(t, layerTar(t,
 		file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, append(changelog(rng, 1), oldLog...))},
 		file{"usr/share/doc/pkg/NEWS.gz", gnuGzip(t, changelog(rng, 2))},
 	))
+	return base, target
+}
+
+// TestDeltaGoldenGzip pins manifest version 2: gzip ops.
+func TestDeltaGoldenGzip(t *testing.T) {
+	base, target := gzipPair(t)
 	want := checkGolden(t, "gzip.skiff", base, target)
 	h, err := ReadHeader(bytes.NewReader(want))
 	if err != nil {
