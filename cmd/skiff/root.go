@@ -40,6 +40,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 		newDiffCommand(g),
 		newApplyCommand(g),
 		newBenchCommand(g),
+		newServeCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/transport/server"
+)
+
+type serveOptions struct {
+	addr, stateDir, cacheDir  string
+	adminFile, deviceFile     string
+	publicURL                 string
+	logFormat, logLevel       string
+	maxDiffs                  int
+	retryAfter, shutdownGrace time.Duration
+
+	// onListen, if set, is told the address the server listens on (tests).
+	onListen func(net.Addr)
+}
+
+func (o *serveOptions) AddFlags(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&o.addr, "addr", ":8080", "address to listen on")
+	fs.StringVar(&o.stateDir, "state", "", "directory of the published targets (state.json)")
+	fs.StringVar(&o.cacheDir, "cache", "", "directory of the computed deltas")
+	fs.StringVar(&o.adminFile, "admin-token-file", "", "file of admin tokens (publish), one per line; also $SKIFF_ADMIN_TOKEN (comma-separated)")
+	fs.StringVar(&o.deviceFile, "device-token-file", "", "file of device tokens (check, download), one per line; also $SKIFF_DEVICE_TOKENS (comma-separated)")
+	fs.StringVar(&o.publicURL, "public-url", "", "prefix for delta URLs in check answers, e.g. a CDN mirroring /v1/deltas/ (default: a path on this server)")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&o.maxDiffs, "max-diffs", 2, "deltas computed at once")
+	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
+	_ = cmd.MarkFlagRequired("state")
+	_ = cmd.MarkFlagRequired("cache")
+}
+
+func newServeCommand(g *globalOptions) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve --state DIR --cache DIR [--addr :8080]",
+		Short: "Run the rollout server devices check in with",
+		Long: `Run the rollout server: devices check in with the image they run and their
+channel and get the target plus a delta to it, computed once per pair and
+cached by digest. Admins publish targets with
+  PUT /v1/targets/CHANNEL/IMAGE {"ref": "docker://REG/REPO:TAG"}.
+
+Tokens: admin tokens may publish, device tokens may check in and download
+(Authorization: Bearer TOKEN). A role with no token is refused to everyone.
+Logs go to stderr. SIGINT/SIGTERM stop the server gracefully.`,
+		Example: `  SKIFF_ADMIN_TOKEN=s3cret skiff serve --state /var/lib/skiff --cache /var/cache/skiff \
+      --device-token-file /etc/skiff/device-tokens`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), o, g, cmd.ErrOrStderr())
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", level)}
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: want json or text", format)}
+}
+
+// loadTokens reads tokens from a file (one per line; blank lines and lines
+// starting with # are skipped) and from a comma-separated environment
+// variable.
+func loadTokens(path, env string) ([]string, error) {
+	var out []string
+	for _, t := range strings.Split(os.Getenv(env), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	if path == "" {
+		return out, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		out = append(out, t)
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("token file %s: %w", path, err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("token file %s holds no token", path)
+	}
+	return out, nil
+}
+
+func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.Writer) error {
+	log, err := newLogger(logOut, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.maxDiffs < 1 {
+		return usageError{fmt.Sprintf("--max-diffs %d: must be at least 1", o.maxDiffs)}
+	}
+	if o.retryAfter < time.Second {
+		return usageError{fmt.Sprintf("--retry-after %v: must be at least 1s", o.retryAfter)}
+	}
+	admin, err := loadTokens(o.adminFile, "SKIFF_ADMIN_TOKEN")
+	if err != nil {
+		return err
+	}
+	device, err := loadTokens(o.deviceFile, "SKIFF_DEVICE_TOKENS")
+	if err != nil {
+		return err
+	}
+	if len(admin) == 0 && len(device) == 0 {
+		return usageError{"no tokens: give --admin-token-file or $SKIFF_ADMIN_TOKEN, and --device-token-file or $SKIFF_DEVICE_TOKENS; every request would be refused"}
+	}
+	srv, err := server.New(server.Config{
+		StateDir:           o.stateDir,
+		CacheDir:           o.cacheDir,
+		AdminTokens:        admin,
+		DeviceTokens:       device,
+		Logger:             log,
+		RefOptions:         g.refOptions(),
+		PublicURL:          o.publicURL,
+		MaxConcurrentDiffs: o.maxDiffs,
+		RetryAfter:         o.retryAfter,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "state", o.stateDir, "cache", o.cacheDir,
+		"admin_tokens", len(admin), "device_tokens", len(device))
+	if o.onListen != nil {
+		o.onListen(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

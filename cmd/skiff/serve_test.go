@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/skiff-dev/skiff/transport/api"
+)
+
+func TestLoadTokens(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "tokens")
+	os.WriteFile(good, []byte("# fleet A\nalpha\n\n  beta  \n#gamma\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("# nothing\n\n"), 0o600)
+	for _, tc := range []struct {
+		name, path, env string
+		want            []string
+		wantErr         string
+	}{
+		{"file", good, "", []string{"alpha", "beta"}, ""},
+		{"env and file", good, " one, ,two ", []string{"one", "two", "alpha", "beta"}, ""},
+		{"env only", "", "solo", []string{"solo"}, ""},
+		{"nothing", "", "", nil, ""},
+		{"empty file", empty, "", nil, "holds no token"},
+		{"missing file", filepath.Join(dir, "nope"), "", nil, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("SKIFF_TEST_TOKENS", tc.env)
+			got, err := loadTokens(tc.path, "SKIFF_TEST_TOKENS")
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestServeUsage(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("SKIFF_ADMIN_TOKEN", "")
+	t.Setenv("SKIFF_DEVICE_TOKENS", "")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no state", []string{"serve", "--cache", dir}, "required flag"},
+		{"no tokens", []string{"serve", "--state", dir, "--cache", dir}, "no tokens"},
+		{"bad log format", []string{"serve", "--state", dir, "--cache", dir, "--log-format", "xml"}, "--log-format"},
+		{"bad log level", []string{"serve", "--state", dir, "--cache", dir, "--log-level", "loud"}, "--log-level"},
+		{"bad max-diffs", []string{"serve", "--state", dir, "--cache", dir, "--max-diffs", "0"}, "--max-diffs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := run(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+				t.Errorf("err %v (exit %d), want a usage error containing %q", err, exitCode(err), tc.want)
+			}
+		})
+	}
+}
+
+// TestServe runs the command on a loopback port: tokens from a file and
+// the environment, JSON logs, graceful stop when the context ends.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "devices")
+	os.WriteFile(tokFile, []byte("dev-token\n"), 0o600)
+	t.Setenv("SKIFF_ADMIN_TOKEN", "adm-token")
+	t.Setenv("SKIFF_DEVICE_TOKENS", "")
+	addrc := make(chan net.Addr, 1)
+	o := &serveOptions{addr: "127.0.0.1:0", stateDir: filepath.Join(dir, "state"), cacheDir: filepath.Join(dir, "cache"),
+		deviceFile: tokFile, logFormat: "json", logLevel: "info", maxDiffs: 1, retryAfter: 5 * time.Second,
+		shutdownGrace: 5 * time.Second, onListen: func(a net.Addr) { addrc <- a }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, o, &globalOptions{}, &logs) }()
+	var base string
+	select {
+	case a := <-addrc:
+		base = "http://" + a.String()
+	case err := <-done:
+		t.Fatalf("serve ended: %v", err)
+	}
+	req := func(method, path, token, body string) (int, string) {
+		t.Helper()
+		r, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := req("GET", "/healthz", "", ""); code != 200 || body != "ok" {
+		t.Errorf("healthz: %d %q", code, body)
+	}
+	if code, _ := req("PUT", "/v1/targets/stable/web", "dev-token", `{"ref":"oci:/nonexistent:v1"}`); code != 403 {
+		t.Errorf("publish with the device token from the file: %d, want 403", code)
+	}
+	if code, body := req("PUT", "/v1/targets/stable/web", "adm-token", `{"ref":"oci:/nonexistent:v1"}`); code != 422 || !strings.Contains(body, "does not exist") {
+		t.Errorf("publish with the admin token from the environment: %d %s, want 422", code, body)
+	}
+	code, body := req("POST", "/v1/check", "dev-token", `{"channel":"stable","image":"web"}`)
+	var e api.Error
+	if code != 404 || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		t.Errorf("check: %d %s", code, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v after the context ended", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	var first map[string]any
+	line, _, _ := strings.Cut(logs.String(), "\n")
+	if err := json.Unmarshal([]byte(line), &first); err != nil || first["msg"] != "serving" {
+		t.Errorf("first log line is not a JSON \"serving\" record: %q", line)
+	}
+	if !strings.Contains(logs.String(), `"msg":"shutting down"`) {
+		t.Errorf("no shutdown log:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,128 @@
+// Package server is skiff's rollout server: devices check in with the
+// image they run and their channel, and get the target image and where to
+// fetch the delta to it. Deltas are computed on demand, once per (base,
+// target) pair, and kept content-addressed on disk.
+//
+// # API
+//
+// The JSON types are in package transport/api. Every /v1 route needs
+// "Authorization: Bearer TOKEN".
+//
+//	POST /v1/check                     device  api.CheckRequest -> api.CheckResponse
+//	GET  /v1/deltas/sha256:<hex>       device  the delta file (Range, ETag, If-None-Match)
+//	PUT  /v1/targets/{channel}/{image} admin   api.PublishRequest -> api.Target
+//	POST /v1/notifications             admin   distribution's notification envelope
+//	GET  /healthz                      none    "ok"
+//	GET  /metrics                      none    Prometheus text format
+//
+// A check is answered, in this order:
+//
+//   - 404 if nothing is published for (channel, image);
+//   - Update=false if the device's config digest is the target's;
+//   - Update=true, Delta=nil if the device's image was never published on
+//     any channel (or it runs nothing, or its diff_ids differ from those of
+//     the published image with that config digest): pull the target whole;
+//   - Update=true with Delta if the delta is in the cache;
+//   - Update=true, Delta=nil, Error if computing it failed within the
+//     last FailureTTL (then it is tried again);
+//   - otherwise Pending=true, RetryAfter (also a Retry-After header), and the
+//     computation starts in the background.
+//
+// Delta.URL is "/v1/deltas/<digest>" on this server (or PublicURL plus that
+// path). The file is served with http.ServeContent: Range and If-Range for
+// resuming, ETag "<digest>", and Cache-Control immutable, since the bytes
+// behind a digest never change. Digests other than sha256:<64 lowercase
+// hex> are refused with 400 before touching the disk.
+//
+// Errors are a non-2xx status with an api.Error body naming the problem:
+// 400 malformed request, 401 missing or unknown token, 403 device token on
+// an admin route, 404 nothing published / no such delta, 422 the published
+// reference names no image.
+//
+// # Auth
+//
+// Admin tokens may do everything; device tokens may check in and download
+// deltas. Presented tokens are hashed with sha256 and compared with every
+// configured token by crypto/subtle, so timing reveals neither length nor
+// prefix. A role without tokens is refused to everyone: there is no open
+// mode. /healthz and /metrics need no token; expose them to the monitoring
+// network only.
+//
+// # State and cache
+//
+// StateDir/state.json (written atomically: temp file, fsync, rename, fsync
+// of the directory) holds, per channel and image, the current target and
+// every image ever published there: the known bases. Each image is kept
+// with its config and manifest digests, diff_ids and a pinned reference:
+// registry images by manifest digest (docker://HOST/REPO@sha256:...), so a
+// tag that moves on does not change what a base is; engine images by image
+// ID. Other transports (oci:, archives) are opened by the reference as
+// published and refused as base or target if they no longer hold the
+// published config digest. Republishing the current image changes nothing.
+//
+// CacheDir holds deltas/sha256/<hex> (the delta files), pairs/<base
+// hex>_<target hex>.json (which delta turns base into target) and tmp/.
+// Every file appears by rename, complete, so a crash never leaves half a
+// delta under its name. A computation opens both images, runs delta.Diff
+// (DefaultOptions unless Config.DiffOptions says otherwise; Manifest set for
+// registry and OCI targets, as `skiff diff --manifest auto` does) into a
+// temporary file while hashing it, renames it to its digest and writes the
+// pair index. One computation per pair runs at a time (singleflight on the
+// pair), and at most MaxConcurrentDiffs (default 2) pairs at once.
+//
+// # Scaling out
+//
+// A server keeps nothing but StateDir and CacheDir, so several can run
+// behind a load balancer:
+//
+//   - Shared volume: all instances use the same StateDir and CacheDir. An
+//     instance re-reads state.json when it changes (checked at most once a
+//     second, and always before a publish), and sees the deltas others
+//     computed. Two instances may compute the same pair at the same moment;
+//     they write the same bytes under the same name, so that is only
+//     wasted work. Send publishes to one instance at a time (concurrent
+//     publishes on two instances can lose one of them).
+//   - Per-instance directories: publish to every instance (publishing is
+//     idempotent). Each instance computes its own copy of a delta, and
+//     because delta.Diff is deterministic (same images, same options, same
+//     bytes) every instance serves the same digest at the same URL: a
+//     device may resume a download on another instance. Keep DiffOptions
+//     identical on all instances.
+//
+// Put a CDN or cache in front of /v1/deltas/ freely (Config.PublicURL):
+// responses are immutable.
+//
+// # Precompute on push
+//
+// distribution (the CNCF registry) can notify the server of pushes. A push
+// event whose repository and tag are those of a published
+// docker://HOST/REPO:TAG republishes that target and computes the deltas to
+// it from every known base in the background, so devices never see Pending.
+// The host is not compared: registries see themselves under other names
+// than the server uses, and a false match only costs a manifest fetch that
+// changes nothing. In the registry's config.yml:
+//
+//	notifications:
+//	  events:
+//	    includereferences: true
+//	  endpoints:
+//	    - name: skiff
+//	      url: http://skiff-server:8080/v1/notifications
+//	      headers:
+//	        Authorization: [Bearer ADMIN_TOKEN]
+//	      timeout: 5s
+//	      threshold: 5
+//	      backoff: 10s
+//	      ignore:
+//	        actions: [pull, delete]
+//
+// # Metrics
+//
+// Each Server has its own Prometheus registry: skiff_server_check_requests_total{result},
+// skiff_server_delta_computations_total{result}, skiff_server_delta_computation_seconds,
+// skiff_server_delta_bytes, skiff_server_delta_computations_in_progress,
+// skiff_server_delta_served_bytes_total, skiff_server_publishes_total{result},
+// skiff_server_notification_events_total{outcome} and
+// skiff_server_http_request_duration_seconds{route,code}, plus the Go and
+// process collectors.
+package server

@@ -1,0 +1,309 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/layerfs"
+	"github.com/skiff-dev/skiff/transport/api"
+)
+
+// Sentinel errors of the server. Handlers map them to HTTP status codes.
+var (
+	// ErrConfig: New was given an unusable Config.
+	ErrConfig = errors.New("bad server config")
+	// ErrBadRequest: a request body, path or parameter is malformed (400).
+	ErrBadRequest = errors.New("bad request")
+	// ErrNotPublished: nothing is published for the channel/image (404).
+	ErrNotPublished = errors.New("no target published")
+	// ErrImageChanged: a published image no longer resolves to the config
+	// digest recorded when it was published (a moved tag in an OCI layout,
+	// a re-saved archive), so it cannot serve as a base or target.
+	ErrImageChanged = errors.New("published image changed")
+	// ErrCorruptState: state.json does not parse or is inconsistent.
+	ErrCorruptState = errors.New("corrupt server state")
+)
+
+// Config configures a Server.
+type Config struct {
+	// StateDir holds state.json, the published targets and their history
+	// (required).
+	StateDir string
+	// CacheDir holds the computed deltas and the pair index (required).
+	CacheDir string
+	// AdminTokens may publish (and do what device tokens do);
+	// DeviceTokens may check in and download deltas. A role with no
+	// token is refused to everyone. Empty strings are ignored.
+	AdminTokens, DeviceTokens []string
+	// Logger receives structured logs (default: slog.Default()).
+	Logger *slog.Logger
+	// RefOptions are passed to layerfs.Open for every image (e.g.
+	// layerfs.WithInsecure(true)).
+	RefOptions []layerfs.Option
+	// DiffOptions configure delta.Diff; the zero value means
+	// delta.DefaultOptions(). Manifest is set per target as `skiff diff
+	// --manifest auto` does (for registry and OCI targets); WorkDir is
+	// always a directory under CacheDir/tmp.
+	DiffOptions delta.Options
+	// PublicURL, if set, prefixes Delta.URL (e.g. a CDN that mirrors
+	// /v1/deltas/); otherwise Delta.URL is an absolute path on this server.
+	PublicURL string
+	// MaxConcurrentDiffs bounds how many deltas are computed at once
+	// (default 2); more pairs wait their turn.
+	MaxConcurrentDiffs int
+	// RetryAfter is what a check answers while a delta is being computed
+	// (default 5s; rounded up to whole seconds).
+	RetryAfter time.Duration
+	// FailureTTL is how long a failed computation is reported before a
+	// check tries it again (default 5 minutes).
+	FailureTTL time.Duration
+}
+
+// Server is the rollout server; it is an http.Handler. Close it to stop
+// the background delta computations.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	admin   [][sha256.Size]byte
+	device  [][sha256.Size]byte
+	state   *state
+	cache   *cache
+	metrics *metrics
+	diffs   *semaphore.Weighted
+	sf      singleflight.Group
+
+	ctx    context.Context // canceled by Close; parent of background work
+	cancel context.CancelFunc
+	bgMu   sync.Mutex
+	closed bool
+	bg     sync.WaitGroup
+
+	failMu   sync.Mutex
+	failures map[string]failure // by pairKey
+}
+
+type failure struct {
+	err  error
+	when time.Time
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New opens (or creates) the state and cache directories and returns a
+// Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.StateDir == "" || cfg.CacheDir == "" {
+		return nil, fmt.Errorf("state dir %q and cache dir %q are both required: %w", cfg.StateDir, cfg.CacheDir, ErrConfig)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxConcurrentDiffs == 0 {
+		cfg.MaxConcurrentDiffs = 2
+	}
+	if cfg.MaxConcurrentDiffs < 0 {
+		return nil, fmt.Errorf("MaxConcurrentDiffs %d: must be at least 1: %w", cfg.MaxConcurrentDiffs, ErrConfig)
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.FailureTTL <= 0 {
+		cfg.FailureTTL = 5 * time.Minute
+	}
+	if cfg.DiffOptions.Level == 0 {
+		cfg.DiffOptions = delta.DefaultOptions()
+	}
+	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	st, err := openState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := openCache(cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		admin:    hashTokens(cfg.AdminTokens),
+		device:   hashTokens(cfg.DeviceTokens),
+		state:    st,
+		cache:    c,
+		metrics:  newMetrics(),
+		diffs:    semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
+		failures: map[string]failure{},
+	}
+	if len(s.admin) == 0 {
+		s.log.Warn("no admin token configured: publishing is refused")
+	}
+	if len(s.device) == 0 && len(s.admin) == 0 {
+		s.log.Warn("no device token configured: check-ins are refused")
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.routes()
+	return s, nil
+}
+
+// Close cancels the background computations and waits for them to end.
+func (s *Server) Close() error {
+	s.bgMu.Lock()
+	s.closed = true
+	s.bgMu.Unlock()
+	s.cancel()
+	s.bg.Wait()
+	return nil
+}
+
+// goBackground runs f in a goroutine Close waits for; after Close it does
+// nothing.
+func (s *Server) goBackground(f func(ctx context.Context)) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f(s.ctx)
+	}()
+}
+
+// ServeHTTP serves the API (see the package documentation).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// role is what a token may do.
+type role int
+
+const (
+	roleNone role = iota
+	roleDevice
+	roleAdmin
+)
+
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	handle := func(pattern, route string, need role, h http.HandlerFunc) {
+		s.mux.Handle(pattern, s.instrument(route, s.authorize(need, h)))
+	}
+	handle("POST "+api.PathCheck, "check", roleDevice, s.handleCheck)
+	handle("GET "+api.PathDeltas+"{digest}", "deltas", roleDevice, s.handleDelta)
+	handle("PUT "+api.PathTargets+"{channel}/{image}", "targets", roleAdmin, s.handlePublish)
+	handle("POST "+api.PathNotifications, "notifications", roleAdmin, s.handleNotifications)
+	handle("GET "+api.PathHealthz, "healthz", roleNone, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok")
+	})
+	metricsHandler := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	handle("GET "+api.PathMetrics, "metrics", roleNone, metricsHandler.ServeHTTP)
+}
+
+func hashTokens(tokens []string) [][sha256.Size]byte {
+	var out [][sha256.Size]byte
+	for _, t := range tokens {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, sha256.Sum256([]byte(t)))
+		}
+	}
+	return out
+}
+
+// roleOf returns the role of a bearer token. Tokens are compared as
+// sha256 sums with subtle.ConstantTimeCompare, against every configured
+// token, so the time taken tells nothing about a token's length or prefix.
+func (s *Server) roleOf(token string) role {
+	h := sha256.Sum256([]byte(token))
+	var admin, device int
+	for i := range s.admin {
+		admin |= subtle.ConstantTimeCompare(h[:], s.admin[i][:])
+	}
+	for i := range s.device {
+		device |= subtle.ConstantTimeCompare(h[:], s.device[i][:])
+	}
+	switch {
+	case admin == 1:
+		return roleAdmin
+	case device == 1:
+		return roleDevice
+	}
+	return roleNone
+}
+
+// authorize answers 401 without a known bearer token and 403 when the
+// token's role is below need.
+func (s *Server) authorize(need role, h http.HandlerFunc) http.HandlerFunc {
+	if need == roleNone {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		scheme, token, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="skiff"`)
+			writeError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer TOKEN)")
+			return
+		}
+		got := s.roleOf(strings.TrimSpace(token))
+		switch {
+		case got == roleNone:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="skiff", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "unknown token")
+			return
+		case got < need:
+			writeError(w, http.StatusForbidden, "this route needs the admin token")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// instrument records the request duration by route and logs the request
+// at debug level.
+func (s *Server) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t0 := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		d := time.Since(t0)
+		s.metrics.httpDuration.WithLabelValues(route, fmt.Sprint(sw.code)).Observe(d.Seconds())
+		s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "route", route, "code", sw.code, "bytes", sw.n, "duration", d, "remote", r.RemoteAddr)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	n           int64
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wroteHeader = true
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
