@@ -40,6 +40,8 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 		newDiffCommand(g),
 		newApplyCommand(g),
 		newBenchCommand(g),
+		newPushCommand(g),
+		newPullCommand(g),
 		newServeCommand(g),
 	)
 	return root
