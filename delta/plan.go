@@ -88,14 +88,15 @@ func cleanPath(p string) string {
 }
 
 // versionStem strips version-like parts from a file name:
-// "libssl.so.3.0.11" -> "libssl.so", "node_exporter-1.8.0.tar" -> "node_exporter.tar",
-// "python3.11" -> "python".
+// "libssl.so.3.0.11" -> "libssl.so", "node_exporter-1.8.0.tar" -> "node.exporter.tar",
+// "python3.11" -> "python", and content hashes of web bundles:
+// "app.e93a4b.js" -> "app.js".
 func versionStem(name string) string {
 	var b strings.Builder
 	parts := strings.FieldsFunc(name, func(r rune) bool { return r == '.' || r == '-' || r == '_' || r == '+' || r == '~' })
 	for _, part := range parts {
 		trimmed := strings.TrimRight(strings.TrimLeft(part, "v"), "0123456789")
-		if trimmed == "" || (part[0] >= '0' && part[0] <= '9') {
+		if trimmed == "" || (part[0] >= '0' && part[0] <= '9') || isContentHash(part) {
 			continue
 		}
 		if b.Len() > 0 {
@@ -107,6 +108,27 @@ func versionStem(name string) string {
 		return name
 	}
 	return b.String()
+}
+
+// isContentHash reports whether a name part looks like the content hash
+// bundlers put in file names: 6 or more hex digits, at least one a digit
+// and one a letter (so words such as "deface" stay).
+func isContentHash(part string) bool {
+	if len(part) < 6 {
+		return false
+	}
+	digits, letters := 0, 0
+	for _, r := range part {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r >= 'a' && r <= 'f':
+			letters++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && letters > 0
 }
 
 // sortedDigests returns the keys of a set, sorted.
