@@ -43,6 +43,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 		newPushCommand(g),
 		newPullCommand(g),
 		newServeCommand(g),
+		newAgentCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"time"
+)
+
+// Clock is the time source of the agent; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+	// After fires once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Agent keeps the configured images up to date.
+type Agent struct {
+	cfg     *Config
+	state   *StateStore
+	engines map[string]Engine
+	client  *http.Client
+	log     *slog.Logger
+	clock   Clock
+	rng     *rand.Rand
+
+	// cycle checks and updates one image in the run loop (tests replace
+	// it); it returns how long the server asked to wait, if it did.
+	cycle func(ctx context.Context, image string) (retryAfter time.Duration, err error)
+}
+
+// Option configures New.
+type Option func(*Agent) error
+
+// WithEngine makes image use e instead of the engine its config names.
+func WithEngine(image string, e Engine) Option {
+	return func(a *Agent) error {
+		if _, err := a.cfg.Image(image); err != nil {
+			return err
+		}
+		a.engines[image] = e
+		return nil
+	}
+}
+
+// WithHTTPClient sets the client for the rollout server and registries
+// (default http.DefaultClient).
+func WithHTTPClient(c *http.Client) Option {
+	return func(a *Agent) error { a.client = c; return nil }
+}
+
+// WithLogger sets the logger (default: slog's default logger).
+func WithLogger(l *slog.Logger) Option {
+	return func(a *Agent) error { a.log = l; return nil }
+}
+
+// WithClock sets the clock (default: the system clock).
+func WithClock(c Clock) Option {
+	return func(a *Agent) error { a.clock = c; return nil }
+}
+
+// WithSeed seeds the jitter (default: a random seed).
+func WithSeed(seed uint64) Option {
+	return func(a *Agent) error { a.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)); return nil }
+}
+
+// New makes an agent for a validated config (LoadConfig, ParseConfig). It
+// creates the state and work directories.
+func New(cfg *Config, opts ...Option) (*Agent, error) {
+	st, err := OpenState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("work_dir: %w", err)
+	}
+	a := &Agent{
+		cfg:     cfg,
+		state:   st,
+		engines: map[string]Engine{},
+		client:  http.DefaultClient,
+		log:     slog.Default(),
+		clock:   realClock{},
+		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	for _, o := range opts {
+		if err := o(a); err != nil {
+			return nil, err
+		}
+	}
+	for _, im := range cfg.Images {
+		if a.engines[im.Name] != nil {
+			continue
+		}
+		e, err := NewEngine(im.Engine, EngineOptions{Containerd: cfg.Containerd, Platform: cfg.Platform, TempDir: cfg.WorkDir})
+		if err != nil {
+			return nil, err
+		}
+		a.engines[im.Name] = e
+	}
+	a.cycle = a.runOnce
+	return a, nil
+}
+
+// Config is the agent's configuration.
+func (a *Agent) Config() *Config { return a.cfg }
+
+// Status returns the persisted state.
+func (a *Agent) Status() (*State, error) { return a.state.Load() }
+
+// ReadStatus reads the state of state_dir without making an agent.
+func ReadStatus(stateDir string) (*State, error) {
+	st, err := OpenState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	return st.Load()
+}

@@ -1,0 +1,191 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/skiff-dev/skiff/layerfs"
+)
+
+// refNameAnnotation is the OCI annotation that names an entry of a layout.
+const refNameAnnotation = "org.opencontainers.image.ref.name"
+
+// OCIEngine keeps images in an OCI image layout directory, each under its
+// org.opencontainers.image.ref.name. It has no containers.
+type OCIEngine struct {
+	Dir      string
+	Platform string
+}
+
+var _ Engine = (*OCIEngine)(nil)
+
+func (e *OCIEngine) ref(name string) string { return "oci:" + e.Dir + ":" + name }
+
+func (e *OCIEngine) opts() []layerfs.Option {
+	if e.Platform != "" {
+		return []layerfs.Option{layerfs.WithPlatform(e.Platform)}
+	}
+	return nil
+}
+
+func (e *OCIEngine) open(ctx context.Context, ref string) (*layerfs.Image, error) {
+	img, err := layerfs.Open(ctx, e.ref(ref), e.opts()...)
+	if errors.Is(err, layerfs.ErrImageNotFound) {
+		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
+	}
+	return img, err
+}
+
+// Inspect describes the image under ref.
+func (e *OCIEngine) Inspect(ctx context.Context, ref string) (ImageInfo, error) {
+	img, err := e.open(ctx, ref)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	defer img.Close()
+	info, err := imageInfo(img)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("%s: %w", e.ref(ref), err)
+	}
+	return info, nil
+}
+
+// Base opens the image under ref.
+func (e *OCIEngine) Base(ctx context.Context, ref string) (v1.Image, func() error, error) {
+	img, err := e.open(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return img, img.Close, nil
+}
+
+// Load writes img under ref; the image ref named before stays in the
+// layout under its retained name.
+func (e *OCIEngine) Load(ctx context.Context, img v1.Image, ref string) error {
+	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
+		return err
+	}
+	newID, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	if old, err := e.open(ctx, ref); err == nil {
+		oldID, err := old.ConfigName()
+		if err == nil && oldID != newID {
+			err = layerfs.Write(ctx, e.ref(retainedName(ref, oldID.String())), old, e.opts()...)
+		}
+		old.Close()
+		if err != nil {
+			return fmt.Errorf("keep the replaced image: %w", err)
+		}
+	} else if !errors.Is(err, ErrNoImage) && !errors.Is(err, layerfs.ErrNotImage) {
+		return err
+	}
+	return layerfs.Write(ctx, e.ref(ref), img, e.opts()...)
+}
+
+// Remove drops the retained entries of image id and the blobs nothing
+// references any more.
+func (e *OCIEngine) Remove(ctx context.Context, id string) error {
+	lp, err := layout.FromPath(e.Dir)
+	if err != nil {
+		return err
+	}
+	idx, err := lp.ImageIndex()
+	if err != nil {
+		return err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	drop := map[v1.Hash]bool{}
+	for _, d := range im.Manifests {
+		if isRetainedName(d.Annotations[refNameAnnotation], id) {
+			drop[d.Digest] = true
+		}
+	}
+	if len(drop) == 0 {
+		return fmt.Errorf("%w: no retained image %s in %s", ErrNoImage, id, e.Dir)
+	}
+	if err := lp.RemoveDescriptors(func(d v1.Descriptor) bool {
+		return drop[d.Digest] && isRetainedName(d.Annotations[refNameAnnotation], id)
+	}); err != nil {
+		return err
+	}
+	return gcLayout(ctx, lp)
+}
+
+// InUse is empty: a layout has no containers.
+func (e *OCIEngine) InUse(context.Context) (map[string]bool, error) { return map[string]bool{}, nil }
+
+// gcLayout removes the blobs of a layout that no index entry reaches.
+func gcLayout(ctx context.Context, lp layout.Path) error {
+	idx, err := lp.ImageIndex()
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	if err := reachable(idx, keep, 0); err != nil {
+		return err
+	}
+	dir := filepath.Join(string(lp), "blobs", "sha256")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !keep["sha256:"+ent.Name()] {
+			if err := os.Remove(filepath.Join(dir, ent.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func reachable(idx v1.ImageIndex, keep map[string]bool, depth int) error {
+	if depth > 4 {
+		return fmt.Errorf("indexes nested too deep")
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range im.Manifests {
+		keep[d.Digest.String()] = true
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return err
+			}
+			if err := reachable(child, keep, depth+1); err != nil {
+				return err
+			}
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return err
+			}
+			m, err := img.Manifest()
+			if err != nil {
+				return err
+			}
+			keep[m.Config.Digest.String()] = true
+			for _, l := range m.Layers {
+				keep[l.Digest.String()] = true
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/example"
+	"github.com/skiff-dev/skiff/layerfs"
+)
+
+// pair is the example image pair and deltas between them, made once per
+// test binary.
+type pair struct {
+	old, new         v1.Image
+	oldID, newID     string
+	newManifest      string
+	forward          []byte // old -> new, carrying the target manifest
+	backward         []byte // new -> old: a delta for another base
+	forwardHeaderRaw *delta.Header
+}
+
+var (
+	pairOnce sync.Once
+	pairVal  *pair
+	pairErr  error
+)
+
+func testPair(t *testing.T) *pair {
+	t.Helper()
+	pairOnce.Do(func() {
+		p := &pair{}
+		if p.old, p.new, pairErr = example.Images(); pairErr != nil {
+			return
+		}
+		ctx := context.Background()
+		// Fast encoders only: the agent does not care how small the
+		// delta is.
+		opts := delta.DefaultOptions()
+		opts.Bsdiff, opts.BsdiffX86, opts.BrotliQuality, opts.Level = false, false, 0, 1
+		var fw, bw bytes.Buffer
+		if _, pairErr = delta.Diff(ctx, p.new, p.old, &bw, opts); pairErr != nil {
+			return
+		}
+		opts.Manifest = true
+		if _, pairErr = delta.Diff(ctx, p.old, p.new, &fw, opts); pairErr != nil {
+			return
+		}
+		p.forward, p.backward = fw.Bytes(), bw.Bytes()
+		if p.forwardHeaderRaw, pairErr = delta.ReadHeader(bytes.NewReader(p.forward)); pairErr != nil {
+			return
+		}
+		o, _ := p.old.ConfigName()
+		n, _ := p.new.ConfigName()
+		md, _ := p.new.Digest()
+		p.oldID, p.newID, p.newManifest = o.String(), n.String(), md.String()
+		pairVal = p
+	})
+	if pairErr != nil {
+		t.Fatal(pairErr)
+	}
+	return pairVal
+}
+
+// device is a test device: an OCI layout engine holding the old image as
+// web:stable, a state dir and a config.
+type device struct {
+	dir, images, stateDir string
+	hookOut               string
+}
+
+func newDevice(t *testing.T, p *pair) *device {
+	t.Helper()
+	d := &device{dir: t.TempDir()}
+	d.images = filepath.Join(d.dir, "images")
+	d.stateDir = filepath.Join(d.dir, "state")
+	d.hookOut = filepath.Join(d.dir, "hook.out")
+	if err := layerfs.Write(context.Background(), "oci:"+d.images+":web:stable", p.old); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// config is a YAML config for the device with the given source block
+// (indented for images[0].source) and extra image fields.
+func (d *device) config(t *testing.T, source string, extra string) *Config {
+	t.Helper()
+	y := "state_dir: " + d.stateDir + "\n" +
+		"device: test-device\n" +
+		"images:\n" +
+		"  - name: web\n" +
+		"    engine: oci:" + d.images + "\n" +
+		"    ref: web:stable\n" +
+		"    hook: 'env | grep ^SKIFF_ | sort > " + d.hookOut + "'\n" +
+		"    source:\n" + indent(source, "      ") + extra
+	c, err := ParseConfig([]byte(y))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, y)
+	}
+	return c
+}
+
+func indent(s, pre string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		b.WriteString(pre + strings.TrimSpace(l) + "\n")
+	}
+	return b.String()
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newAgent(t *testing.T, c *Config, opts ...Option) *Agent {
+	t.Helper()
+	a, err := New(c, append([]Option{WithLogger(quietLogger()), WithSeed(1)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// running is the ID of what the device's engine holds under web:stable.
+func (d *device) running(t *testing.T) ImageInfo {
+	t.Helper()
+	info, err := (&OCIEngine{Dir: d.images}).Inspect(context.Background(), "web:stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// hookEnv reads what the hook recorded.
+func (d *device) hookEnv(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(d.hookOut)
+	if err != nil {
+		t.Fatalf("hook did not run: %v", err)
+	}
+	env := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		env[k] = v
+	}
+	return env
+}
+
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -1,0 +1,128 @@
+//go:build integration
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The engines against the real daemons of testdata/infra/start-infra.sh:
+//
+//	testdata/infra/start-infra.sh && . /tmp/skiff-infra/env.sh
+//	go test -tags integration -run Integration ./agent/
+
+// engineConfig is a device config using engine spec for web:stable.
+func engineConfig(t *testing.T, d *device, engine, ref, extra string) *Config {
+	t.Helper()
+	y := "state_dir: " + d.stateDir + "\n" + extra +
+		"images:\n  - name: web\n    engine: " + engine + "\n    ref: " + ref + "\n" +
+		"    keep: 0\n" +
+		"    hook: 'env | grep ^SKIFF_ | sort > " + d.hookOut + "'\n" +
+		"    source: {server: http://127.0.0.1:9, token: t, channel: stable}\n"
+	c, err := ParseConfig([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// engineUpdate loads the old image into e, applies the forward delta
+// through the agent and checks the result.
+func engineUpdate(t *testing.T, e Engine, c *Config, ref string, wantManifest bool) {
+	p := testPair(t)
+	ctx := context.Background()
+	if err := e.Load(ctx, p.old, ref); err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.Inspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldManifest, _ := p.old.Digest()
+	if info.ID != p.oldID || len(info.DiffIDs) != 3 {
+		t.Fatalf("loaded old image: %+v, want ID %s", info, p.oldID)
+	}
+	if wantManifest && info.ManifestDigest != oldManifest.String() {
+		t.Errorf("old image manifest %s, want %s (kept by the import)", info.ManifestDigest, oldManifest)
+	}
+	a := newAgent(t, c, WithEngine("web", e))
+	dir := t.TempDir()
+	res, err := a.ApplyFile(ctx, "web", writeFile(t, dir, "fw.skiff", p.forward))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err = e.Inspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID != p.newID {
+		t.Errorf("image ID %s after the update, want the target config digest %s", info.ID, p.newID)
+	}
+	if wantManifest && (info.ManifestDigest != p.newManifest || res.To.ManifestDigest != p.newManifest) {
+		t.Errorf("manifest %s (result %s), want %s", info.ManifestDigest, res.To.ManifestDigest, p.newManifest)
+	}
+	// keep: 0 and no container uses the old image: it was pruned.
+	if len(res.Pruned) != 1 || res.Pruned[0] != p.oldID {
+		t.Errorf("pruned %v, want [%s]", res.Pruned, p.oldID)
+	}
+	if err := e.Remove(ctx, p.oldID); !errors.Is(err, ErrNoImage) {
+		t.Errorf("old image still there: %v", err)
+	}
+	used, err := e.InUse(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used[p.newID] {
+		t.Errorf("no container should use the test image: %v", used)
+	}
+	// The same delta again is for another base now: nothing changes.
+	if _, err := a.ApplyFile(ctx, "web", filepath.Join(dir, "fw.skiff")); err == nil {
+		t.Error("re-applying the delta succeeded")
+	}
+	if info, _ := e.Inspect(ctx, ref); info.ID != p.newID {
+		t.Errorf("image changed by a refused delta: %s", info.ID)
+	}
+}
+
+func TestIntegrationDocker(t *testing.T) {
+	if os.Getenv("DOCKER_HOST") == "" {
+		t.Skip("DOCKER_HOST unset (source /tmp/skiff-infra/env.sh)")
+	}
+	p := testPair(t)
+	d := newDevice(t, p)
+	ref := "skiff-agent-test/web:stable"
+	e := &DockerEngine{TempDir: t.TempDir()}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		e.Remove(ctx, p.newID)
+		e.Remove(ctx, p.oldID)
+	})
+	engineUpdate(t, e, engineConfig(t, d, "docker", ref, ""), ref, false)
+	if env := d.hookEnv(t); env["SKIFF_CONFIG_DIGEST"] != p.newID {
+		t.Errorf("hook env %v", env)
+	}
+}
+
+func TestIntegrationContainerd(t *testing.T) {
+	addr := os.Getenv("CONTAINERD_ADDRESS")
+	if addr == "" {
+		t.Skip("CONTAINERD_ADDRESS unset (source /tmp/skiff-infra/env.sh)")
+	}
+	p := testPair(t)
+	d := newDevice(t, p)
+	ref := "docker.io/skiff-agent-test/web:stable"
+	no := false
+	e := NewContainerdEngine(ContainerdConfig{Address: addr, Namespace: "skiff-agent-test", Unpack: &no}, "linux/amd64")
+	t.Cleanup(func() {
+		c, ctx, err := e.dial(context.Background())
+		if err == nil {
+			c.ImageService().Delete(ctx, ref)
+			c.Close()
+		}
+	})
+	engineUpdate(t, e, engineConfig(t, d, "containerd", ref, "containerd: {namespace: skiff-agent-test, unpack: false}\n"), ref, true)
+}

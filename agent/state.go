@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// StateFile is the name of the state file in the state directory.
+const StateFile = "state.json"
+
+// State is what the agent remembers across restarts (state_dir/state.json).
+type State struct {
+	Images map[string]*ImageState `json:"images"`
+}
+
+// ImageState is the state of one configured image.
+type ImageState struct {
+	LastCheck  time.Time `json:"last_check,omitzero"`
+	LastUpdate time.Time `json:"last_update,omitzero"`
+	NextCheck  time.Time `json:"next_check,omitzero"`
+	// Current is the image the device runs, as last seen or loaded.
+	Current Current `json:"current"`
+	// Available is the target of the last check when an update exists.
+	Available *Current `json:"available,omitempty"`
+	LastError string   `json:"last_error,omitempty"`
+	// Failures counts checks or updates that failed in a row (backoff).
+	Failures int `json:"failures,omitempty"`
+	// Previous lists the image IDs this agent replaced, newest first; the
+	// first `keep` are kept, older ones pruned.
+	Previous []string `json:"previous,omitempty"`
+}
+
+// Current identifies an image.
+type Current struct {
+	ConfigDigest   string `json:"config_digest,omitempty"`
+	ManifestDigest string `json:"manifest_digest,omitempty"`
+	Ref            string `json:"ref,omitempty"`
+}
+
+// StateStore reads and writes state.json. Writes are atomic (temporary
+// file, fsync, rename, fsync of the directory) so a power cut leaves either
+// the old or the new state. It is safe for concurrent use.
+type StateStore struct {
+	path string
+	mu   sync.Mutex
+}
+
+// OpenState returns the store of state_dir, creating the directory.
+func OpenState(dir string) (*StateStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
+	}
+	return &StateStore{path: filepath.Join(dir, StateFile)}, nil
+}
+
+// Path is the state file's path.
+func (s *StateStore) Path() string { return s.path }
+
+// Load reads the state; a missing file is an empty state.
+func (s *StateStore) Load() (*State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.load()
+}
+
+func (s *StateStore) load() (*State, error) {
+	st := &State{Images: map[string]*ImageState{}}
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrState, s.path, err)
+	}
+	if st.Images == nil {
+		st.Images = map[string]*ImageState{}
+	}
+	return st, nil
+}
+
+// Update loads the state, lets fn change the entry of image (created if
+// missing) and writes the state back atomically.
+func (s *StateStore) Update(image string, fn func(*ImageState)) (ImageState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.load()
+	if err != nil {
+		return ImageState{}, err
+	}
+	is := st.Images[image]
+	if is == nil {
+		is = &ImageState{}
+		st.Images[image] = is
+	}
+	fn(is)
+	if err := s.save(st); err != nil {
+		return ImageState{}, err
+	}
+	return *is, nil
+}
+
+// Save writes the whole state atomically.
+func (s *StateStore) Save(st *State) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.save(st)
+}
+
+func (s *StateStore) save(st *State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrState, err)
+	}
+	if err := writeFileAtomic(s.path, append(b, '\n')); err != nil {
+		return fmt.Errorf("%w: write %s: %w", ErrState, s.path, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to a temporary file beside p, fsyncs it, renames
+// it over p and fsyncs the directory. On failure p is untouched.
+func writeFileAtomic(p string, b []byte) (err error) {
+	dir := filepath.Dir(p)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(b); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), p); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,341 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/layerfs"
+	"github.com/skiff-dev/skiff/transport"
+)
+
+// UpdateResult says what an update did.
+type UpdateResult struct {
+	Image   string   `json:"image"`
+	Updated bool     `json:"updated"`
+	From    string   `json:"from,omitempty"` // config digest replaced
+	To      *Current `json:"to,omitempty"`
+	// Via is "delta", "full-pull" or "file".
+	Via        string   `json:"via,omitempty"`
+	DeltaBytes int64    `json:"delta_bytes,omitempty"`
+	Pruned     []string `json:"pruned,omitempty"`
+	// Check is the check the update followed (nil for ApplyFile).
+	Check *CheckResult `json:"check,omitempty"`
+}
+
+// Update checks image and, if an update exists, fetches the delta, applies
+// it to the running image, loads the result, verifies it, runs the hook
+// and prunes old images. Any failure before the load leaves the running
+// image untouched; the state records the error.
+func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error) {
+	cr, err := a.Check(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpdateResult{Image: image, Check: cr}
+	if !cr.Update || cr.Pending {
+		return res, nil
+	}
+	im, _ := a.cfg.Image(image)
+	if err := a.update(ctx, im, cr, res); err != nil {
+		err = fmt.Errorf("update %s: %w", image, err)
+		a.recordError(im.Name, err)
+		return res, err
+	}
+	return res, nil
+}
+
+func (a *Agent) recordError(image string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	if _, serr := a.state.Update(image, func(s *ImageState) { s.LastError = err.Error() }); serr != nil {
+		a.log.Error("cannot record error", "image", image, "err", serr)
+	}
+}
+
+func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, res *UpdateResult) error {
+	if cr.Delta == nil {
+		if !im.AllowFullPull {
+			return fmt.Errorf("%w (%s); set allow_full_pull: true to pull %s whole", ErrNoDelta, cr.Reason, cr.Target.Ref)
+		}
+		return a.fullPull(ctx, im, cr, res)
+	}
+	dir := filepath.Join(a.cfg.WorkDir, "deltas")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dg := digest.Digest(cr.Delta.Digest)
+	if err := dg.Validate(); err != nil {
+		return fmt.Errorf("delta digest %q: %w", cr.Delta.Digest, err)
+	}
+	dst := filepath.Join(dir, dg.Encoded()+".skiff")
+	switch {
+	case cr.Delta.URL != "":
+		hdr, err := a.bearer(im.Source)
+		if err != nil {
+			return err
+		}
+		a.log.Info("fetching delta", "image", im.Name, "url", cr.Delta.URL, "size", cr.Delta.Size)
+		st, err := transport.Fetch(ctx, cr.Delta.URL, dst, transport.FetchOptions{
+			Digest: dg, Size: cr.Delta.Size, Header: hdr, Client: a.client,
+		})
+		if err != nil {
+			return err
+		}
+		res.DeltaBytes = st.Bytes
+	case cr.Delta.Artifact != "":
+		ref, err := name.ParseReference(strings.TrimPrefix(cr.Delta.Artifact, "docker://"), a.nameOptions(im)...)
+		if err != nil {
+			return err
+		}
+		a.log.Info("pulling delta", "image", im.Name, "artifact", cr.Delta.Artifact)
+		if err := transport.Pull(ctx, ref, dst, filepath.Join(a.cfg.WorkDir, "blobs"), a.remoteOptions(ctx)...); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(dst); err == nil {
+			res.DeltaBytes = fi.Size()
+		}
+	default:
+		return fmt.Errorf("%w: delta without a location", ErrServer)
+	}
+	if err := a.install(ctx, im, dst, cr.Target, res); err != nil {
+		if errors.Is(err, delta.ErrBaseMismatch) || errors.Is(err, delta.ErrCorrupt) || errors.Is(err, delta.ErrBadDelta) {
+			// Fetching it again will not help.
+			os.Remove(dst)
+		}
+		return err
+	}
+	res.Via = "delta"
+	os.Remove(dst)
+	return nil
+}
+
+func (a *Agent) nameOptions(im *ImageConfig) []name.Option {
+	if im.Source.Insecure {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+// ApplyFile applies a delta file (carried to an air-gapped device) to the
+// running image of image, the same way Update applies a downloaded one.
+func (a *Agent) ApplyFile(ctx context.Context, image, path string) (*UpdateResult, error) {
+	im, err := a.cfg.Image(image)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpdateResult{Image: image}
+	if err := a.install(ctx, im, path, nil, res); err != nil {
+		err = fmt.Errorf("apply %s to %s: %w", path, image, err)
+		a.recordError(im.Name, err)
+		return res, err
+	}
+	res.Via = "file"
+	return res, nil
+}
+
+// install applies the delta file at path to the running image, loads and
+// verifies the result, then runs the hook and prunes. want, if known, is
+// the target the delta must produce.
+func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want *Current, res *UpdateResult) error {
+	eng := a.engines[im.Name]
+	cur, err := eng.Inspect(ctx, im.Ref)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, err := delta.ReadHeader(bufio.NewReader(f))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	m := &h.Manifest
+	if m.Base.ConfigDigest.String() != cur.ID {
+		return fmt.Errorf("%w: %s is a delta from %s, %s runs %s", delta.ErrBaseMismatch, path, m.Base.ConfigDigest, im.Ref, cur.ID)
+	}
+	if want != nil && want.ConfigDigest != "" && m.Target.ConfigDigest.String() != want.ConfigDigest {
+		return fmt.Errorf("%w: %s makes %s, the target is %s", ErrVerify, path, m.Target.ConfigDigest, want.ConfigDigest)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	base, cleanup, err := eng.Base(ctx, im.Ref)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	work, err := os.MkdirTemp(a.cfg.WorkDir, "apply-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	a.log.Info("applying delta", "image", im.Name, "from", cur.ID, "to", m.Target.ConfigDigest)
+	out, err := delta.Apply(ctx, base, bufio.NewReaderSize(f, 64<<10), delta.ApplyOptions{WorkDir: work, Sync: true})
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	target := Current{ConfigDigest: m.Target.ConfigDigest.String(), Ref: im.Ref}
+	if m.Target.Distribution != nil {
+		if d, err := out.Image.Digest(); err == nil {
+			target.ManifestDigest = d.String()
+		}
+	}
+	// Up to here nothing has changed on the device.
+	if err := a.load(ctx, im, out.Image, &target); err != nil {
+		return err
+	}
+	res.Updated, res.From, res.To = true, cur.ID, &target
+	return a.finish(ctx, im, cur, target, res)
+}
+
+// load stores img under the configured ref and checks that the engine now
+// holds the target: its image ID is the target's config digest.
+func (a *Agent) load(ctx context.Context, im *ImageConfig, img v1.Image, target *Current) error {
+	eng := a.engines[im.Name]
+	if err := eng.Load(ctx, img, im.Ref); err != nil {
+		return fmt.Errorf("load %s: %w", im.Ref, err)
+	}
+	got, err := eng.Inspect(ctx, im.Ref)
+	if err != nil {
+		return fmt.Errorf("inspect %s after the load: %w", im.Ref, err)
+	}
+	if got.ID != target.ConfigDigest {
+		return fmt.Errorf("%w: %s has image ID %s after the load, want %s", ErrVerify, im.Ref, got.ID, target.ConfigDigest)
+	}
+	if target.ManifestDigest == "" {
+		target.ManifestDigest = got.ManifestDigest
+	}
+	return nil
+}
+
+// finish records the new image, runs the hook and prunes.
+func (a *Agent) finish(ctx context.Context, im *ImageConfig, old ImageInfo, target Current, res *UpdateResult) error {
+	now := a.clock.Now().UTC()
+	if _, err := a.state.Update(im.Name, func(s *ImageState) {
+		s.Current = target
+		s.LastUpdate = now
+		s.LastError = ""
+		s.Available = nil
+		if old.ID != "" && old.ID != target.ConfigDigest {
+			prev := []string{old.ID}
+			for _, p := range s.Previous {
+				if p != old.ID && p != target.ConfigDigest {
+					prev = append(prev, p)
+				}
+			}
+			s.Previous = prev
+		}
+	}); err != nil {
+		return err
+	}
+	a.log.Info("updated", "image", im.Name, "from", old.ID, "to", target.ConfigDigest, "manifest", target.ManifestDigest)
+	if err := runHook(ctx, im, old.ID, target); err != nil {
+		return err
+	}
+	pruned, err := a.prune(ctx, im, target.ConfigDigest)
+	res.Pruned = pruned
+	if err != nil {
+		// The update stands; a failed prune is only worth a warning.
+		a.log.Warn("prune", "image", im.Name, "err", err)
+	}
+	return nil
+}
+
+// prune removes the images this agent replaced beyond the newest `keep`,
+// never the current one nor one a container uses.
+func (a *Agent) prune(ctx context.Context, im *ImageConfig, current string) ([]string, error) {
+	st, err := a.state.Load()
+	if err != nil {
+		return nil, err
+	}
+	s := st.Images[im.Name]
+	if s == nil || len(s.Previous) <= *im.Keep {
+		return nil, nil
+	}
+	eng := a.engines[im.Name]
+	used, err := eng.InUse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var pruned []string
+	var errs []error
+	gone := map[string]bool{}
+	for i, id := range s.Previous {
+		if i < *im.Keep || id == current || used[id] {
+			continue
+		}
+		if err := eng.Remove(ctx, id); err != nil && !errors.Is(err, ErrNoImage) {
+			errs = append(errs, err)
+			continue
+		}
+		gone[id] = true
+		pruned = append(pruned, id)
+	}
+	if len(gone) > 0 {
+		if _, err := a.state.Update(im.Name, func(s *ImageState) {
+			var keep []string
+			for _, id := range s.Previous {
+				if !gone[id] {
+					keep = append(keep, id)
+				}
+			}
+			s.Previous = keep
+		}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return pruned, errors.Join(errs...)
+}
+
+// fullPull loads the whole target (no delta exists and the config allows
+// it).
+func (a *Agent) fullPull(ctx context.Context, im *ImageConfig, cr *CheckResult, res *UpdateResult) error {
+	if cr.Target == nil || cr.Target.Ref == "" {
+		return fmt.Errorf("%w: no target reference to pull", ErrNoDelta)
+	}
+	var opts []layerfs.Option
+	if im.Source.Insecure {
+		opts = append(opts, layerfs.WithInsecure(true))
+	}
+	if a.cfg.Platform != "" {
+		opts = append(opts, layerfs.WithPlatform(a.cfg.Platform))
+	}
+	opts = append(opts, layerfs.WithTempDir(a.cfg.WorkDir))
+	a.log.Info("pulling the whole image", "image", im.Name, "ref", cr.Target.Ref)
+	img, err := layerfs.Open(ctx, cr.Target.Ref, opts...)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	cfg, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	if cfg.String() != cr.Target.ConfigDigest {
+		return fmt.Errorf("%w: %s has config %s, the target is %s", ErrVerify, cr.Target.Ref, cfg, cr.Target.ConfigDigest)
+	}
+	target := Current{ConfigDigest: cfg.String(), Ref: im.Ref}
+	if d, err := img.Digest(); err == nil && strings.HasPrefix(cr.Target.Ref, "docker://") {
+		target.ManifestDigest = d.String()
+	}
+	if err := a.load(ctx, im, img, &target); err != nil {
+		return err
+	}
+	res.Updated, res.From, res.To, res.Via = true, cr.Current.ID, &target, "full-pull"
+	return a.finish(ctx, im, cr.Current, target, res)
+}
