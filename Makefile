@@ -16,12 +16,13 @@ help: ## list targets
 build: ## build bin/skiff
 	$(GO) build -o $(BIN) ./cmd/skiff
 
-example: build ## the main job on the built-in example pair: diff, apply, verify (no network needed)
+example: build ## the main job on the built-in example pair: key, signed diff, apply with --trust, verify (no network needed)
 	@rm -rf $(EXAMPLE_DIR)
 	$(BIN) example $(EXAMPLE_DIR)
-	$(BIN) diff --from docker-archive:$(EXAMPLE_DIR)/old.tar --to docker-archive:$(EXAMPLE_DIR)/new.tar -o $(EXAMPLE_DIR)/update.skiff
-	$(BIN) inspect $(EXAMPLE_DIR)/update.skiff
-	$(BIN) apply --base docker-archive:$(EXAMPLE_DIR)/old.tar --delta $(EXAMPLE_DIR)/update.skiff --output docker-archive:$(EXAMPLE_DIR)/rebuilt.tar
+	$(BIN) key generate -o $(EXAMPLE_DIR)/example-key
+	$(BIN) diff --from docker-archive:$(EXAMPLE_DIR)/old.tar --to docker-archive:$(EXAMPLE_DIR)/new.tar -o $(EXAMPLE_DIR)/update.skiff --sign $(EXAMPLE_DIR)/example-key.key
+	$(BIN) inspect --trust $(EXAMPLE_DIR)/example-key.pub $(EXAMPLE_DIR)/update.skiff
+	$(BIN) apply --base docker-archive:$(EXAMPLE_DIR)/old.tar --delta $(EXAMPLE_DIR)/update.skiff --output docker-archive:$(EXAMPLE_DIR)/rebuilt.tar --trust $(EXAMPLE_DIR)/example-key.pub
 	$(BIN) inspect --verify docker-archive:$(EXAMPLE_DIR)/rebuilt.tar
 	@want=$$($(BIN) inspect -o json docker-archive:$(EXAMPLE_DIR)/new.tar | grep -m1 config_digest); \
 	 got=$$($(BIN) inspect -o json docker-archive:$(EXAMPLE_DIR)/rebuilt.tar | grep -m1 config_digest); \
@@ -62,6 +63,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
 	$(GO) test -run XXX -fuzz '^FuzzExpander$$' -fuzztime $(FUZZTIME) ./delta/zsections/
 	$(GO) test -run XXX -fuzz '^FuzzUnmarshalBinary$$' -fuzztime $(FUZZTIME) ./delta/gzrecipe/
 	$(GO) test -run XXX -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME) ./delta/gzrecipe/
+	$(GO) test -run XXX -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME) ./delta/sign/
 
 bench-deps: ## install the tools skiff bench compares with (zstd, bsdiff, xdelta3, rdiff, GNU time; tar-diff into ./bin)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y zstd bsdiff xdelta3 rdiff time

@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/sign"
 )
 
 // Clock is the time source of the agent; tests inject a fake one.
@@ -31,6 +34,7 @@ type Agent struct {
 	log     *slog.Logger
 	clock   Clock
 	rng     *rand.Rand
+	trust   delta.Trust // from trusted_keys and allow_unsigned
 
 	// cycle checks and updates one image in the run loop (tests replace
 	// it); it returns how long the server asked to wait, if it did.
@@ -95,6 +99,17 @@ func New(cfg *Config, opts ...Option) (*Agent, error) {
 		if err := o(a); err != nil {
 			return nil, err
 		}
+	}
+	keys, err := sign.LoadPublicKeys(cfg.TrustedKeys...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: trusted_keys: %w", ErrConfig, err)
+	}
+	a.trust = delta.Trust{Keys: keys, AllowUnsigned: cfg.AllowUnsigned}
+	switch {
+	case len(keys) == 0 && !cfg.AllowUnsigned:
+		a.log.Warn("no trusted_keys configured: every delta will be refused (set trusted_keys, or allow_unsigned: true for development)")
+	case cfg.AllowUnsigned:
+		a.log.Warn("allow_unsigned: unsigned deltas are accepted; their origin is not checked (development only)")
 	}
 	for _, im := range cfg.Images {
 		if a.engines[im.Name] != nil {

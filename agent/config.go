@@ -70,6 +70,12 @@ type Config struct {
 	// an optional path prefix, e.g. harbor.local/dockerhub) that mirror it,
 	// so a mirrored name is known as the upstream image.
 	Mirrors map[string][]string `yaml:"mirrors" json:"mirrors,omitempty"`
+	// TrustedKeys are public key files (PEM, skiff key generate): a delta
+	// is applied only if it carries a valid signature by one of them.
+	TrustedKeys []string `yaml:"trusted_keys" json:"trusted_keys,omitempty"`
+	// AllowUnsigned accepts unsigned deltas (development only); signed
+	// ones must still verify against TrustedKeys when there are any.
+	AllowUnsigned bool `yaml:"allow_unsigned" json:"allow_unsigned,omitempty"`
 	// Containerd configures the containerd engine.
 	Containerd ContainerdConfig `yaml:"containerd" json:"containerd"`
 	Images     []ImageConfig    `yaml:"images" json:"images"`
@@ -236,6 +242,11 @@ func (c *Config) validate() error {
 			if h == "" || strings.Contains(h, "://") {
 				return bad(fmt.Sprintf("mirrors.%s[%d]", up, i), "%q: want HOST[:PORT][/PREFIX] without a scheme", h)
 			}
+		}
+	}
+	for i, k := range c.TrustedKeys {
+		if !filepath.IsAbs(k) {
+			return bad(fmt.Sprintf("trusted_keys[%d]", i), "%q is not an absolute path", k)
 		}
 	}
 	if c.Containerd.Namespace == "" {

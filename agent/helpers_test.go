@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/internal/example"
 	"github.com/skiff-dev/skiff/layerfs"
 )
@@ -27,7 +30,14 @@ type pair struct {
 	newManifest      string
 	forward          []byte // old -> new, carrying the target manifest
 	backward         []byte // new -> old: a delta for another base
+	unsigned         []byte // forward, unsigned
 	forwardHeaderRaw *delta.Header
+	key              ed25519.PrivateKey // signs forward and backward; devices trust it
+}
+
+// testKey is a deterministic ed25519 key.
+func testKey(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
 }
 
 var (
@@ -48,7 +58,9 @@ func testPair(t *testing.T) *pair {
 		// delta is.
 		opts := delta.DefaultOptions()
 		opts.Bsdiff, opts.BsdiffX86, opts.BrotliQuality, opts.Level = false, false, 0, 1
-		var fw, bw bytes.Buffer
+		p.key = testKey(1)
+		opts.Signers = []crypto.Signer{p.key}
+		var fw, bw, uw bytes.Buffer
 		if _, pairErr = delta.Diff(ctx, p.new, p.old, &bw, opts); pairErr != nil {
 			return
 		}
@@ -56,7 +68,11 @@ func testPair(t *testing.T) *pair {
 		if _, pairErr = delta.Diff(ctx, p.old, p.new, &fw, opts); pairErr != nil {
 			return
 		}
-		p.forward, p.backward = fw.Bytes(), bw.Bytes()
+		opts.Signers = nil
+		if _, pairErr = delta.Diff(ctx, p.old, p.new, &uw, opts); pairErr != nil {
+			return
+		}
+		p.forward, p.backward, p.unsigned = fw.Bytes(), bw.Bytes(), uw.Bytes()
 		if p.forwardHeaderRaw, pairErr = delta.ReadHeader(bytes.NewReader(p.forward)); pairErr != nil {
 			return
 		}
@@ -77,6 +93,7 @@ func testPair(t *testing.T) *pair {
 type device struct {
 	dir, images, stateDir string
 	hookOut               string
+	trusted               string // public key file of the pair's signing key
 }
 
 func newDevice(t *testing.T, p *pair) *device {
@@ -85,6 +102,14 @@ func newDevice(t *testing.T, p *pair) *device {
 	d.images = filepath.Join(d.dir, "images")
 	d.stateDir = filepath.Join(d.dir, "state")
 	d.hookOut = filepath.Join(d.dir, "hook.out")
+	d.trusted = filepath.Join(d.dir, "trusted.pub")
+	pub, err := sign.MarshalPublicKey(p.key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.trusted, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := layerfs.Write(context.Background(), "oci:"+d.images+":web:stable", p.old); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +122,7 @@ func (d *device) config(t *testing.T, source string, extra string) *Config {
 	t.Helper()
 	y := "state_dir: " + d.stateDir + "\n" +
 		"device: test-device\n" +
+		"trusted_keys: ['" + d.trusted + "']\n" +
 		"images:\n" +
 		"  - name: web\n" +
 		"    engine: oci:" + d.images + "\n" +

@@ -18,7 +18,7 @@ import (
 // engineConfig is a device config using engine spec for web:stable.
 func engineConfig(t *testing.T, d *device, engine, ref, extra string) *Config {
 	t.Helper()
-	y := "state_dir: " + d.stateDir + "\n" + extra +
+	y := "state_dir: " + d.stateDir + "\n" + "trusted_keys: ['" + d.trusted + "']\n" + extra +
 		"images:\n  - name: web\n    engine: " + engine + "\n    ref: " + ref + "\n" +
 		"    keep: 0\n" +
 		"    hook: 'env | grep ^SKIFF_ | sort > " + d.hookOut + "'\n" +
@@ -118,11 +118,69 @@ func TestIntegrationContainerd(t *testing.T) {
 	no := false
 	e := NewContainerdEngine(ContainerdConfig{Address: addr, Namespace: "skiff-agent-test", Unpack: &no}, "linux/amd64")
 	t.Cleanup(func() {
-		c, ctx, err := e.dial(context.Background())
-		if err == nil {
-			c.ImageService().Delete(ctx, ref)
-			c.Close()
-		}
+		e.ctr(context.Background(), nil, 1<<20, "images", "rm", "--sync", ref)
 	})
 	engineUpdate(t, e, engineConfig(t, d, "containerd", ref, "containerd: {namespace: skiff-agent-test, unpack: false}\n"), ref, true)
+}
+
+// InUse reads the image of a container from `ctr containers ls`, and Load
+// keeps the image a container uses reachable under its retained name.
+func TestIntegrationContainerdInUse(t *testing.T) {
+	addr := os.Getenv("CONTAINERD_ADDRESS")
+	if addr == "" {
+		t.Skip("CONTAINERD_ADDRESS unset (source /tmp/skiff-infra/env.sh)")
+	}
+	p := testPair(t)
+	ctx := context.Background()
+	ref := "docker.io/skiff-agent-test/inuse:stable"
+	e := NewContainerdEngine(ContainerdConfig{Address: addr, Namespace: "skiff-agent-test"}, "linux/amd64")
+	const container = "skiff-agent-test-inuse"
+	cleanup := func() {
+		e.ctr(ctx, nil, 1<<20, "containers", "rm", container)
+		e.ctr(ctx, nil, 1<<20, "images", "rm", "--sync", ref, retainedName(ref, p.oldID))
+	}
+	cleanup()
+	t.Cleanup(cleanup)
+	if err := e.Load(ctx, p.old, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ctr(ctx, nil, 1<<20, "containers", "create", ref, container); err != nil {
+		t.Fatal(err)
+	}
+	used, err := e.InUse(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !used[p.oldID] || len(used) != 1 {
+		t.Fatalf("in use %v, want only %s", used, p.oldID)
+	}
+	// Replacing ref keeps the old image under its retained name: the
+	// container's image is still resolved through ref, now the new one.
+	if err := e.Load(ctx, p.new, ref); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := e.Inspect(ctx, retainedName(ref, p.oldID)); err != nil || info.ID != p.oldID {
+		t.Fatalf("retained image: %+v, %v", info, err)
+	}
+	used, err = e.InUse(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !used[p.newID] {
+		t.Errorf("in use %v, want %s (the image the container's ref names now)", used, p.newID)
+	}
+	img, done, err := e.Base(ctx, retainedName(ref, p.oldID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	if id, _ := img.ConfigName(); id.String() != p.oldID {
+		t.Errorf("base has config %s, want %s", id, p.oldID)
+	}
+	if err := e.Remove(ctx, p.oldID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Remove(ctx, p.oldID); !errors.Is(err, ErrNoImage) {
+		t.Errorf("second remove: %v, want ErrNoImage", err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/layerfs"
 	"github.com/skiff-dev/skiff/transport"
 )
@@ -159,8 +160,11 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 		return err
 	}
 	defer f.Close()
-	h, err := delta.ReadHeader(bufio.NewReader(f))
+	h, signedBy, err := delta.ReadVerifiedHeader(bufio.NewReader(f), a.trust)
 	if err != nil {
+		if errors.Is(err, sign.ErrUnsigned) || errors.Is(err, sign.ErrUntrustedKey) {
+			err = fmt.Errorf("%w (the config's trusted_keys must name the signer's public key; allow_unsigned: true accepts unsigned deltas, for development)", err)
+		}
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	m := &h.Manifest
@@ -183,8 +187,9 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 		return err
 	}
 	defer os.RemoveAll(work)
-	a.log.Info("applying delta", "image", im.Name, "from", cur.ID, "to", m.Target.ConfigDigest)
-	out, err := delta.Apply(ctx, base, bufio.NewReaderSize(f, 64<<10), delta.ApplyOptions{WorkDir: work, Sync: true})
+	a.log.Info("applying delta", "image", im.Name, "from", cur.ID, "to", m.Target.ConfigDigest, "signed_by", signedBy)
+	out, err := delta.Apply(ctx, base, bufio.NewReaderSize(f, 64<<10), delta.ApplyOptions{WorkDir: work, Sync: true,
+		TrustedKeys: a.trust.Keys, AllowUnsigned: a.trust.AllowUnsigned})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package delta
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"encoding"
 	"encoding/binary"
 	"errors"
@@ -36,6 +37,13 @@ type ApplyOptions struct {
 	Sync bool
 	// Progress, if set, is called as the delta body is read.
 	Progress func(done, total int64)
+	// TrustedKeys: the delta must carry a valid signature by one of these
+	// keys, checked before anything else of it is used (FORMAT.md, "Trust
+	// model").
+	TrustedKeys []ed25519.PublicKey
+	// AllowUnsigned accepts unsigned deltas, for development (Trust).
+	// With neither this nor TrustedKeys, every delta is refused.
+	AllowUnsigned bool
 }
 
 // Result is a rebuilt, verified target image, backed by files in the work
@@ -43,6 +51,9 @@ type ApplyOptions struct {
 type Result struct {
 	Image  v1.Image
 	Header *Header
+	// SignedBy is the ID of the trusted key whose signature verified, ""
+	// when the options let an unverified delta through.
+	SignedBy string
 	// Timings of the phases: taking the base apart, reading the delta body,
 	// rebuilding (and hashing) the changed layers, re-compressing blobs.
 	BaseTime, BodyTime, RebuildTime, CompressTime time.Duration
@@ -62,9 +73,10 @@ func (r *Result) Close() error {
 // Apply reads a delta from r and rebuilds the target image from base.
 // Everything is verified before the Result is returned: the base identity,
 // every blob and payload digest, every rebuilt layer's diff_id and the
-// config digest. The base is only read.
+// config digest. The signature is checked first, before the manifest is
+// decompressed. The base is only read.
 func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (_ *Result, err error) {
-	h, err := ReadHeader(r)
+	h, signedBy, err := ReadVerifiedHeader(r, Trust{Keys: opts.TrustedKeys, AllowUnsigned: opts.AllowUnsigned})
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +91,7 @@ func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (
 	if err := checkBase(base, m); err != nil {
 		return nil, err
 	}
-	res := &Result{Header: h, work: opts.WorkDir}
+	res := &Result{Header: h, SignedBy: signedBy, work: opts.WorkDir}
 	if res.work == "" {
 		if res.work, err = os.MkdirTemp("", "skiff-apply-"); err != nil {
 			return nil, err

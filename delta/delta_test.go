@@ -50,7 +50,7 @@ func TestDiffApplyExample(t *testing.T) {
 	if rep.DeltaBytes*3 > rep.ChangedBlobs {
 		t.Errorf("delta %d bytes is not far below the changed layers' %d", rep.DeltaBytes, rep.ChangedBlobs)
 	}
-	res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
+	res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -76,19 +76,19 @@ func TestDiffApplyExample(t *testing.T) {
 	}
 
 	// A wrong base is refused, naming both images.
-	if _, err := Apply(ctx, newImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()}); !errors.Is(err, ErrBaseMismatch) {
+	if _, err := Apply(ctx, newImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true}); !errors.Is(err, ErrBaseMismatch) {
 		t.Errorf("apply to the wrong base: err = %v, want ErrBaseMismatch", err)
 	}
 	// Every truncation and a flipped byte in the body are refused.
 	body := buf.Bytes()
 	for _, cut := range []int{0, 7, 20, len(body) / 2, len(body) - 1} {
-		if _, err := Apply(ctx, oldImg, bytes.NewReader(body[:cut]), ApplyOptions{WorkDir: t.TempDir()}); err == nil {
+		if _, err := Apply(ctx, oldImg, bytes.NewReader(body[:cut]), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true}); err == nil {
 			t.Errorf("delta cut at %d applied", cut)
 		}
 	}
 	bad := append([]byte{}, body...)
 	bad[len(bad)-100] ^= 0x40
-	if _, err := Apply(ctx, oldImg, bytes.NewReader(bad), ApplyOptions{WorkDir: t.TempDir()}); !errors.Is(err, ErrCorrupt) {
+	if _, err := Apply(ctx, oldImg, bytes.NewReader(bad), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true}); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("corrupt body: err = %v, want ErrCorrupt", err)
 	}
 }
@@ -141,7 +141,7 @@ func TestBrotliCoder(t *testing.T) {
 	if _, err := Diff(context.Background(), base, target, &buf, opts); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Apply(context.Background(), base, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
+	res, err := Apply(context.Background(), base, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto"
 	"fmt"
 	"io"
 	"math"
@@ -60,6 +61,9 @@ type Options struct {
 	// WorkDir holds the content store and temporary blobs (default: a new
 	// temporary directory, removed afterwards).
 	WorkDir string
+	// Signers sign the delta's header (ed25519 keys, e.g. an
+	// ed25519.PrivateKey from sign.LoadPrivateKey); none: unsigned.
+	Signers []crypto.Signer
 }
 
 // DefaultOptions are the settings `skiff diff` uses.
@@ -756,7 +760,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("internal error: the delta written would be invalid: %w", err)
 	}
-	hn, err := writeHeader(w, m)
+	hn, err := writeHeader(w, m, d.opts.Signers...)
 	if err != nil {
 		return nil, err
 	}

@@ -135,7 +135,7 @@ func fuzzApply(f *testing.F, pair func(testing.TB) (v1.Image, v1.Image)) {
 	}
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		res, err := Apply(context.Background(), base, bytes.NewReader(data), ApplyOptions{WorkDir: t.TempDir()})
+		res, err := Apply(context.Background(), base, bytes.NewReader(data), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 		if err != nil {
 			return
 		}
@@ -201,7 +201,7 @@ func checkGolden(t *testing.T, name string, base, target v1.Image) []byte {
 		t.Fatalf("delta bytes changed (%d bytes, golden %d): if the format changed, bump its version in FORMAT.md; then run -update", buf.Len(), len(want))
 	}
 	// The golden delta still applies and gives the target.
-	res, err := Apply(context.Background(), base, bytes.NewReader(want), ApplyOptions{WorkDir: t.TempDir()})
+	res, err := Apply(context.Background(), base, bytes.NewReader(want), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 	if err != nil {
 		t.Fatalf("golden delta does not apply: %v", err)
 	}

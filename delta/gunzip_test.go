@@ -112,7 +112,7 @@ func TestGunzipOps(t *testing.T) {
 
 func checkApplies(t *testing.T, base, target v1.Image, d []byte) {
 	t.Helper()
-	res, err := Apply(context.Background(), base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir()})
+	res, err := Apply(context.Background(), base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestGunzipOpsHostile(t *testing.T) {
 				}
 				t.Fatal("no gzip op")
 			})
-			_, err := Apply(context.Background(), base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir()})
+			_, err := Apply(context.Background(), base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}

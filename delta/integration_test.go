@@ -55,7 +55,7 @@ func TestIntegrationCorpusDeltas(t *testing.T) {
 			}
 			diffTime := time.Since(start)
 			start = time.Now()
-			res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
+			res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/skiff-dev/skiff/delta/sign"
 )
 
 // Sentinel errors. They are wrapped with context and matched with errors.Is.
@@ -311,8 +314,9 @@ type Header struct {
 	BodyOffset int64
 }
 
-// WriteHeader writes magic, manifest and (empty) signature.
-func writeHeader(w io.Writer, m *Manifest) (int64, error) {
+// writeHeader writes magic, manifest and the signature block by signers
+// (empty when there are none).
+func writeHeader(w io.Writer, m *Manifest, signers ...crypto.Signer) (int64, error) {
 	js, err := json.Marshal(m)
 	if err != nil {
 		return 0, err
@@ -326,18 +330,22 @@ func writeHeader(w io.Writer, m *Manifest) (int64, error) {
 	if len(hdr) > maxHeader || len(js) > maxManifest {
 		return 0, fmt.Errorf("%w: manifest of %d bytes", ErrLimit, len(js))
 	}
-	var buf bytes.Buffer
-	buf.Write(magic[:])
-	binary.Write(&buf, binary.LittleEndian, uint32(len(hdr)))
-	buf.Write(hdr)
-	binary.Write(&buf, binary.LittleEndian, uint32(0))
-	n, err := w.Write(buf.Bytes())
-	return int64(n), err
+	var sig []byte
+	if len(signers) > 0 {
+		if sig, err = sign.Sign(hdr, signers...); err != nil {
+			return 0, err
+		}
+	}
+	return writeFrame(w, hdr, sig)
 }
 
 // ReadHeader reads and validates a delta's header from r, leaving r at the
 // first blob.
-func ReadHeader(r io.Reader) (*Header, error) {
+func ReadHeader(r io.Reader) (*Header, error) { return readHeader(r, nil) }
+
+// readHeader is ReadHeader; check, if set, sees the stored header and
+// signature before anything is decompressed (signature verification).
+func readHeader(r io.Reader, check func(h *Header) error) (*Header, error) {
 	var m [8]byte
 	if _, err := io.ReadFull(r, m[:]); err != nil {
 		return nil, fmt.Errorf("%w: reading magic: %v", ErrBadDelta, err)
@@ -375,6 +383,11 @@ func ReadHeader(r io.Reader) (*Header, error) {
 		return nil, fmt.Errorf("%w: signature truncated: %v", ErrBadDelta, err)
 	}
 	h.BodyOffset = int64(8 + 4 + n + 4 + sn)
+	if check != nil {
+		if err := check(h); err != nil {
+			return nil, err
+		}
+	}
 	dec, err := zstd.NewReader(bytes.NewReader(h.Raw), zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderMaxMemory(maxManifest), zstd.WithDecoderMaxWindow(maxManifest))
 	if err != nil {

@@ -121,7 +121,7 @@ func applyWithManifest(t *testing.T, oldImg, newImg v1.Image) *Result {
 	if !rep.Reproducible {
 		t.Fatalf("manifest not reproducible: %s", rep.NotReproducible)
 	}
-	res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir()})
+	res, err := Apply(ctx, oldImg, bytes.NewReader(buf.Bytes()), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,11 @@ func TestAgentApplyAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	upd := filepath.Join(dir, "update.skiff")
-	if _, _, err := run(t, "diff", "--from", "docker-archive:"+dir+"/old.tar", "--to", "docker-archive:"+dir+"/new.tar", "-o", upd); err != nil {
+	key := filepath.Join(dir, "release")
+	if _, _, err := run(t, "key", "generate", "-o", key); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "diff", "--from", "docker-archive:"+dir+"/old.tar", "--to", "docker-archive:"+dir+"/new.tar", "-o", upd, "--sign", key+".key"); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -36,7 +40,7 @@ func TestAgentApplyAndStatus(t *testing.T) {
 	}
 	state := filepath.Join(dir, "state")
 	cfg := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(cfg, []byte("state_dir: "+state+"\nimages:\n  - name: app\n    engine: oci:"+images+"\n    ref: app:stable\n"+
+	os.WriteFile(cfg, []byte("state_dir: "+state+"\ntrusted_keys: ['"+key+".pub']\nimages:\n  - name: app\n    engine: oci:"+images+"\n    ref: app:stable\n"+
 		"    hook: echo $SKIFF_CONFIG_DIGEST > "+dir+"/hook.out\n"+
 		"    source: {server: http://127.0.0.1:9, token: t, channel: stable}\n"), 0o644)
 

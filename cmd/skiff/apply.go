@@ -18,6 +18,7 @@ type applyOptions struct {
 	base, delta, output string
 	maxWindowMiB        int64
 	memoryMiB           int64
+	trust               trustOptions
 }
 
 func (o *applyOptions) AddFlags(cmd *cobra.Command) {
@@ -27,6 +28,7 @@ func (o *applyOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.output, "output", "", "where to write the target image (docker-archive:, oci:, oci-archive:, docker://, docker-daemon:)")
 	fs.Int64Var(&o.maxWindowMiB, "max-window", 512, "refuse deltas that need a larger zstd window (device memory), MiB")
 	fs.Int64Var(&o.memoryMiB, "memory", 16, "memory the apply aims to stay within, MiB (Go soft limit)")
+	o.trust.AddFlags(cmd, true)
 	_ = cmd.MarkFlagRequired("base")
 	_ = cmd.MarkFlagRequired("delta")
 	_ = cmd.MarkFlagRequired("output")
@@ -40,9 +42,14 @@ func newApplyCommand(g *globalOptions) *cobra.Command {
 		Long: `Rebuild the target image from the base image and a delta. The base must be
 the image the delta names; every payload, every rebuilt layer (its diff_id)
 and the config are checked before anything is written, and the output is
-published only when complete. The base is never modified.`,
-		Example: `  skiff apply --base docker-archive:old.tar --delta update.skiff --output docker-archive:new.tar
-  skiff apply --base docker-daemon:app:1 --delta update.skiff --output docker-daemon:app:2`,
+published only when complete. The base is never modified.
+
+The delta's signature is checked first, against the public keys given with
+--trust (or $SKIFF_TRUSTED_KEYS): a delta not signed by one of them is
+refused before anything else of it is read. --allow-unsigned accepts
+unsigned deltas, for development.`,
+		Example: `  skiff apply --base docker-archive:old.tar --delta update.skiff --output docker-archive:new.tar --trust release.pub
+  skiff apply --base docker-daemon:app:1 --delta update.skiff --output docker-daemon:app:2 --trust release.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runApply(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -58,6 +65,10 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	}
 	if o.memoryMiB > 0 {
 		debug.SetMemoryLimit(o.memoryMiB << 20)
+	}
+	trust, err := o.trust.load(errOut)
+	if err != nil {
+		return err
 	}
 	var in io.Reader
 	if o.delta == "-" {
@@ -75,7 +86,7 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 		return err
 	}
 	defer base.Close()
-	opts := delta.ApplyOptions{MaxWindow: o.maxWindowMiB << 20}
+	opts := delta.ApplyOptions{MaxWindow: o.maxWindowMiB << 20, TrustedKeys: trust.Keys, AllowUnsigned: trust.AllowUnsigned}
 	if g.tmpDir != "" {
 		if opts.WorkDir, err = os.MkdirTemp(g.tmpDir, "skiff-apply-"); err != nil {
 			return err
@@ -87,13 +98,18 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	}
 	res, err := delta.Apply(ctx, base, bufio.NewReaderSize(in, 64<<10), opts)
 	if err != nil {
-		return fmt.Errorf("apply %s to %s: %w", o.delta, o.base, err)
+		return fmt.Errorf("apply %s to %s: %w", o.delta, o.base, withTrustHint(err))
 	}
 	defer res.Close()
 	if err := layerfs.Write(ctx, o.output, res.Image, g.refOptions()...); err != nil {
 		return err
 	}
 	m := res.Header.Manifest
+	if res.SignedBy != "" {
+		fmt.Fprintf(out, "signature by trusted key %s verified\n", res.SignedBy)
+	} else {
+		fmt.Fprintln(errOut, "warning: the delta's signature was not verified (--allow-unsigned)")
+	}
 	fmt.Fprintf(out, "wrote %s: image %s, %d layers verified against their diff_ids\n", o.output, m.Target.ConfigDigest, len(m.Layers))
 	rate := 0.0
 	if s := res.RebuildTime.Seconds(); s > 0 {

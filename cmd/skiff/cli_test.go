@@ -27,7 +27,11 @@ func TestMainJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	upd := filepath.Join(dir, "update.skiff")
-	out, _, err := run(t, "diff", "--from", "docker-archive:"+dir+"/old.tar", "--to", "docker-archive:"+dir+"/new.tar", "-o", upd)
+	key := filepath.Join(dir, "release")
+	if _, _, err := run(t, "key", "generate", "-o", key); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "diff", "--from", "docker-archive:"+dir+"/old.tar", "--to", "docker-archive:"+dir+"/new.tar", "-o", upd, "--sign", key+".key")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +52,7 @@ func TestMainJob(t *testing.T) {
 		t.Errorf("inspect: %d layers, reproducible %v", len(rep.Layers), rep.Reproducible)
 	}
 	rebuilt := "docker-archive:" + filepath.Join(dir, "rebuilt.tar")
-	if _, _, err := run(t, "apply", "--base", "docker-archive:"+dir+"/old.tar", "--delta", upd, "--output", rebuilt); err != nil {
+	if _, _, err := run(t, "apply", "--base", "docker-archive:"+dir+"/old.tar", "--delta", upd, "--output", rebuilt, "--trust", key+".pub"); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err = run(t, "inspect", "--verify", "-o", "json", rebuilt)
@@ -63,7 +67,7 @@ func TestMainJob(t *testing.T) {
 		t.Errorf("rebuilt image %s (verified %v), want %s", got.ConfigDigest, got.Verified, want.ConfigDigest)
 	}
 	// Applying to the wrong base names both images.
-	_, _, err = run(t, "apply", "--base", "docker-archive:"+dir+"/new.tar", "--delta", upd, "--output", "docker-archive:"+dir+"/x.tar")
+	_, _, err = run(t, "apply", "--base", "docker-archive:"+dir+"/new.tar", "--delta", upd, "--output", "docker-archive:"+dir+"/x.tar", "--trust", key+".pub")
 	if err == nil || !strings.Contains(err.Error(), "another base image") || !strings.Contains(err.Error(), want.ConfigDigest) {
 		t.Errorf("wrong base: err = %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,7 @@ type diffOptions struct {
 	json             bool
 	verbose          bool
 	manifest         string
+	sign             []string
 }
 
 func (o *diffOptions) AddFlags(cmd *cobra.Command) {
@@ -42,6 +44,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.manifest, "manifest", "auto", "carry the target's registry manifest and gzip recipes so apply reproduces its manifest digest: auto (yes for registry and OCI targets), yes, no")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "also list the files that cost the most")
+	fs.StringArrayVar(&o.sign, "sign", nil, "sign the delta with this private key file (skiff key generate); repeatable (key rotation: old and new)")
 	_ = cmd.MarkFlagRequired("from")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("output")
@@ -56,7 +59,7 @@ func newDiffCommand(g *globalOptions) *cobra.Command {
 every changed file as bsdiff, zstd with the old file as dictionary, or plain
 zstd (whichever is smallest); files already in the base cost nothing; each
 layer's headers are compressed against the base layer's headers.`,
-		Example: `  skiff diff --from docker-archive:old.tar --to docker-archive:new.tar -o update.skiff`,
+		Example: `  skiff diff --from docker-archive:old.tar --to docker-archive:new.tar -o update.skiff --sign release.key`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDiff(cmd.Context(), o, g, cmd.OutOrStdout())
@@ -115,6 +118,11 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 	default:
 		opts.BrotliQuality = 0
 	}
+	signers, err := loadSigners(o.sign)
+	if err != nil {
+		return err
+	}
+	opts.Signers = signers
 	debug.SetMemoryLimit(o.memoryMiB << 20)
 	base, err := layerfs.Open(ctx, o.from, g.refOptions()...)
 	if err != nil {
@@ -170,6 +178,11 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 		return enc.Encode(rep)
 	}
 	printDiffReport(out, o.output, rep)
+	if len(signers) > 0 {
+		fmt.Fprintf(out, "signed by key %s\n", strings.Join(signerIDs(signers), ", "))
+	} else {
+		fmt.Fprintln(out, "unsigned: devices refuse it unless they allow unsigned deltas (sign it with --sign or skiff sign)")
+	}
 	if o.verbose {
 		fmt.Fprintln(out, "\nfiles that cost the most:")
 		for _, f := range rep.Largest {

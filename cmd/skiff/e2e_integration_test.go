@@ -80,9 +80,15 @@ func TestIntegrationEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The rollout server signs its deltas; the device trusts its key.
+	key := filepath.Join(dir, "release")
+	if out, err := exec.CommandContext(ctx, bin, "key", "generate", "-o", key).CombinedOutput(); err != nil {
+		t.Fatalf("skiff key generate: %v\n%s", err, out)
+	}
+
 	// The rollout server, with release 1 then 2 published.
 	addr := freeAddr(t)
-	srv := exec.CommandContext(ctx, bin, "serve", "--insecure", "--addr", addr,
+	srv := exec.CommandContext(ctx, bin, "serve", "--insecure", "--addr", addr, "--sign", key+".key",
 		"--state", filepath.Join(dir, "server-state"), "--cache", filepath.Join(dir, "server-cache"), "--log-format", "text")
 	srv.Env = append(os.Environ(), "SKIFF_ADMIN_TOKEN=admin-secret", "SKIFF_DEVICE_TOKENS=device-secret")
 	var srvLog bytes.Buffer
@@ -110,6 +116,7 @@ func TestIntegrationEndToEnd(t *testing.T) {
 	cfg := fmt.Sprintf(`state_dir: %[1]s/agent-state
 work_dir: %[1]s/agent-work
 device: e2e-device
+trusted_keys: ["%[6]s.pub"]
 containerd:
   address: %[2]s
   namespace: skiff-e2e
@@ -125,7 +132,7 @@ images:
     ref: %[5]s
     source: {server: "http://%[4]s", token: device-secret, channel: stable}
     policy: {interval: 2s, jitter: 0s, backoff_min: 1s, backoff_max: 2s}
-`, dir, ctrCfg.Address, dockerRef, proxy.Addr(), ctrRef)
+`, dir, ctrCfg.Address, dockerRef, proxy.Addr(), ctrRef, key)
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

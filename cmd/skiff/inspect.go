@@ -18,12 +18,14 @@ import (
 type inspectOptions struct {
 	output string // table or json
 	verify bool   // reassemble every layer and check its diff_id
+	trust  trustOptions
 }
 
 func (o *inspectOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	fs.BoolVar(&o.verify, "verify", false, "also rebuild every layer from its skeleton and payloads and check it against its diff_id")
+	o.trust.AddFlags(cmd, false)
 }
 
 func newInspectCommand(g *globalOptions) *cobra.Command {
@@ -33,7 +35,9 @@ func newInspectCommand(g *globalOptions) *cobra.Command {
 		Short: "Show an image's layers as skiff sees them, or what a delta needs and makes",
 		Long: `Given a delta file: what it needs (the base image), what it produces (the
 target image), whether the target's manifest digest is reproduced, and its
-bytes per layer and per encoder.
+bytes per layer and per encoder, and the key IDs of its signatures; with
+--trust (or $SKIFF_TRUSTED_KEYS), the signature is verified and a delta not
+signed by a trusted key is an error.
 
 Given an image: its layers: diff_id, blob digest and size, tar size, entries,
 files with content, and the size of each layer's skeleton (every byte that is
@@ -52,7 +56,7 @@ layer's diff_id.`,
 				return usageError{fmt.Sprintf("--output must be table or json, not %q", o.output)}
 			}
 			if isDeltaFile(args[0]) {
-				return runInspectDelta(args[0], o.output, cmd.OutOrStdout())
+				return runInspectDelta(args[0], o.output, o.trust.files(), cmd.OutOrStdout())
 			}
 			return runInspect(cmd.Context(), o, g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/sign"
 )
 
 // isDeltaFile reports whether arg names a skiff delta file rather than an
@@ -36,6 +37,8 @@ type deltaReport struct {
 	Size         int64            `json:"size"`
 	HeaderDigest string           `json:"header_digest"`
 	Signed       bool             `json:"signed"`
+	SignedBy     []string         `json:"signed_by,omitempty"`
+	VerifiedBy   string           `json:"verified_by,omitempty"`
 	Base         delta.Base       `json:"base"`
 	TargetConfig string           `json:"target_config_digest"`
 	TargetLayers []string         `json:"target_diff_ids"`
@@ -53,7 +56,11 @@ type deltaLayer struct {
 	SkeletonBytes int64  `json:"skeleton_bytes,omitempty"`
 }
 
-func runInspectDelta(path, output string, out io.Writer) error {
+func runInspectDelta(path, output string, trustFiles []string, out io.Writer) error {
+	trusted, err := sign.LoadPublicKeys(trustFiles...)
+	if err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -63,12 +70,23 @@ func runInspectDelta(path, output string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := delta.ReadHeader(bufio.NewReader(f))
+	var h *delta.Header
+	var verifiedBy string
+	if len(trusted) > 0 {
+		h, verifiedBy, err = delta.ReadVerifiedHeader(bufio.NewReader(f), delta.Trust{Keys: trusted})
+	} else {
+		h, err = delta.ReadHeader(bufio.NewReader(f))
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	signedBy, err := h.SignatureKeyIDs()
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	m := h.Manifest
 	rep := deltaReport{File: path, Size: st.Size(), HeaderDigest: h.HeaderDigest().String(), Signed: len(h.Signature) > 0,
+		SignedBy: signedBy, VerifiedBy: verifiedBy,
 		Base: m.Base, TargetConfig: m.Target.ConfigDigest.String(), Reproducible: m.Target.Distribution != nil,
 		Limits: m.Limits, EncoderFiles: map[string]int{}, EncoderBytes: map[string]int64{}}
 	for _, d := range m.Target.DiffIDs {
@@ -98,7 +116,15 @@ func runInspectDelta(path, output string, out io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Fprintf(out, "delta     %s (%s)\nheader    %s, signed: %v\n", path, humanBytes(rep.Size), rep.HeaderDigest, rep.Signed)
+	fmt.Fprintf(out, "delta     %s (%s)\nheader    %s\n", path, humanBytes(rep.Size), rep.HeaderDigest)
+	switch {
+	case !rep.Signed:
+		fmt.Fprintln(out, "signed    no (devices refuse it unless they allow unsigned deltas)")
+	case verifiedBy != "":
+		fmt.Fprintf(out, "signed    by %s; verified: key %s is trusted\n", strings.Join(signedBy, ", "), verifiedBy)
+	default:
+		fmt.Fprintf(out, "signed    by %s (not verified: give --trust KEY.pub)\n", strings.Join(signedBy, ", "))
+	}
 	fmt.Fprintf(out, "needs     image %s (%d layers)\n", m.Base.ConfigDigest, len(m.Base.DiffIDs))
 	fmt.Fprintf(out, "produces  image %s (%d layers, %s of layer tars)\n", m.Target.ConfigDigest, len(m.Layers), humanBytes(m.Limits.TotalOutput))
 	if rep.Reproducible {

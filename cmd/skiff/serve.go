@@ -25,6 +25,7 @@ type serveOptions struct {
 	logFormat, logLevel       string
 	maxDiffs                  int
 	retryAfter, shutdownGrace time.Duration
+	sign                      []string
 
 	// onListen, if set, is told the address the server listens on (tests).
 	onListen func(net.Addr)
@@ -43,6 +44,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.IntVar(&o.maxDiffs, "max-diffs", 2, "deltas computed at once")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
+	fs.StringArrayVar(&o.sign, "sign", nil, "sign the computed deltas with this private key file (skiff key generate); repeatable (key rotation); without it deltas are unsigned and devices refuse them by default")
 	_ = cmd.MarkFlagRequired("state")
 	_ = cmd.MarkFlagRequired("cache")
 }
@@ -61,7 +63,7 @@ Tokens: admin tokens may publish, device tokens may check in and download
 (Authorization: Bearer TOKEN). A role with no token is refused to everyone.
 Logs go to stderr. SIGINT/SIGTERM stop the server gracefully.`,
 		Example: `  SKIFF_ADMIN_TOKEN=s3cret skiff serve --state /var/lib/skiff --cache /var/cache/skiff \
-      --device-token-file /etc/skiff/device-tokens`,
+      --device-token-file /etc/skiff/device-tokens --sign /etc/skiff/release.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), o, g, cmd.ErrOrStderr())
@@ -142,6 +144,10 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if err != nil {
 		return err
 	}
+	signers, err := loadSigners(o.sign)
+	if err != nil {
+		return err
+	}
 	if len(admin) == 0 && len(device) == 0 {
 		return usageError{"no tokens: give --admin-token-file or $SKIFF_ADMIN_TOKEN, and --device-token-file or $SKIFF_DEVICE_TOKENS; every request would be refused"}
 	}
@@ -155,6 +161,7 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 		PublicURL:          o.publicURL,
 		MaxConcurrentDiffs: o.maxDiffs,
 		RetryAfter:         o.retryAfter,
+		Signers:            signers,
 	})
 	if err != nil {
 		return err
@@ -171,7 +178,7 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "state", o.stateDir, "cache", o.cacheDir,
-		"admin_tokens", len(admin), "device_tokens", len(device))
+		"admin_tokens", len(admin), "device_tokens", len(device), "signing_keys", signerIDs(signers))
 	if o.onListen != nil {
 		o.onListen(ln.Addr())
 	}

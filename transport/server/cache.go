@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,8 @@ type pairIndex struct {
 	Digest  string    `json:"digest"` // of the delta file
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
+	// Signers are the key IDs that signed the delta (Config.Signers).
+	Signers []string `json:"signers,omitempty"`
 }
 
 // cache is the content-addressed delta cache under CacheDir:
@@ -39,6 +42,8 @@ type pairIndex struct {
 // Every file appears by rename only, complete.
 type cache struct {
 	dir string
+	// signers are the key IDs a cached delta must be signed by.
+	signers []string
 
 	mu    sync.Mutex
 	pairs map[string]pairIndex // memo of pair files read or written
@@ -102,7 +107,7 @@ func (c *cache) lookup(base, target string) (pairIndex, bool, error) {
 		}
 	}
 	fi, err := os.Stat(c.deltaPath(idx.Digest))
-	if err != nil || fi.Size() != idx.Size {
+	if err != nil || fi.Size() != idx.Size || !slices.Equal(idx.Signers, c.signers) {
 		c.mu.Lock()
 		delete(c.pairs, key)
 		c.mu.Unlock()
@@ -146,7 +151,7 @@ func (c *cache) store(base, target string, fill func(io.Writer) error) (_ pairIn
 	if err = f.Close(); err != nil {
 		return pairIndex{}, err
 	}
-	idx := pairIndex{Base: base, Target: target, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cw.n, Created: time.Now().UTC()}
+	idx := pairIndex{Base: base, Target: target, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cw.n, Created: time.Now().UTC(), Signers: c.signers}
 	// Another server sharing the cache may have renamed the same bytes
 	// into place already; renaming over them is harmless.
 	if err = os.Rename(f.Name(), c.deltaPath(idx.Digest)); err != nil {

@@ -95,6 +95,7 @@ func (s *Server) diff(ctx context.Context, base, target record) (pairIndex, erro
 	}
 	defer os.RemoveAll(work)
 	opts.WorkDir = work
+	opts.Signers = s.cfg.Signers
 	return s.cache.store(base.ConfigDigest, target.ConfigDigest, func(w io.Writer) error {
 		_, err := delta.Diff(ctx, b, t, w, opts)
 		return err

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/layerfs"
 	"github.com/skiff-dev/skiff/transport/api"
 )
@@ -71,6 +74,10 @@ type Config struct {
 	// FailureTTL is how long a failed computation is reported before a
 	// check tries it again (default 5 minutes).
 	FailureTTL time.Duration
+	// Signers sign every delta the server computes (ed25519 keys, see
+	// delta/sign); none: unsigned deltas, which devices refuse by default.
+	// A cached delta not signed by exactly these keys is computed again.
+	Signers []crypto.Signer
 }
 
 // Server is the rollout server; it is an http.Handler. Close it to stop
@@ -136,6 +143,13 @@ func New(cfg Config) (*Server, error) {
 	c, err := openCache(cfg.CacheDir)
 	if err != nil {
 		return nil, err
+	}
+	for _, sg := range cfg.Signers {
+		pub, ok := sg.Public().(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("a %T signer: deltas are signed with ed25519: %w", sg.Public(), ErrConfig)
+		}
+		c.signers = append(c.signers, sign.IDOf(pub).String())
 	}
 	s := &Server{
 		cfg:      cfg,

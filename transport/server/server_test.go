@@ -218,7 +218,7 @@ func TestPublishCheckApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer base.Close()
-	res, err := delta.Apply(context.Background(), base, bytes.NewReader(data), delta.ApplyOptions{WorkDir: t.TempDir()})
+	res, err := delta.Apply(context.Background(), base, bytes.NewReader(data), delta.ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +550,7 @@ func TestNotifications(t *testing.T) {
 	// from it still rebuilds v3.
 	resp := ts.check(device(t, imgs[0], "stable", "app"))
 	data := ts.do("GET", resp.Delta.URL, deviceToken, nil).Body.Bytes()
-	res, err := delta.Apply(ctx, imgs[0], bytes.NewReader(data), delta.ApplyOptions{WorkDir: t.TempDir()})
+	res, err := delta.Apply(ctx, imgs[0], bytes.NewReader(data), delta.ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 	if err != nil {
 		t.Fatal(err)
 	}
