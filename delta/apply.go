@@ -596,8 +596,8 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, base
 }
 
 func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
-	var dict []byte
-	if l.DictLayer >= 0 {
+	var dict []byte // the base skeleton: zstd dictionary and/or delta base
+	if l.DictLayer >= 0 && (l.SkeletonDelta || !l.SkeletonPlain) {
 		st, err := os.Stat(a.baseSk[l.DictLayer])
 		if err != nil {
 			return err
@@ -609,7 +609,11 @@ func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
 			return err
 		}
 	}
-	dec, err := newDecoder(br, a.m.Limits.MaxWindow, dict)
+	zdict := dict
+	if l.SkeletonPlain {
+		zdict = nil
+	}
+	dec, err := newDecoder(br, a.m.Limits.MaxWindow, zdict)
 	if err != nil {
 		return err
 	}

@@ -656,11 +656,11 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		}
 		dict := bestDictLayer(li, baseInfo)
 		m.Layers[i].DictLayer = dict
-		b, window, rawSize, isDelta, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
+		b, window, rawSize, isDelta, plain, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
 		if err != nil {
 			return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
 		}
-		m.Layers[i].SkeletonDelta = isDelta
+		m.Layers[i].SkeletonDelta, m.Layers[i].SkeletonPlain = isDelta, plain
 		m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, rawSize)
 		j, err := addBlob(b, "")
 		if err != nil {
@@ -920,21 +920,32 @@ func bestDictLayer(li *layerInfo, baseInfo []*layerInfo) int {
 // against that layer's skeleton, both with it as zstd dictionary, and keeps
 // the smaller: the delta wins when headers changed (say every mtime), the
 // raw form when they did not.
-func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) ([]byte, int64, int64, bool, error) {
+func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) (blob []byte, window, rawSize int64, isDelta, plain bool, err error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, 0, false, err
+		return nil, 0, 0, false, false, err
 	}
-	var dictBytes []byte
+	var base []byte
 	if dict >= 0 {
-		if dictBytes, err = os.ReadFile(baseInfo[dict].skeleton); err != nil {
-			return nil, 0, 0, false, err
+		if base, err = os.ReadFile(baseInfo[dict].skeleton); err != nil {
+			return nil, 0, 0, false, false, err
 		}
 	}
+	// A base skeleton too big to be a dictionary within a device's memory
+	// budget (its bytes plus a window covering them) is only the base of a
+	// skeleton delta, compressed on its own in a small window (SkeletonPlain).
+	zdict := base
+	plain = len(base) > maxSkeletonDict
+	if plain {
+		zdict = nil
+	}
 	compress := func(content []byte) ([]byte, int64, error) {
-		window := windowFor(int64(len(dictBytes)), int64(len(content)))
+		window := windowFor(int64(len(zdict)), int64(len(content)))
+		if plain {
+			window = plainSkeletonWindow
+		}
 		var buf bytes.Buffer
-		enc, err := newEncoder(&buf, level, window, dictBytes)
+		enc, err := newEncoder(&buf, level, window, zdict)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -946,20 +957,30 @@ func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.E
 		}
 		return buf.Bytes(), window, nil
 	}
-	blob, window, err := compress(raw)
+	blob, window, err = compress(raw)
 	if err != nil || dict < 0 {
-		return blob, window, int64(len(raw)), false, err
+		return blob, window, int64(len(raw)), false, false, err
 	}
 	var d bytes.Buffer
-	if err := layerfs.DiffSkeleton(dictBytes, raw, &d); err != nil {
-		return nil, 0, 0, false, err
+	if err := layerfs.DiffSkeleton(base, raw, &d); err != nil {
+		return nil, 0, 0, false, false, err
 	}
 	dblob, dwindow, err := compress(d.Bytes())
 	if err != nil {
-		return nil, 0, 0, false, err
+		return nil, 0, 0, false, false, err
 	}
 	if len(dblob) < len(blob) {
-		return dblob, dwindow, int64(max(d.Len(), len(raw))), true, nil
+		return dblob, dwindow, int64(max(d.Len(), len(raw))), true, plain, nil
 	}
-	return blob, window, int64(len(raw)), false, nil
+	return blob, window, int64(len(raw)), false, plain, nil
 }
+
+// A base skeleton is a zstd dictionary only up to maxSkeletonDict bytes:
+// the device holds the dictionary and a window as big, which for the Go
+// toolchain's 5.8 MB skeleton put apply over its 32 MiB budget. Bigger
+// ones only serve as the base of a skeleton delta, whose frame has no
+// dictionary and a small window (the Go toolchain's skeleton then costs
+// 94.5 KB instead of 76.3 KB).
+var maxSkeletonDict = 4 << 20 // a variable for tests
+
+const plainSkeletonWindow = 1 << 20

@@ -187,3 +187,40 @@ func rewriteManifest(t *testing.T, d []byte, edit func(*Manifest)) []byte {
 	out.Write(d[h.BodyOffset:])
 	return out.Bytes()
 }
+
+// TestSkeletonPlain: with a base skeleton over the dictionary limit, the
+// skeleton frame has no dictionary and still rebuilds the target.
+func TestSkeletonPlain(t *testing.T) {
+	defer func(old int) { maxSkeletonDict = old }(maxSkeletonDict)
+	maxSkeletonDict = 512
+	base, target := tinyPair(t)
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ReadHeader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := 0
+	for _, l := range h.Manifest.Layers {
+		if l.SkeletonPlain {
+			plain++
+			if l.DictLayer < 0 {
+				t.Errorf("a plain skeleton without a dictionary layer: %+v", l)
+			}
+		}
+	}
+	if plain == 0 {
+		t.Fatal("no layer has skeleton_plain")
+	}
+	checkApplies(t, base, target, buf.Bytes())
+	// A reader that ignores skeleton_plain and supplies the dictionary
+	// anyway decodes the same.
+	d := rewriteManifest(t, buf.Bytes(), func(m *Manifest) {
+		for i := range m.Layers {
+			m.Layers[i].SkeletonPlain = false
+		}
+	})
+	checkApplies(t, base, target, d)
+}

@@ -113,6 +113,10 @@ type Layer struct {
 	// SkeletonDelta: the skeleton blob holds a skeleton delta against the
 	// dictionary layer's skeleton (layerfs.DiffSkeleton), not the skeleton.
 	SkeletonDelta bool `json:"skeleton_delta,omitempty"`
+	// SkeletonPlain: the skeleton blob's zstd frame uses no dictionary
+	// (the dictionary layer's skeleton is then only a skeleton delta's
+	// base), so a reader need not hold it as one.
+	SkeletonPlain bool `json:"skeleton_plain,omitempty"`
 }
 
 // Blob is a run of bytes in the delta body.
@@ -210,7 +214,7 @@ func (m *Manifest) validate() error {
 			if *l.Skeleton < 0 || *l.Skeleton >= len(m.Blobs) {
 				return bad("layer %d: skeleton blob %d out of range", i, *l.Skeleton)
 			}
-			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) || (l.SkeletonDelta && l.DictLayer < 0) {
+			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) || ((l.SkeletonDelta || l.SkeletonPlain) && l.DictLayer < 0) {
 				return bad("layer %d: dictionary layer %d out of range", i, l.DictLayer)
 			}
 			skeletons++
