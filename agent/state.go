@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // StateFile is the name of the state file in the state directory.
@@ -120,45 +122,8 @@ func (s *StateStore) save(st *State) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrState, err)
 	}
-	if err := writeFileAtomic(s.path, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(s.path, append(b, '\n')); err != nil {
 		return fmt.Errorf("%w: write %s: %w", ErrState, s.path, err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes b to a temporary file beside p, fsyncs it, renames
-// it over p and fsyncs the directory. On failure p is untouched.
-func writeFileAtomic(p string, b []byte) (err error) {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), p); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -26,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // annotationRefName is the OCI annotation an oci: REF matches.
@@ -236,7 +238,7 @@ func writeDockerArchive(ctx context.Context, r Ref, img v1.Image) error {
 	if err != nil {
 		return err
 	}
-	err = atomicWriteFile(r.Path, func(w io.Writer) error {
+	err = atomicfile.Write(r.Path, func(w io.Writer) error {
 		return tarball.Write(ref, img, &ctxWriter{ctx: ctx, w: w})
 	})
 	if err != nil {
@@ -610,7 +612,7 @@ func writeOCIArchive(ctx context.Context, r Ref, img v1.Image, o *refOptions) er
 	if err := writeOCILayout(ctx, r, dir, img); err != nil {
 		return err
 	}
-	err = atomicWriteFile(r.Path, func(w io.Writer) error {
+	err = atomicfile.Write(r.Path, func(w io.Writer) error {
 		return tarDir(ctx, dir, w)
 	})
 	if err != nil {
@@ -734,47 +736,6 @@ func writeRegistry(ctx context.Context, r Ref, img v1.Image, o *refOptions) erro
 }
 
 // ---------------------------------------------------------------- helpers
-
-// atomicWriteFile writes p through fill into a temporary file in p's
-// directory, fsyncs it and renames it over p, then fsyncs the directory. On
-// failure p is untouched and the temporary file removed.
-func atomicWriteFile(p string, fill func(io.Writer) error) (err error) {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = fill(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), p); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
 
 // ctxWriter fails writes once ctx is done, so that writers without a
 // context (tarball.Write) stop on cancellation.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // Ingester takes in payloads. Ingest reads exactly size bytes from r, keeps
@@ -193,16 +195,7 @@ func (s *Store) publish(f *os.File, d digest.Digest) error {
 		return fmt.Errorf("content store: %w", err)
 	}
 	if s.sync {
-		return syncDir(s.blobDir())
+		return atomicfile.SyncDir(s.blobDir())
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // Media types and annotations of a delta stored in a registry (doc.go).
@@ -500,7 +501,7 @@ func concatenate(dst string, paths []string) (err error) {
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return err
 	}
-	syncDir(filepath.Dir(dst))
+	_ = atomicfile.SyncDir(filepath.Dir(dst))
 	return nil
 }
 

@@ -19,6 +19,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/time/rate"
+
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // FetchOptions configure Fetch. The zero value downloads without checks.
@@ -449,7 +451,7 @@ func (f *fetch) finish() error {
 	if err := os.Rename(f.part, f.dst); err != nil {
 		return err
 	}
-	syncDir(filepath.Dir(f.dst))
+	_ = atomicfile.SyncDir(filepath.Dir(f.dst))
 	if f.o.Progress != nil {
 		f.o.Progress(f.off, f.off)
 	}
@@ -487,13 +489,4 @@ func parseContentRange(s string) (start, total int64, err error) {
 		return 0, 0, bad
 	}
 	return start, total, nil
-}
-
-// syncDir makes a rename durable; errors are ignored (not every file
-// system can sync a directory).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

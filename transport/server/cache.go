@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // digestRe is the only digest form the server accepts from clients.
@@ -157,14 +159,14 @@ func (c *cache) store(base, target string, fill func(io.Writer) error) (_ pairIn
 	if err = os.Rename(f.Name(), c.deltaPath(idx.Digest)); err != nil {
 		return pairIndex{}, err
 	}
-	if err = syncDir(c.deltaDir()); err != nil {
+	if err = atomicfile.SyncDir(c.deltaDir()); err != nil {
 		return pairIndex{}, err
 	}
 	b, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
 		return pairIndex{}, err
 	}
-	if err = writeFileAtomic(c.pairPath(base, target), append(b, '\n')); err != nil {
+	if err = atomicfile.WriteFile(c.pairPath(base, target), append(b, '\n')); err != nil {
 		return pairIndex{}, err
 	}
 	c.mu.Lock()

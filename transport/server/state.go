@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 	"github.com/skiff-dev/skiff/transport/api"
 )
 
@@ -268,7 +269,7 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := writeFileAtomic(st.path, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(st.path, append(b, '\n')); err != nil {
 		return false, fmt.Errorf("state: %w", err)
 	}
 	st.f = f
