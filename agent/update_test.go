@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/imagetest"
 	"github.com/skiff-dev/skiff/transport"
 	"github.com/skiff-dev/skiff/transport/api"
 )
@@ -223,7 +224,7 @@ func TestUpdateFromRegistry(t *testing.T) {
 	reg := httptest.NewServer(registry.New(registry.WithReferrersSupport(true)))
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
-	if err := remote.Write(mustRef(t, host+"/web:stable"), p.new); err != nil {
+	if err := remote.Write(imagetest.Ref(t, host+"/web:stable"), p.new); err != nil {
 		t.Fatal(err)
 	}
 	deltaPath := writeFile(t, d.dir, "fw.skiff", p.forward)
@@ -231,7 +232,7 @@ func TestUpdateFromRegistry(t *testing.T) {
 	if subject == nil || subject.Digest.String() != p.newManifest {
 		t.Fatalf("subject %v, want the target manifest %s", subject, p.newManifest)
 	}
-	if _, err := transport.Push(ctx, deltaPath, mustRef(t, host+"/web-deltas:1-2"), subject); err != nil {
+	if _, err := transport.Push(ctx, deltaPath, imagetest.Ref(t, host+"/web-deltas:1-2"), subject); err != nil {
 		t.Fatal(err)
 	}
 	src := "registry: docker://" + host + "/web\ntag: stable\ndeltas: docker://" + host + "/web-deltas\ninsecure: true"
@@ -283,7 +284,7 @@ func TestRegistryNoDelta(t *testing.T) {
 	reg := httptest.NewServer(registry.New(registry.WithReferrersSupport(true)))
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
-	if err := remote.Write(mustRef(t, host+"/web:stable"), p.new); err != nil {
+	if err := remote.Write(imagetest.Ref(t, host+"/web:stable"), p.new); err != nil {
 		t.Fatal(err)
 	}
 	src := "registry: docker://" + host + "/web\ntag: stable\ninsecure: true"

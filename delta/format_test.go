@@ -1,85 +1,38 @@
 package delta
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"flag"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
-
-type file struct{ name, data string }
-
-func layerTar(t testing.TB, files ...file) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: time.Unix(1700000000, 0), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(tw, f.data)
-	}
-	tw.Close()
-	return buf.Bytes()
-}
-
-func imageOf(t testing.TB, layers ...[]byte) v1.Image {
-	t.Helper()
-	img := empty.Image
-	for _, l := range layers {
-		b := l
-		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, layer); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
 
 // tinyPair is a small base/target pair touching every op kind.
 func tinyPair(t testing.TB) (base, target v1.Image) {
 	lorem := bytes.Repeat([]byte("skiff ships exact deltas to devices on thin links. "), 200)
 	changed := append(append([]byte{}, lorem[:5000]...), []byte("a small edit in the middle")...)
 	changed = append(changed, lorem[5000:]...)
-	shared := layerTar(t, file{"etc/os-release", "ID=skiff\nVERSION=1\n"})
-	base = imageOf(t, shared, layerTar(t,
-		file{"app/readme.txt", string(lorem)},
-		file{"app/config.yaml", "level: info\nport: 8080\n"},
-		file{"app/lib/libx.so.1.2.3", string(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 3000))},
+	shared := imagetest.LayerTar(t, imagetest.File{Name: "etc/os-release", Data: "ID=skiff\nVERSION=1\n"})
+	base = imagetest.Image(t, shared, imagetest.LayerTar(t,
+		imagetest.File{Name: "app/readme.txt", Data: string(lorem)},
+		imagetest.File{Name: "app/config.yaml", Data: "level: info\nport: 8080\n"},
+		imagetest.File{Name: "app/lib/libx.so.1.2.3", Data: string(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 3000))},
 	))
-	target = imageOf(t, shared, layerTar(t,
-		file{"app/readme.txt", string(changed)},
-		file{"app/config.yaml", "level: debug\nport: 8080\n"},
-		file{"app/lib/libx.so.1.2.4", string(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 9}, 3000))},
-		file{"app/new.txt", "brand new file\n"},
-		file{"app/copy-of-release", "ID=skiff\nVERSION=1\n"},
+	target = imagetest.Image(t, shared, imagetest.LayerTar(t,
+		imagetest.File{Name: "app/readme.txt", Data: string(changed)},
+		imagetest.File{Name: "app/config.yaml", Data: "level: debug\nport: 8080\n"},
+		imagetest.File{Name: "app/lib/libx.so.1.2.4", Data: string(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 9}, 3000))},
+		imagetest.File{Name: "app/new.txt", Data: "brand new file\n"},
+		imagetest.File{Name: "app/copy-of-release", Data: "ID=skiff\nVERSION=1\n"},
 	))
 	return base, target
 }
@@ -156,10 +109,10 @@ func fuzzApply(f *testing.F, pair func(testing.TB) (v1.Image, v1.Image)) {
 func gzipPair(t testing.TB) (base, target v1.Image) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	oldLog := changelog(rng, 12)
-	base = imageOf(t, layerTar(t, file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, oldLog)}))
-	target = imageOf(t, layerTar(t,
-		file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, append(changelog(rng, 1), oldLog...))},
-		file{"usr/share/doc/pkg/NEWS.gz", gnuGzip(t, changelog(rng, 2))},
+	base = imagetest.Image(t, imagetest.LayerTar(t, imagetest.File{Name: "usr/share/doc/pkg/changelog.Debian.gz", Data: gnuGzip(t, oldLog)}))
+	target = imagetest.Image(t, imagetest.LayerTar(t,
+		imagetest.File{Name: "usr/share/doc/pkg/changelog.Debian.gz", Data: gnuGzip(t, append(changelog(rng, 1), oldLog...))},
+		imagetest.File{Name: "usr/share/doc/pkg/NEWS.gz", Data: gnuGzip(t, changelog(rng, 2))},
 	))
 	return base, target
 }

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/skiff-dev/skiff/delta/gnugzip"
+	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
 // gnuHeader is what `gzip -9n` writes: no name, mtime 0, XFL 2, OS 3.
@@ -64,18 +65,18 @@ func TestGunzipOps(t *testing.T) {
 	newMan := bytes.Replace(man, []byte("security"), []byte("SECURITY"), 3)
 	other := changelog(rng, 30)
 
-	base := imageOf(t, layerTar(t,
-		file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, oldLog)},
-		file{"usr/share/man/man1/pkg.1.gz", gnuGzip(t, man)},
-		file{"usr/share/doc/go/notes.gz", goGzip(t, other)},
-		file{"usr/share/doc/plain/notes", string(other)},
+	base := imagetest.Image(t, imagetest.LayerTar(t,
+		imagetest.File{Name: "usr/share/doc/pkg/changelog.Debian.gz", Data: gnuGzip(t, oldLog)},
+		imagetest.File{Name: "usr/share/man/man1/pkg.1.gz", Data: gnuGzip(t, man)},
+		imagetest.File{Name: "usr/share/doc/go/notes.gz", Data: goGzip(t, other)},
+		imagetest.File{Name: "usr/share/doc/plain/notes", Data: string(other)},
 	))
-	target := imageOf(t, layerTar(t,
-		file{"usr/share/doc/pkg/changelog.Debian.gz", gnuGzip(t, newLog)},
-		file{"usr/share/man/man1/pkg.1.gz", gnuGzip(t, newMan)},
-		file{"usr/share/doc/go/notes.gz", goGzip(t, append(other, "one more line\n"...))},      // not GNU gzip
-		file{"usr/share/doc/plain/notes.gz", gnuGzip(t, append(other, "compressed now\n"...))}, // base is not gzip
-		file{"usr/share/doc/new/README.gz", gnuGzip(t, changelog(rng, 10))},                    // no base
+	target := imagetest.Image(t, imagetest.LayerTar(t,
+		imagetest.File{Name: "usr/share/doc/pkg/changelog.Debian.gz", Data: gnuGzip(t, newLog)},
+		imagetest.File{Name: "usr/share/man/man1/pkg.1.gz", Data: gnuGzip(t, newMan)},
+		imagetest.File{Name: "usr/share/doc/go/notes.gz", Data: goGzip(t, append(other, "one more line\n"...))},      // not GNU gzip
+		imagetest.File{Name: "usr/share/doc/plain/notes.gz", Data: gnuGzip(t, append(other, "compressed now\n"...))}, // base is not gzip
+		imagetest.File{Name: "usr/share/doc/new/README.gz", Data: gnuGzip(t, changelog(rng, 10))},                    // no base
 	))
 
 	for _, gunzip := range []bool{true, false} {
@@ -132,8 +133,8 @@ func checkApplies(t *testing.T, base, target v1.Image, d []byte) {
 func TestGunzipOpsHostile(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	oldLog := changelog(rng, 40)
-	base := imageOf(t, layerTar(t, file{"doc/changelog.gz", gnuGzip(t, oldLog)}))
-	target := imageOf(t, layerTar(t, file{"doc/changelog.gz", gnuGzip(t, append(changelog(rng, 1), oldLog...))}))
+	base := imagetest.Image(t, imagetest.LayerTar(t, imagetest.File{Name: "doc/changelog.gz", Data: gnuGzip(t, oldLog)}))
+	target := imagetest.Image(t, imagetest.LayerTar(t, imagetest.File{Name: "doc/changelog.gz", Data: gnuGzip(t, append(changelog(rng, 1), oldLog...))}))
 	var buf bytes.Buffer
 	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
 // testRegistry serves go-containerregistry's in-process registry, with
@@ -38,21 +39,12 @@ func testRegistry(t *testing.T, referrers bool, wrap func(http.Handler) http.Han
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-func mustRef(t *testing.T, s string) name.Reference {
-	t.Helper()
-	r, err := name.ParseReference(s, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // pushTarget pushes the test pair's target image and returns its manifest
 // descriptor, the subject of the deltas.
 func pushTarget(t *testing.T, reg string) v1.Descriptor {
 	t.Helper()
 	_, target := testPair(t)
-	ref := mustRef(t, reg+"/app:2")
+	ref := imagetest.Ref(t, reg+"/app:2")
 	if err := remote.Write(ref, target); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +70,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 			reg := testRegistry(t, tc.referrers, nil)
 			path, h := testDelta(t)
 			subject := pushTarget(t, reg)
-			ref := mustRef(t, reg+"/app:delta-1-2")
+			ref := imagetest.Ref(t, reg+"/app:delta-1-2")
 			desc, err := Push(ctx, path, ref, &subject)
 			if err != nil {
 				t.Fatal(err)
@@ -176,7 +168,7 @@ func TestPullResume(t *testing.T) {
 	ctx := context.Background()
 	reg := testRegistry(t, true, nil)
 	path, h := testDelta(t)
-	ref := mustRef(t, reg+"/app:delta")
+	ref := imagetest.Ref(t, reg+"/app:delta")
 	if _, err := Push(ctx, path, ref, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +272,7 @@ func TestPullCorruptBlob(t *testing.T) {
 		})
 	})
 	path, h := testDelta(t)
-	ref := mustRef(t, reg+"/app:delta")
+	ref := imagetest.Ref(t, reg+"/app:delta")
 	if _, err := Push(ctx, path, ref, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +298,7 @@ func TestPullRejects(t *testing.T) {
 	ctx := context.Background()
 	reg := testRegistry(t, true, nil)
 	path, _ := testDelta(t)
-	ref := mustRef(t, reg+"/app:delta")
+	ref := imagetest.Ref(t, reg+"/app:delta")
 	if _, err := Push(ctx, path, ref, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +310,7 @@ func TestPullRejects(t *testing.T) {
 	m, _ := v1.ParseManifest(bytes.NewReader(rd.Manifest))
 	put := func(tag string, m *v1.Manifest) name.Reference {
 		raw, _ := json.Marshal(m)
-		r := mustRef(t, reg+"/app:"+tag)
+		r := imagetest.Ref(t, reg+"/app:"+tag)
 		if err := remote.Put(r, rawManifest{raw}); err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +328,7 @@ func TestPullRejects(t *testing.T) {
 		name, want string
 		ref        name.Reference
 	}{
-		{"an image", "manifest media type", mustRef(t, reg+"/app:2")},
+		{"an image", "manifest media type", imagetest.Ref(t, reg+"/app:2")},
 		{"another artifactType", "artifactType", put("sbom", &other)},
 		{"no header layer", "layer 0 has media type", put("noheader", &noHeader)},
 		{"blobs out of order", "blob 0 is", put("swapped", &swapped)},
@@ -373,7 +365,7 @@ func TestPushRejectsBadFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := testRegistry(t, true, nil)
-			_, err := Push(context.Background(), tc.path, mustRef(t, reg+"/app:x"), nil)
+			_, err := Push(context.Background(), tc.path, imagetest.Ref(t, reg+"/app:x"), nil)
 			if !errors.Is(err, ErrBadDeltaFile) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want ErrBadDeltaFile with %q", err, tc.want)
 			}

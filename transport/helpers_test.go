@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"io"
@@ -12,74 +11,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
-type tfile struct {
-	name string
-	data []byte
-}
-
-func layerTar(t testing.TB, files ...tfile) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: time.Unix(1700000000, 0), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func imageOf(t testing.TB, layers ...[]byte) v1.Image {
-	t.Helper()
-	img := empty.Image
-	for _, l := range layers {
-		b := l
-		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, layer); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
 // noise is seeded, incompressible bytes.
-func noise(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 0x5eed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+func noise(seed uint64, n int) []byte { return imagetest.Noise(seed, 0x5eed, n) }
 
 // text is seeded, compressible, line-structured bytes.
 func text(seed uint64, n int) []byte {
@@ -101,7 +41,7 @@ func text(seed uint64, n int) []byte {
 // them a few hundred kilobytes (a new, incompressible file).
 func testPair(t testing.TB) (base, target v1.Image) {
 	t.Helper()
-	shared := layerTar(t, tfile{"etc/os-release", []byte("ID=skiff\nVERSION=1\n")})
+	shared := imagetest.LayerTar(t, imagetest.File{Name: "etc/os-release", Data: "ID=skiff\nVERSION=1\n"})
 	doc := text(1, 200<<10)
 	edited := append(append(append([]byte{}, doc[:90<<10]...), []byte("an edit in the middle of the document")...), doc[90<<10:]...)
 	lib := noise(2, 64<<10)
@@ -109,16 +49,16 @@ func testPair(t testing.TB) (base, target v1.Image) {
 	for i := 0; i < len(lib2); i += 4096 {
 		lib2[i] ^= 0x5a
 	}
-	base = imageOf(t, shared, layerTar(t,
-		tfile{"app/doc.txt", doc},
-		tfile{"app/lib.so", lib},
-		tfile{"app/config.yaml", []byte("level: info\n")},
+	base = imagetest.Image(t, shared, imagetest.LayerTar(t,
+		imagetest.File{Name: "app/doc.txt", Data: string(doc)},
+		imagetest.File{Name: "app/lib.so", Data: string(lib)},
+		imagetest.File{Name: "app/config.yaml", Data: "level: info\n"},
 	))
-	target = imageOf(t, shared, layerTar(t,
-		tfile{"app/doc.txt", edited},
-		tfile{"app/lib.so", lib2},
-		tfile{"app/config.yaml", []byte("level: debug\n")},
-		tfile{"app/new.bin", noise(3, 400<<10)},
+	target = imagetest.Image(t, shared, imagetest.LayerTar(t,
+		imagetest.File{Name: "app/doc.txt", Data: string(edited)},
+		imagetest.File{Name: "app/lib.so", Data: string(lib2)},
+		imagetest.File{Name: "app/config.yaml", Data: "level: debug\n"},
+		imagetest.File{Name: "app/new.bin", Data: string(noise(3, 400<<10))},
 	))
 	return base, target
 }

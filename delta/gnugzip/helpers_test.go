@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
 const gnuGzipPath = "/usr/bin/gzip"
@@ -95,14 +97,8 @@ func goSource(tb testing.TB, limit int) []byte {
 	return buf.Bytes()
 }
 
-func randomBytes(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+// randomBytes is seeded, incompressible bytes.
+func randomBytes(seed uint64, n int) []byte { return imagetest.Noise(seed, 1, n) }
 
 // wordText makes English-like text from a small vocabulary.
 func wordText(seed uint64, n int) []byte {

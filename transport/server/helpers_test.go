@@ -1,7 +1,6 @@
 package server
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,10 +16,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/skiff-dev/skiff/internal/imagetest"
 	"github.com/skiff-dev/skiff/layerfs"
 	"github.com/skiff-dev/skiff/transport/api"
 )
@@ -29,48 +26,6 @@ const (
 	adminToken  = "admin-secret-token"
 	deviceToken = "device-secret-token"
 )
-
-type file struct{ name, data string }
-
-func layerTar(t testing.TB, files ...file) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: time.Unix(1700000000, 0), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(tw, f.data)
-	}
-	tw.Close()
-	return buf.Bytes()
-}
-
-func imageOf(t testing.TB, layers ...[]byte) v1.Image {
-	t.Helper()
-	img := empty.Image
-	for _, l := range layers {
-		b := l
-		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, layer); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
 
 // versions returns n images of one app, each a small edit of the one
 // before, built from a seeded generator.
@@ -85,17 +40,17 @@ func versions(t testing.TB, n int) []v1.Image {
 	}
 	lib := make([]byte, 24<<10)
 	rng.Read(lib)
-	shared := layerTar(t, file{"etc/os-release", "ID=skiff\nVERSION=1\n"})
+	shared := imagetest.LayerTar(t, imagetest.File{Name: "etc/os-release", Data: "ID=skiff\nVERSION=1\n"})
 	var out []v1.Image
 	for i := range n {
 		body := []byte(text.String())
 		copy(body[1000*i+500:], fmt.Sprintf("edit number %d", i))
 		l := append([]byte{}, lib...)
 		l[4096*i+7] ^= 0xff
-		out = append(out, imageOf(t, shared, layerTar(t,
-			file{"app/readme.txt", string(body)},
-			file{"app/config.yaml", fmt.Sprintf("level: info\nversion: %d\n", i)},
-			file{"app/lib/libx.so", string(l)},
+		out = append(out, imagetest.Image(t, shared, imagetest.LayerTar(t,
+			imagetest.File{Name: "app/readme.txt", Data: string(body)},
+			imagetest.File{Name: "app/config.yaml", Data: fmt.Sprintf("level: info\nversion: %d\n", i)},
+			imagetest.File{Name: "app/lib/libx.so", Data: string(l)},
 		)))
 	}
 	return out
