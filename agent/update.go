@@ -39,11 +39,25 @@ type UpdateResult struct {
 // and prunes old images. Any failure before the load leaves the running
 // image untouched; the state records the error.
 func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error) {
+	if _, err := a.cfg.Image(image); err != nil {
+		return nil, err
+	}
+	// One update of an image at a time, across processes: a second agent
+	// waits, then checks against what the first loaded.
+	unlock, err := a.lockImage(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	cr, err := a.Check(ctx, image)
 	if err != nil {
 		return nil, err
 	}
 	res := &UpdateResult{Image: image, Check: cr}
+	if !cr.Update && cr.Current.ID != "" {
+		// A run killed between the load and the clean-up left its delta.
+		a.removeDoneDeltas(cr.Current.ID)
+	}
 	if !cr.Update || cr.Pending {
 		return res, nil
 	}
@@ -86,6 +100,11 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 		hdr, err := a.bearer(im.Source)
 		if err != nil {
 			return err
+		}
+		if complete(dst, dg, cr.Delta.Size) {
+			// Downloaded by a run that stopped before the apply ended.
+			a.log.Info("delta already downloaded", "image", im.Name, "file", dst)
+			break
 		}
 		a.log.Info("fetching delta", "image", im.Name, "url", cr.Delta.URL, "size", cr.Delta.Size)
 		st, err := transport.Fetch(ctx, cr.Delta.URL, dst, transport.FetchOptions{
@@ -136,6 +155,11 @@ func (a *Agent) ApplyFile(ctx context.Context, image, path string) (*UpdateResul
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := a.lockImage(ctx, im.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	res := &UpdateResult{Image: image}
 	if err := a.install(ctx, im, path, nil, res); err != nil {
 		err = fmt.Errorf("apply %s to %s: %w", path, image, err)
@@ -182,7 +206,7 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 		return err
 	}
 	defer cleanup()
-	work, err := os.MkdirTemp(a.cfg.WorkDir, "apply-")
+	work, err := os.MkdirTemp(a.cfg.WorkDir, applyPrefix(im.Name))
 	if err != nil {
 		return err
 	}
