@@ -500,7 +500,7 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 			return fmt.Errorf("%s: zstd-dict: %w", p.path, err)
 		}
 		if len(b) < bestSize {
-			bestSize, p.op.Encoder, p.blob, p.window, winner = len(b), EncZstdDict, b, window, nil
+			bestSize, p.op.Encoder, p.blob, p.window, p.expanded, winner = len(b), EncZstdDict, b, window, 0, nil
 		}
 	}
 	// Plain zstd, the fallback. Its best level costs as much as a suffix
@@ -516,7 +516,7 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 		}
 	}
 	if z < bestSize {
-		bestSize, p.op.Encoder, p.blob, winner = z, EncZstd, nil, nil
+		bestSize, p.op.Encoder, p.blob, p.expanded, winner = z, EncZstd, nil, 0, nil
 	}
 	p.zstdSize = int64(z)
 	if d.opts.BrotliQuality != 0 && winner != nil {
