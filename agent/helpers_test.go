@@ -126,7 +126,7 @@ func (d *device) config(t *testing.T, source string, extra string) *Config {
 		"  - name: web\n" +
 		"    engine: oci:" + d.images + "\n" +
 		"    ref: web:stable\n" +
-		"    hook: 'env | grep ^SKIFF_ | sort > " + d.hookOut + "'\n" +
+		"    hook: 'env | grep -E \"^SKIFF_(IMAGE|REF|CONFIG_DIGEST|MANIFEST_DIGEST|PREVIOUS_DIGEST)=\" | sort > " + d.hookOut + "'\n" +
 		"    source:\n" + indent(source, "      ") + extra
 	c, err := ParseConfig([]byte(y))
 	if err != nil {

@@ -21,7 +21,7 @@ func engineConfig(t *testing.T, d *device, engine, ref, extra string) *Config {
 	y := "state_dir: " + d.stateDir + "\n" + "trusted_keys: ['" + d.trusted + "']\n" + extra +
 		"images:\n  - name: web\n    engine: " + engine + "\n    ref: " + ref + "\n" +
 		"    keep: 0\n" +
-		"    hook: 'env | grep ^SKIFF_ | sort > " + d.hookOut + "'\n" +
+		"    hook: 'env | grep -E \"^SKIFF_(IMAGE|REF|CONFIG_DIGEST|MANIFEST_DIGEST|PREVIOUS_DIGEST)=\" | sort > " + d.hookOut + "'\n" +
 		"    source: {server: http://127.0.0.1:9, token: t, channel: stable}\n"
 	c, err := ParseConfig([]byte(y))
 	if err != nil {
