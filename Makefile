@@ -45,7 +45,7 @@ infra-down: ## stop what infra-up started
 integration: corpus infra-up ## integration tests against real engines and the corpus
 	. $(INFRA)/env.sh && SKIFF_CORPUS_IMAGES="$(SKIFF_CORPUS)/images/app/new.tar" \
 	  $(GO) test -count=1 -tags integration -timeout 40m -run Integration -v ./... 2>&1 | \
-	  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|exact|_test.go' ; exit $${PIPESTATUS[0]}
+	  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic| )|exact|_test.go' ; exit $${PIPESTATUS[0]}
 
 fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
 	$(GO) test -run XXX -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./layerfs/

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/skiff-dev/skiff/agent"
@@ -54,6 +55,10 @@ func TestIntegrationEndToEnd(t *testing.T) {
 	}
 	repo := os.Getenv("REGISTRY") + "/skiff-e2e/app"
 	stamp := fmt.Sprint(time.Now().UnixNano()) // fresh names: the daemons outlive test runs
+	// Images of their own (a label in the config): other packages' tests
+	// load and remove the example images in the same engines at the same
+	// time, and removing an image ID removes every tag of it.
+	oldImg, newImg = labelled(t, oldImg, stamp), labelled(t, newImg, stamp)
 	for tag, img := range map[string]v1.Image{"1": oldImg, "2": newImg} {
 		if err := layerfs.Write(ctx, "docker://"+repo+":"+tag, img, layerfs.WithInsecure(true)); err != nil {
 			t.Fatal(err)
@@ -277,4 +282,23 @@ func updated(st agent.State, start time.Time, images ...string) bool {
 		}
 	}
 	return true
+}
+
+// labelled returns img with a config label that makes its ID unique.
+func labelled(t *testing.T, img v1.Image, stamp string) v1.Image {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = map[string]string{}
+	}
+	cf.Config.Labels["dev.skiff.e2e"] = stamp
+	out, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
