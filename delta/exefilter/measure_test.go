@@ -1,47 +1,17 @@
 package exefilter
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-
-	"github.com/skiff-dev/skiff/delta/bsdiff"
+	"github.com/skiff-dev/skiff/internal/patchtest"
 )
 
-// zstdBsdiff reproduces delta's encodeBsdiff (streaming bsdiff, one zstd
-// frame at SpeedBestCompression, 8 MiB window cap) and returns its size.
-func zstdBsdiff(t testing.TB, old, new []byte) int {
-	t.Helper()
-	var buf bytes.Buffer
-	window := int64(len(new))*2 + 64
-	w := int64(1 << 20)
-	for w < window && w < 8<<20 {
-		w <<= 1
-	}
-	enc, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(int(w)),
-		zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bw := bsdiff.NewStreamEmitter(enc)
-	if err := bsdiff.Diff(context.Background(), old, new, bw); err != nil {
-		t.Fatal(err)
-	}
-	if err := bw.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := enc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Len()
-}
+// zstdBsdiff is the size of delta's bsdiff patch of old to new.
+func zstdBsdiff(t testing.TB, old, new []byte) int { return patchtest.ZstdBsdiffSize(t, old, new) }
 
 // TestMeasureCorpus prints, per pair of files, the size of zstd(streaming
 // bsdiff) without and with the filter for several form sets. It runs only
