@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/skiff-dev/skiff/internal/atomicfile"
@@ -63,11 +64,13 @@ type stateFile struct {
 
 // state is the persisted set of published images, in StateDir/state.json.
 // Several servers may share the directory: a server re-reads the file when
-// it changes on disk (checked at most once a second), and re-reads it
-// before every publish so it does not overwrite another server's write it
-// has seen.
+// it changes on disk (checked at most once a second), and a publish holds
+// an exclusive flock on StateDir/state.lock while it re-reads the file,
+// changes it and renames the new one into place, so two servers publishing
+// at once both land.
 type state struct {
 	path string
+	lock string // the lock file serializing publishes across processes
 
 	mu       sync.RWMutex
 	f        stateFile
@@ -81,7 +84,7 @@ func openState(dir string) (*state, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	st := &state{path: filepath.Join(dir, "state.json")}
+	st := &state{path: filepath.Join(dir, "state.json"), lock: filepath.Join(dir, "state.lock")}
 	st.f = stateFile{Version: stateVersion, Tracks: map[string]map[string]*track{}}
 	st.index()
 	if err := st.reload(); err != nil {
@@ -234,6 +237,15 @@ func (st *state) all() []published {
 func (st *state) publish(channel, image string, rec record) (bool, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	unlock, err := lockFile(st.lock)
+	if err != nil {
+		return false, fmt.Errorf("state: %w", err)
+	}
+	defer unlock()
+	// Under the lock, read what is on disk whatever its time stamp says:
+	// another server's write within the file system's time granularity
+	// could have the same mtime and size.
+	st.mod, st.size = time.Time{}, -1
 	if err := st.reload(); err != nil {
 		return false, err
 	}
@@ -278,4 +290,27 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 	}
 	st.index()
 	return true, nil
+}
+
+// lockFile takes an exclusive flock on path (created if missing), waiting
+// for other holders; unlock releases it.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
