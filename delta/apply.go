@@ -166,8 +166,15 @@ func checkBase(base v1.Image, m *Manifest) error {
 		same = ids[i] == m.Base.DiffIDs[i]
 	}
 	if !same {
-		return fmt.Errorf("%w: the delta needs image %s (%d layers), the base given is %s (%d layers)",
-			ErrBaseMismatch, m.Base.ConfigDigest, len(m.Base.DiffIDs), cd, len(ids))
+		var which string // the first layer that differs, when the counts agree
+		for i := 0; i < len(ids) && len(ids) == len(m.Base.DiffIDs); i++ {
+			if ids[i] != m.Base.DiffIDs[i] {
+				which = fmt.Sprintf(": its layer %d is %s, the delta needs %s", i, ids[i], m.Base.DiffIDs[i])
+				break
+			}
+		}
+		return fmt.Errorf("%w: the delta needs image %s (%d layers), the base given is %s (%d layers)%s",
+			ErrBaseMismatch, m.Base.ConfigDigest, len(m.Base.DiffIDs), cd, len(ids), which)
 	}
 	return nil
 }
@@ -185,6 +192,17 @@ type applier struct {
 	tarOf    []string // rebuilt tar of each target layer ("" when taken from the base)
 }
 
+// checkReusedSize refuses a delta that declares a target layer taken from
+// base layer j with another size than its tar's.
+func (a *applier) checkReusedSize(j int, size int64) error {
+	for i, l := range a.m.Layers {
+		if l.BaseLayer != nil && *l.BaseLayer == j && l.Size != size {
+			return fmt.Errorf("%w: target layer %d is base layer %d of %d bytes, the delta says %d", ErrBadDelta, i, j, size, l.Size)
+		}
+	}
+	return nil
+}
+
 func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
 	layers, err := layerfs.ConfigLayers(base)
 	if err != nil {
@@ -197,7 +215,10 @@ func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
 		if err != nil {
 			return err
 		}
-		_, err = layerfs.DisassembleLayer(ctx, l, a.store, f)
+		st, err := layerfs.DisassembleLayer(ctx, l, a.store, f)
+		if err == nil {
+			err = a.checkReusedSize(i, st.TarSize)
+		}
 		if err == nil {
 			_, err = f.Seek(0, io.SeekStart)
 		}
@@ -233,15 +254,28 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 	}
 	blob := func(i int) io.Reader {
 		b := a.m.Blobs[i]
-		vr := layerfs.VerifyReader(io.LimitReader(r, b.Size), b.Digest, b.Size)
+		body := &blobBody{r: r, blob: i, size: b.Size, left: b.Size}
+		vr := &blobReader{r: layerfs.VerifyReader(body, b.Digest, b.Size), blob: i}
 		return &progressReader{r: vr, done: &done, total: total, fn: a.opts.Progress}
 	}
 	// finish reads what is left of a blob, which checks its digest.
 	finish := func(i int, br io.Reader) error {
 		if _, err := io.Copy(io.Discard, br); err != nil {
-			return fmt.Errorf("blob %d: %w", i, asCorrupt(err))
+			return asCorrupt(err)
 		}
 		return nil
+	}
+	// fail reports what went wrong while blob i was decoded: the blob's own
+	// fault (truncated, not its digest) if it has one, as that is the
+	// cause, else err.
+	fail := func(i int, br io.Reader, err error) error {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if ferr := finish(i, br); ferr != nil {
+			return ferr
+		}
+		return err
 	}
 	a.tarOf = make([]string, len(a.m.Layers))
 	for i, l := range a.m.Layers {
@@ -250,7 +284,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 		}
 		br := blob(*l.Skeleton)
 		if err := a.readSkeleton(i, l, br); err != nil {
-			return asCorrupt(err)
+			return fail(*l.Skeleton, br, asCorrupt(err))
 		}
 		if err := finish(*l.Skeleton, br); err != nil {
 			return err
@@ -276,7 +310,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 		for _, op := range pack {
 			if err := a.ingest(ctx, op, dec); err != nil {
 				dec.Close()
-				return asCorrupt(err)
+				return fail(pack[0].Blob, br, asCorrupt(err))
 			}
 		}
 		dec.Close()
@@ -285,7 +319,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 		}
 	}
 	doneBlob := map[int]bool{}
-	for _, op := range ops {
+	for k, op := range ops {
 		if op.Encoder == EncZstd || doneBlob[op.Blob] {
 			continue
 		}
@@ -307,7 +341,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 			err = a.applyOp(ctx, op, br)
 		}
 		if err != nil {
-			return fmt.Errorf("payload %s: %w", op.Target, asCorrupt(err))
+			return fail(op.Blob, br, fmt.Errorf("op %d: %w", k, asCorrupt(err)))
 		}
 		if err := finish(op.Blob, br); err != nil {
 			return err
@@ -334,7 +368,13 @@ func (a *applier) resolveOps() error {
 		if err != nil {
 			return err
 		}
+		// The rebuilt layers' paths are checked here, before any payload
+		// is made (FORMAT.md, "Path safety").
+		paths := layerfs.NewPathChecker(i)
 		err = layerfs.Walk(f, func(file layerfs.File) error {
+			if err := paths.Check(&file.Entry); err != nil {
+				return fmt.Errorf("%w: target image: %w", ErrBadDelta, err)
+			}
 			if file.Payload == "" || a.inBase[file.Payload] || seen[file.Payload] {
 				return nil
 			}
@@ -669,6 +709,10 @@ func (a *applier) assemble(ctx context.Context, skel, out string, l Layer) error
 		return err
 	}
 	got, err := layerfs.Assemble(ctx, sf, a.store, f)
+	var n int64
+	if err == nil {
+		n, err = f.Seek(0, io.SeekCurrent)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -678,16 +722,19 @@ func (a *applier) assemble(ctx context.Context, skel, out string, l Layer) error
 	if got != l.DiffID {
 		return fmt.Errorf("rebuilt layer is %s, the target's diff_id is %s: %w", got, l.DiffID, ErrCorrupt)
 	}
+	if n != l.Size {
+		return fmt.Errorf("%w: the rebuilt layer is %d bytes, the delta says %d", ErrBadDelta, n, l.Size)
+	}
 	return nil
 }
 
 // asCorrupt maps errors met while decoding delta content to ErrCorrupt
-// (keeping the cause); I/O errors of this machine and cancellation stay
-// what they are.
+// (keeping the cause); errors already classed (ErrBadDelta, ErrLimit), I/O
+// errors of this machine and cancellation stay what they are.
 func asCorrupt(err error) error {
 	var pe *fs.PathError
 	switch {
-	case err == nil, errors.Is(err, ErrCorrupt), errors.Is(err, ErrLimit),
+	case err == nil, errors.Is(err, ErrCorrupt), errors.Is(err, ErrLimit), errors.Is(err, ErrBadDelta),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As(err, &pe):
 		return err
 	}
@@ -706,6 +753,43 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	}
 	l.left -= int64(len(p))
 	return l.w.Write(p)
+}
+
+// blobBody reads blob i's size bytes of the delta body, and says so when
+// the delta ends before them.
+type blobBody struct {
+	r          io.Reader
+	blob       int
+	size, left int64
+}
+
+func (b *blobBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = fmt.Errorf("%w: blob %d truncated: the delta ends after %d of its %d bytes", ErrCorrupt, b.blob, b.size-b.left, b.size)
+	}
+	return n, err
+}
+
+// blobReader names blob i in the errors of its verified reader.
+type blobReader struct {
+	r    io.Reader
+	blob int
+}
+
+func (b *blobReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w: blob %d: %w", ErrCorrupt, b.blob, err)
+	}
+	return n, err
 }
 
 type progressReader struct {

@@ -64,6 +64,10 @@ type Options struct {
 	// Signers sign the delta's header (ed25519 keys, e.g. an
 	// ed25519.PrivateKey from sign.LoadPrivateKey); none: unsigned.
 	Signers []crypto.Signer
+
+	// allowUnsafePaths skips the target layers' path check (tests make
+	// deltas that Apply must refuse with it).
+	allowUnsafePaths bool
 }
 
 // DefaultOptions are the settings `skiff diff` uses.
@@ -160,7 +164,10 @@ type layerInfo struct {
 	files    []layerfs.File
 }
 
-func (d *differ) disassemble(ctx context.Context, l v1.Layer, name string) (*layerInfo, error) {
+// disassemble takes layer l apart into the store and a skeleton file;
+// paths, if set, checks every entry (target layers, FORMAT.md "Path
+// safety").
+func (d *differ) disassemble(ctx context.Context, l v1.Layer, name string, paths *layerfs.PathChecker) (*layerInfo, error) {
 	p := filepath.Join(d.work, name+".skel")
 	f, err := os.Create(p)
 	if err != nil {
@@ -176,6 +183,11 @@ func (d *differ) disassemble(ctx context.Context, l v1.Layer, name string) (*lay
 	}
 	li := &layerInfo{diffID: st.DiffID, size: st.TarSize, skeleton: p}
 	err = layerfs.Walk(f, func(file layerfs.File) error {
+		if paths != nil {
+			if err := paths.Check(&file.Entry); err != nil {
+				return err
+			}
+		}
 		if file.Payload != "" {
 			li.files = append(li.files, file)
 		}
@@ -208,7 +220,7 @@ func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []
 	g.SetLimit(max(1, d.opts.Jobs))
 	for i, l := range baseLayers {
 		g.Go(func() error {
-			li, err := d.disassemble(gctx, l, fmt.Sprintf("base-%d", i))
+			li, err := d.disassemble(gctx, l, fmt.Sprintf("base-%d", i), nil)
 			if err != nil {
 				return fmt.Errorf("base layer %d: %w", i, err)
 			}
@@ -221,7 +233,11 @@ func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []
 			continue
 		}
 		g.Go(func() error {
-			li, err := d.disassemble(gctx, l, fmt.Sprintf("target-%d", i))
+			var paths *layerfs.PathChecker
+			if !d.opts.allowUnsafePaths {
+				paths = layerfs.NewPathChecker(i)
+			}
+			li, err := d.disassemble(gctx, l, fmt.Sprintf("target-%d", i), paths)
 			if err != nil {
 				return fmt.Errorf("target layer %d: %w", i, err)
 			}

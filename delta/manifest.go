@@ -181,6 +181,9 @@ func (m *Manifest) validate() error {
 	if err := m.Base.ConfigDigest.Validate(); err != nil {
 		return bad("base config digest: %v", err)
 	}
+	if m.Base.Payloads < 0 {
+		return bad("base payloads %d", m.Base.Payloads)
+	}
 	if digest.FromBytes(m.Target.Config) != m.Target.ConfigDigest {
 		return fmt.Errorf("%w: target config does not hash to %s", ErrCorrupt, m.Target.ConfigDigest)
 	}
@@ -245,6 +248,13 @@ func (m *Manifest) validate() error {
 			next++
 		}
 	}
+	for k, op := range m.Ops {
+		switch op.Encoder {
+		case EncZstd, EncZstdDict, EncBsdiff, EncBsdiffX86:
+		default:
+			return bad("op %d: unknown encoder %q", k, op.Encoder)
+		}
+	}
 	pack := -1
 	for _, op := range m.Ops {
 		if op.Encoder == EncZstd {
@@ -286,11 +296,15 @@ func (m *Manifest) validate() error {
 			return bad("op %d: unknown encoder %q", k, op.Encoder)
 		}
 		switch {
+		case op.Blob < 0 || op.Blob >= len(m.Blobs):
+			return bad("op %d: blob %d out of range (%d blobs)", k, op.Blob, len(m.Blobs))
 		case op.Blob == next:
 			groupBlob[op.Blob] = op.Encoder == EncZstdDict
 			next++
 		case op.Encoder == EncZstdDict && groupBlob[op.Blob]:
 			// a further member of a dictionary group
+		case op.Blob < next:
+			return bad("op %d: blob %d is already a skeleton's, the pack's or another op's (only zstd-dict ops share one)", k, op.Blob)
 		default:
 			return bad("op %d: blob %d out of order (expected %d)", k, op.Blob, next)
 		}

@@ -1,0 +1,500 @@
+package delta
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/skiff-dev/skiff/delta/sign"
+	"github.com/skiff-dev/skiff/internal/imagetest"
+	"github.com/skiff-dev/skiff/layerfs"
+)
+
+// craftKey signs every crafted delta, so each goes through the signature
+// check as a device's would and fails on what the case broke.
+var craftKey = seededKey(61)
+
+// crafted is a delta built from a real one by taking it apart and
+// re-serializing it, signed with craftKey.
+type crafted struct {
+	t     *testing.T
+	h     *Header
+	blobs [][]byte
+}
+
+func takeApart(t *testing.T, d []byte) *crafted {
+	t.Helper()
+	h, err := ReadHeader(bytes.NewReader(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &crafted{t: t, h: h}
+	off := h.BodyOffset
+	for _, b := range h.Manifest.Blobs {
+		c.blobs = append(c.blobs, d[off:off+b.Size])
+		off += b.Size
+	}
+	if off != int64(len(d)) {
+		t.Fatalf("delta has %d bytes after its blobs", int64(len(d))-off)
+	}
+	return c
+}
+
+// manifest returns a deep copy of the manifest to edit.
+func (c *crafted) manifest() *Manifest {
+	js, err := json.Marshal(&c.h.Manifest)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(js, &m); err != nil {
+		c.t.Fatal(err)
+	}
+	return &m
+}
+
+// build writes manifest m (signed) followed by blobs, as they are.
+func (c *crafted) build(m *Manifest, blobs [][]byte) []byte {
+	c.t.Helper()
+	var out bytes.Buffer
+	if _, err := writeHeader(&out, m, craftKey); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, b := range blobs {
+		out.Write(b)
+	}
+	return out.Bytes()
+}
+
+// edit returns the delta with its manifest edited and the body unchanged.
+func (c *crafted) edit(fn func(m *Manifest)) []byte {
+	m := c.manifest()
+	fn(m)
+	return c.build(m, c.blobs)
+}
+
+// body returns the delta with the manifest unchanged and the blobs
+// (a copy) edited.
+func (c *crafted) body(fn func(blobs [][]byte) [][]byte) []byte {
+	blobs := make([][]byte, len(c.blobs))
+	for i, b := range c.blobs {
+		blobs[i] = bytes.Clone(b)
+	}
+	return c.build(&c.h.Manifest, fn(blobs))
+}
+
+// rawManifest signs and frames manifest JSON as given.
+func (c *crafted) rawManifest(js []byte) []byte {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	hdr := enc.EncodeAll(js, nil)
+	enc.Close()
+	sig, err := sign.Sign(hdr, craftKey)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := writeFrame(&out, hdr, sig); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, b := range c.blobs {
+		out.Write(b)
+	}
+	return out.Bytes()
+}
+
+// craftCase is one hostile delta and what Apply must say about it.
+type craftCase struct {
+	name  string
+	delta []byte
+	base  v1.Image // nil: the pair's base
+	want  []error  // Apply's error must match each (errors.Is)
+	msg   []string // and contain each
+}
+
+func ptr(i int) *int { return &i }
+
+// craftedCases derives hostile deltas from good, a signed delta from base.
+func craftedCases(t *testing.T, good []byte, target v1.Image, bsdiffDelta []byte) []craftCase {
+	c := takeApart(t, good)
+	m0 := &c.h.Manifest
+	n := int64(binary.LittleEndian.Uint32(good[8:12]))
+	sn := int64(len(c.h.Signature))
+	if sn == 0 || len(c.blobs) < 3 {
+		t.Fatalf("the tiny pair should give a signed delta with at least 3 blobs (sig %d, blobs %d)", sn, len(c.blobs))
+	}
+	var cases []craftCase
+	add := func(name string, d []byte, want error, msg ...string) {
+		cases = append(cases, craftCase{name: name, delta: d, want: []error{want}, msg: msg})
+	}
+	cut := func(at int64) []byte { return bytes.Clone(good[:at]) }
+
+	// Truncation in the frame, at every blob boundary and inside every blob.
+	add("truncated: empty", cut(0), ErrBadDelta, "reading magic")
+	add("truncated: inside magic", cut(4), ErrBadDelta, "reading magic")
+	add("truncated: inside header length", cut(10), ErrBadDelta, "reading header length")
+	add("truncated: at the header", cut(12), ErrBadDelta, "header truncated")
+	add("truncated: inside header", cut(12+n/2), ErrBadDelta, "header truncated")
+	add("truncated: at the signature length", cut(12+n), ErrBadDelta, "reading signature length")
+	add("truncated: inside signature length", cut(14+n), ErrBadDelta, "reading signature length")
+	add("truncated: inside signature", cut(16+n+sn/2), ErrBadDelta, "signature truncated")
+	off := c.h.BodyOffset
+	for i, b := range c.blobs {
+		add("truncated: at blob "+strconv.Itoa(i), cut(off), ErrCorrupt, "blob "+strconv.Itoa(i), "truncated")
+		add("truncated: inside blob "+strconv.Itoa(i), cut(off+int64(len(b))/2), ErrCorrupt, "blob "+strconv.Itoa(i), "truncated")
+		off += int64(len(b))
+	}
+	add("truncated: last byte", cut(int64(len(good)-1)), ErrCorrupt, "blob "+strconv.Itoa(len(c.blobs)-1), "truncated")
+	add("extra trailing byte", append(bytes.Clone(good), 0), ErrBadDelta, "bytes after the last blob")
+	add("extra trailing blob", append(bytes.Clone(good), c.blobs[len(c.blobs)-1]...), ErrBadDelta, "bytes after the last blob")
+
+	// Frame fields.
+	withByte := func(i int, v byte) []byte { d := bytes.Clone(good); d[i] = v; return d }
+	add("unknown container version", withByte(7, 2), ErrBadDelta, "format version 2")
+	add("not a delta", withByte(0, 'X'), ErrBadDelta, "not a skiff delta")
+	huge := bytes.Clone(good)
+	binary.LittleEndian.PutUint32(huge[8:], 0xffffffff)
+	add("header length over the limit", huge, ErrLimit, "header of 4294967295 bytes")
+	huge = bytes.Clone(good)
+	binary.LittleEndian.PutUint32(huge[12+n:], 1<<20)
+	add("signature length over the limit", huge, ErrLimit, "signature of 1048576 bytes")
+	tampered := bytes.Clone(good)
+	tampered[12+n/2] ^= 1
+	add("header altered after signing", tampered, sign.ErrBadSignature, "signature")
+	add("header is not zstd", c.rawManifestFrame([]byte("not a zstd frame at all")), ErrBadDelta, "manifest")
+
+	// Manifest: versions, unknown fields and encoders.
+	add("unknown manifest version", c.edit(func(m *Manifest) { m.Version = 3 }), ErrBadDelta, "manifest version 3")
+	add("manifest version 0", c.edit(func(m *Manifest) { m.Version = 0 }), ErrBadDelta, "manifest version 0")
+	js, _ := json.Marshal(m0)
+	add("unknown manifest field", c.rawManifest(bytes.Replace(js, []byte(`{"version":1,`), []byte(`{"version":1,"extract_to":"/etc",`), 1)),
+		ErrBadDelta, `unknown field "extract_to"`)
+	add("manifest is not JSON", c.rawManifest([]byte("{]")), ErrBadDelta, "manifest")
+	last := len(m0.Ops) - 1
+	add("unknown encoder", c.edit(func(m *Manifest) { m.Ops[last].Encoder = "lzma" }), ErrBadDelta, `unknown encoder "lzma"`)
+	add("unknown coder", c.edit(func(m *Manifest) { m.Ops[0].Coder = "xz" }), ErrBadDelta, `coder "xz"`)
+	add("target config altered", c.edit(func(m *Manifest) { m.Target.Config = append(m.Target.Config, ' ') }), ErrCorrupt, "target config does not hash")
+
+	// Another base.
+	other := digest.FromString("another image")
+	add("delta for another config", c.edit(func(m *Manifest) { m.Base.ConfigDigest = other }), ErrBaseMismatch, "the delta needs image "+other.String())
+	add("delta for another diff_id", c.edit(func(m *Manifest) { m.Base.DiffIDs[1] = other }), ErrBaseMismatch, "its layer 1 is", "the delta needs "+other.String())
+	add("delta for more base layers", c.edit(func(m *Manifest) { m.Base.DiffIDs = append(m.Base.DiffIDs, other) }), ErrBaseMismatch, "(3 layers)")
+	add("delta for fewer base layers", c.edit(func(m *Manifest) { m.Base.DiffIDs = m.Base.DiffIDs[:1] }), ErrBaseMismatch, "(1 layers)")
+	add("delta for a base with more payloads", c.edit(func(m *Manifest) { m.Base.Payloads++ }), ErrBaseMismatch, "the delta expects 5")
+	cases = append(cases, craftCase{name: "applied to the target instead of the base", delta: good, base: target,
+		want: []error{ErrBaseMismatch}, msg: []string{"the base given is"}})
+
+	// Indices out of range, negative values.
+	add("op base index out of range", c.edit(func(m *Manifest) { m.Ops[0].Base = m.Base.Payloads }), ErrBadDelta, "base payload 4 out of range")
+	add("op base index negative", c.edit(func(m *Manifest) { m.Ops[0].Base = -2 }), ErrBadDelta, "base payload -2 out of range")
+	add("op blob index out of range", c.edit(func(m *Manifest) { m.Ops[0].Blob = 7 }), ErrBadDelta, "op 0: blob 7 out of range (3 blobs)")
+	add("op blob index negative", c.edit(func(m *Manifest) { m.Ops[0].Blob = -1 }), ErrBadDelta, "op 0: blob -1 out of range")
+	add("base layer index out of range", c.edit(func(m *Manifest) { m.Layers[0].BaseLayer = ptr(2) }), ErrBadDelta, "layer 0: base layer 2")
+	add("base layer index negative", c.edit(func(m *Manifest) { m.Layers[0].BaseLayer = ptr(-1) }), ErrBadDelta, "layer 0: base layer -1")
+	add("base layer is another layer", c.edit(func(m *Manifest) { m.Layers[0].BaseLayer = ptr(1) }), ErrBadDelta, "layer 0: base layer 1 is not the same layer")
+	add("skeleton blob out of range", c.edit(func(m *Manifest) { m.Layers[1].Skeleton = ptr(9) }), ErrBadDelta, "layer 1: skeleton blob 9 out of range")
+	add("skeleton blob negative", c.edit(func(m *Manifest) { m.Layers[1].Skeleton = ptr(-1) }), ErrBadDelta, "layer 1: skeleton blob -1 out of range")
+	add("dictionary layer out of range", c.edit(func(m *Manifest) { m.Layers[1].DictLayer = 2 }), ErrBadDelta, "layer 1: dictionary layer 2 out of range")
+	add("dictionary layer negative", c.edit(func(m *Manifest) { m.Layers[1].DictLayer = -2 }), ErrBadDelta, "layer 1: dictionary layer -2 out of range")
+	add("layer with both base and skeleton", c.edit(func(m *Manifest) { m.Layers[1].BaseLayer = ptr(1) }), ErrBadDelta, "layer 1 needs exactly one of")
+	add("layer with neither base nor skeleton", c.edit(func(m *Manifest) { m.Layers[0].BaseLayer = nil }), ErrBadDelta, "layer 0 needs exactly one of")
+	add("more layers than diff_ids", c.edit(func(m *Manifest) { m.Layers = append(m.Layers, m.Layers[0]) }), ErrBadDelta, "3 layers for 2 target diff_ids")
+	add("base payload count negative", c.edit(func(m *Manifest) { m.Base.Payloads = -1 }), ErrBadDelta, "payloads -1")
+	add("layer size negative", c.edit(func(m *Manifest) { m.Layers[1].Size = -1; m.Limits.TotalOutput = m.Layers[0].Size - 1 }),
+		ErrBadDelta, "layer 1 has negative size")
+	add("blob size negative", c.edit(func(m *Manifest) { m.Blobs[1].Size = -1 }), ErrBadDelta, "blob 1: digest")
+	add("window negative", c.edit(func(m *Manifest) { m.Limits.MaxWindow = -1 }), ErrLimit, "zstd window of -1 bytes")
+	add("max payload negative", c.edit(func(m *Manifest) { m.Limits.MaxPayload = -1 }), ErrBadDelta, "max_payload -1")
+
+	// Declared sizes that are not the real ones.
+	add("blob declared larger", c.edit(func(m *Manifest) { m.Blobs[2].Size++ }), ErrCorrupt, "blob 2", "truncated")
+	add("blob declared smaller", c.edit(func(m *Manifest) { m.Blobs[2].Size-- }), ErrCorrupt, "blob 2")
+	add("skeleton blob declared larger", c.edit(func(m *Manifest) { m.Blobs[0].Size++ }), ErrCorrupt, "blob 0")
+	add("skeleton blob declared smaller", c.edit(func(m *Manifest) { m.Blobs[0].Size-- }), ErrCorrupt, "blob 0")
+	add("layer declared larger", c.edit(func(m *Manifest) { m.Layers[1].Size++; m.Limits.TotalOutput++ }), ErrBadDelta, "layer 1", "the delta says 39425")
+	add("layer declared smaller", c.edit(func(m *Manifest) { m.Layers[1].Size--; m.Limits.TotalOutput-- }), ErrBadDelta, "layer 1", "the delta says 39423")
+	add("reused layer declared larger", c.edit(func(m *Manifest) { m.Layers[0].Size++; m.Limits.TotalOutput++ }), ErrBadDelta, "layer 0", "the delta says 2049")
+	add("total output not the layers' sum", c.edit(func(m *Manifest) { m.Limits.TotalOutput++ }), ErrBadDelta, "layers add up to")
+	add("max payload below the real one", c.edit(func(m *Manifest) { m.Limits.MaxPayload, m.Limits.MaxExpanded = 100, 100 }), ErrLimit, "over the declared 100")
+	add("max skeleton below the real one", c.edit(func(m *Manifest) { m.Limits.MaxSkeleton = 1000 }), ErrLimit, "skeleton", "over the declared")
+	add("window below the real one", c.edit(func(m *Manifest) { m.Limits.MaxWindow = 1 << 10 }), ErrLimit, "over the declared window")
+	add("target diff_id another layer's", c.edit(func(m *Manifest) { m.Layers[1].DiffID = other; m.Target.DiffIDs[1] = other }), ErrCorrupt, "the target's diff_id is "+other.String())
+
+	// Blob digests, order, duplicates and gaps.
+	add("blob digest does not match its bytes", c.edit(func(m *Manifest) { m.Blobs[2].Digest = other }), ErrCorrupt, "blob 2", other.String())
+	add("blob bytes altered", c.body(func(b [][]byte) [][]byte { b[2][len(b[2])/2] ^= 0x40; return b }), ErrCorrupt, "blob 2")
+	add("skeleton bytes altered", c.body(func(b [][]byte) [][]byte { b[0][len(b[0])/2] ^= 0x40; return b }), ErrCorrupt, "blob 0")
+	add("blob bytes duplicated", c.body(func(b [][]byte) [][]byte { return slices.Insert(b, 1, b[1]) }), ErrCorrupt, "blob 2")
+	add("blob listed twice", c.build(withManifest(c, func(m *Manifest) { m.Blobs = slices.Insert(m.Blobs, 1, m.Blobs[1]) }),
+		slices.Insert(slices.Clone(c.blobs), 1, c.blobs[1])), ErrBadDelta, "4 blobs, skeletons and ops use 3")
+	add("blob bytes removed", c.body(func(b [][]byte) [][]byte { return slices.Delete(b, 1, 2) }), ErrCorrupt, "blob 1")
+	add("blob entry removed", c.build(withManifest(c, func(m *Manifest) { m.Blobs = slices.Delete(m.Blobs, 1, 2) }),
+		slices.Delete(slices.Clone(c.blobs), 1, 2)), ErrBadDelta, "op 0: blob 2 out of range (2 blobs)")
+	add("blob and its op removed", c.build(withManifest(c, func(m *Manifest) {
+		m.Blobs = slices.Delete(m.Blobs, 1, 2)
+		m.Ops = m.Ops[:last]
+		for k := range m.Ops {
+			m.Ops[k].Blob--
+		}
+	}), slices.Delete(slices.Clone(c.blobs), 1, 2)), ErrBadDelta, "more new payloads than the 3 ops make")
+	add("extra op", c.edit(func(m *Manifest) { m.Ops = slices.Insert(m.Ops, 1, m.Ops[0]) }), ErrBadDelta, "the skeletons need 4 new payloads, the delta has 5 ops")
+	add("blobs swapped", c.body(func(b [][]byte) [][]byte { b[1], b[2] = b[2], b[1]; return b }), ErrCorrupt, "blob 1")
+	add("blobs and their entries swapped", c.build(withManifest(c, func(m *Manifest) { m.Blobs[1], m.Blobs[2] = m.Blobs[2], m.Blobs[1] }),
+		[][]byte{c.blobs[0], c.blobs[2], c.blobs[1]}), ErrCorrupt, "payload")
+	add("ops swapped", c.edit(func(m *Manifest) { m.Ops[0], m.Ops[1] = m.Ops[1], m.Ops[0] }), ErrCorrupt, "payload")
+	add("pack op on a group blob", c.edit(func(m *Manifest) { m.Ops[last].Blob = 2 }), ErrBadDelta, "plain zstd ops use the pack")
+	add("group op on the pack blob", c.edit(func(m *Manifest) { m.Ops[0].Blob = 1 }), ErrBadDelta, "op 0: blob 1 is already")
+	add("group op on the skeleton blob", c.edit(func(m *Manifest) { m.Ops[1].Blob = 0 }), ErrBadDelta, "op 1: blob 0 is already")
+	add("group with a bsdiff member", c.edit(func(m *Manifest) { m.Ops[1].Encoder = EncBsdiff }), ErrBadDelta, "op 1: blob 2 is already")
+	add("skeleton replaced by another valid blob", c.body(func(b [][]byte) [][]byte { b[0] = b[1]; return b }), ErrCorrupt, "blob 0")
+	add("skeleton blob is garbage with its digest", replaceBlobSigned(t, c, 0, []byte("garbage, not a zstd frame")), ErrCorrupt, "skeleton of layer 1")
+	add("group blob is garbage with its digest", replaceBlobSigned(t, c, 2, bytes.Repeat([]byte{0x28, 0xb5}, 40)), ErrCorrupt, "payload")
+
+	// Ops that may not share a blob doing so (a bsdiff delta).
+	cb := takeApart(t, bsdiffDelta)
+	bs := slices.IndexFunc(cb.h.Manifest.Ops, func(op Op) bool { return op.Encoder == EncBsdiff })
+	if bs < 0 {
+		t.Fatalf("the bsdiff delta has no bsdiff op: %+v", cb.h.Manifest.Ops)
+	}
+	bsBlob := strconv.Itoa(cb.h.Manifest.Ops[bs].Blob)
+	add("bsdiff op listed twice", cb.edit(func(m *Manifest) { m.Ops = slices.Insert(m.Ops, bs+1, m.Ops[bs]) }),
+		ErrBadDelta, "op "+strconv.Itoa(bs+1)+": blob "+bsBlob+" is already")
+	add("bsdiff op on the pack blob", cb.edit(func(m *Manifest) { m.Ops[bs].Blob = 1 }), ErrBadDelta, "op "+strconv.Itoa(bs)+": blob 1 is already")
+	add("pack op on the bsdiff blob", cb.edit(func(m *Manifest) {
+		for k := range m.Ops {
+			if m.Ops[k].Encoder == EncZstd {
+				m.Ops[k].Blob = m.Ops[bs].Blob
+			}
+		}
+	}), ErrBadDelta, "plain zstd ops use the pack")
+	return cases
+}
+
+// rawManifestFrame frames hdr (not a zstd frame) as a signed header.
+func (c *crafted) rawManifestFrame(hdr []byte) []byte {
+	sig, err := sign.Sign(hdr, craftKey)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeFrame(&out, hdr, sig)
+	for _, b := range c.blobs {
+		out.Write(b)
+	}
+	return out.Bytes()
+}
+
+func withManifest(c *crafted, fn func(m *Manifest)) *Manifest {
+	m := c.manifest()
+	fn(m)
+	return m
+}
+
+// replaceBlobSigned replaces blob i by b, with a manifest that declares b.
+func replaceBlobSigned(t *testing.T, c *crafted, i int, b []byte) []byte {
+	m := c.manifest()
+	m.Blobs[i] = Blob{Digest: digest.FromBytes(b), Size: int64(len(b))}
+	blobs := slices.Clone(c.blobs)
+	blobs[i] = b
+	return c.build(m, blobs)
+}
+
+// unsafeLayers are target layers whose entries would escape the root on
+// extraction.
+func unsafeLayers(t *testing.T) []struct {
+	name, msg string
+	layer     []byte
+} {
+	w := func(hdrs ...tar.Header) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range hdrs {
+			data := ""
+			if h.Typeflag == tar.TypeReg {
+				data = "root::0:0:owned:/root:/bin/sh\n" + h.Name
+			}
+			h.Mode, h.Size, h.Format = 0o644, int64(len(data)), tar.FormatPAX
+			if err := tw.WriteHeader(&h); err != nil {
+				t.Fatal(err)
+			}
+			tw.Write([]byte(data))
+		}
+		tw.Close()
+		return buf.Bytes()
+	}
+	reg := func(name string) tar.Header { return tar.Header{Name: name, Typeflag: tar.TypeReg} }
+	return []struct {
+		name, msg string
+		layer     []byte
+	}{
+		{"absolute entry", `entry "/etc/passwd": path is absolute`, w(reg("app/ok"), reg("/etc/passwd"))},
+		{"dot-dot entry", `entry "app/../../etc/passwd": path leaves the root`, w(reg("app/ok"), reg("app/../../etc/passwd"))},
+		{"entry through an absolute symlink", `entry "app/etc/passwd": path goes through "app/etc"`,
+			w(reg("app/ok"), tar.Header{Name: "app/etc", Linkname: "/etc", Typeflag: tar.TypeSymlink}, reg("app/etc/passwd"))},
+		{"entry through a relative symlink", `entry "up/x": path goes through "up"`,
+			w(tar.Header{Name: "up", Linkname: "../../..", Typeflag: tar.TypeSymlink}, reg("up/x"))},
+		{"hard link leaving the root", `entry "app/shadow": hard link target "../etc/shadow" leaves the root`,
+			w(reg("app/ok"), tar.Header{Name: "app/shadow", Linkname: "../etc/shadow", Typeflag: tar.TypeLink})},
+		{"hard link to an absolute path", `entry "app/shadow": hard link target "/etc/shadow" is absolute`,
+			w(reg("app/ok"), tar.Header{Name: "app/shadow", Linkname: "/etc/shadow", Typeflag: tar.TypeLink})},
+	}
+}
+
+// TestCraftedDeltas: hostile and broken deltas made from a real one are
+// refused with the right sentinel and a message naming the problem,
+// nothing is written outside the work directory, and the heap stays
+// bounded.
+func TestCraftedDeltas(t *testing.T) {
+	ctx := context.Background()
+	base, target := tinyPair(t)
+	diff := func(target v1.Image, opts Options) ([]byte, error) {
+		opts.Signers = []crypto.Signer{craftKey}
+		var buf bytes.Buffer
+		_, err := Diff(ctx, base, target, &buf, opts)
+		return buf.Bytes(), err
+	}
+	good, err := diff(target, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bsOpts := DefaultOptions()
+	bsOpts.ZstdDict = false
+	bsDelta, err := diff(target, bsOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := []ed25519.PublicKey{pubOf(craftKey)}
+	// The good deltas apply: every case below differs from them only in
+	// what it breaks.
+	for _, d := range [][]byte{good, bsDelta} {
+		res, err := Apply(ctx, base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir(), TrustedKeys: trust})
+		if err != nil {
+			t.Fatalf("the good delta does not apply: %v", err)
+		}
+		res.Close()
+	}
+	cases := craftedCases(t, good, target, bsDelta)
+
+	// Targets with unsafe paths: diff refuses them; forced through the
+	// test hook, Apply refuses the delta.
+	shared := imagetest.LayerTar(t, imagetest.File{Name: "etc/os-release", Data: "ID=skiff\nVERSION=1\n"})
+	for _, u := range unsafeLayers(t) {
+		evil := imagetest.Image(t, shared, u.layer)
+		t.Run("diff refuses/"+u.name, func(t *testing.T) {
+			_, err := diff(evil, DefaultOptions())
+			if !errors.Is(err, layerfs.ErrUnsafePath) || !strings.Contains(err.Error(), "layer 1") || !strings.Contains(err.Error(), u.msg) {
+				t.Fatalf("diff: err = %v, want ErrUnsafePath naming layer 1 and saying %s", err, u.msg)
+			}
+		})
+		opts := DefaultOptions()
+		opts.allowUnsafePaths = true
+		d, err := diff(evil, opts)
+		if err != nil {
+			t.Fatalf("%s: diff with the check off: %v", u.name, err)
+		}
+		cases = append(cases, craftCase{name: "unsafe target path: " + u.name, delta: d,
+			want: []error{ErrBadDelta, layerfs.ErrUnsafePath}, msg: []string{"layer 1", u.msg}})
+	}
+
+	rejected := 0
+	for _, tc := range cases {
+		ok := t.Run(tc.name, func(t *testing.T) {
+			b := tc.base
+			if b == nil {
+				b = base
+			}
+			check := func(err error) {
+				t.Helper()
+				if err == nil {
+					t.Fatal("Apply accepted the delta")
+				}
+				for _, w := range tc.want {
+					if !errors.Is(err, w) {
+						t.Errorf("err = %v, want it to match %v", err, w)
+					}
+				}
+				for _, s := range tc.msg {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("err = %q, want it to say %q", err, s)
+					}
+				}
+			}
+			// With a work directory of the caller's: nothing is written
+			// beside it.
+			parent := t.TempDir()
+			work := filepath.Join(parent, "work")
+			if err := os.Mkdir(work, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			before := listTree(t, parent)
+			peak := watchHeap(t)
+			res, err := Apply(ctx, b, bytes.NewReader(tc.delta), ApplyOptions{WorkDir: work, TrustedKeys: trust})
+			if max := peak(); max > 96<<20 {
+				t.Errorf("heap peaked at %d MiB", max>>20)
+			}
+			if err == nil {
+				res.Close()
+			}
+			check(err)
+			for _, p := range listTree(t, parent) {
+				if !slices.Contains(before, p) && p != "work" && !strings.HasPrefix(p, "work/") {
+					t.Errorf("Apply wrote %s outside its work directory", p)
+				}
+			}
+			// With a work directory of Apply's own: it is removed.
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			_, err = Apply(ctx, b, bytes.NewReader(tc.delta), ApplyOptions{TrustedKeys: trust})
+			check(err)
+			if left := listTree(t, tmp); len(left) > 0 {
+				t.Errorf("a failed Apply left %v in its temporary directory's parent", left)
+			}
+			if !t.Failed() {
+				t.Logf("refused: %v", err)
+			}
+		})
+		if ok {
+			rejected++
+		}
+	}
+	t.Logf("crafted deltas rejected: %d of %d", rejected, len(cases))
+}
+
+// listTree lists every path under dir, relative and slash-separated.
+func listTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
