@@ -5,7 +5,7 @@ BIN          := bin/skiff
 EXAMPLE_DIR  ?= $(or $(TMPDIR),/tmp)/skiff-example
 SKIFF_CORPUS ?= $(HOME)/.cache/skiff/corpus
 INFRA        ?= /tmp/skiff-infra
-FUZZTIME     ?= 200000x
+FUZZTIME     ?= 30s
 export SKIFF_CORPUS INFRA
 
 .PHONY: help build example test integration corpus infra-up infra-down fuzz bench bench-deps clean
@@ -47,23 +47,8 @@ integration: corpus infra-up ## integration tests against real engines and the c
 	  $(GO) test -count=1 -tags integration -timeout 40m -run Integration -v ./... 2>&1 | \
 	  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic| )|exact|_test.go' ; exit $${PIPESTATUS[0]}
 
-fuzz: ## run every fuzz target for FUZZTIME (default 200000x executions each)
-	$(GO) test -run XXX -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./layerfs/
-	$(GO) test -run XXX -fuzz '^FuzzSkeletonReader$$' -fuzztime $(FUZZTIME) ./layerfs/
-	$(GO) test -run XXX -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./delta/bsdiff/
-	$(GO) test -run XXX -fuzz '^FuzzSuffixArray$$' -fuzztime $(FUZZTIME) ./delta/bsdiff/
-	$(GO) test -run XXX -fuzz '^FuzzDiffPatch$$' -fuzztime 20000x ./delta/bsdiff/
-	$(GO) test -run XXX -fuzz '^FuzzPatchSkeleton$$' -fuzztime $(FUZZTIME) ./layerfs/
-	$(GO) test -run XXX -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME) ./delta/
-	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime 20000x ./delta/
-	$(GO) test -run XXX -fuzz '^FuzzApplyGzip$$' -fuzztime 20000x ./delta/
-	$(GO) test -run XXX -fuzz '^FuzzDetect$$' -fuzztime $(FUZZTIME) ./delta/gnugzip/
-	$(GO) test -run XXX -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./delta/exefilter/
-	$(GO) test -run XXX -fuzz '^FuzzCompressor$$' -fuzztime $(FUZZTIME) ./delta/zsections/
-	$(GO) test -run XXX -fuzz '^FuzzExpander$$' -fuzztime $(FUZZTIME) ./delta/zsections/
-	$(GO) test -run XXX -fuzz '^FuzzUnmarshalBinary$$' -fuzztime $(FUZZTIME) ./delta/gzrecipe/
-	$(GO) test -run XXX -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME) ./delta/gzrecipe/
-	$(GO) test -run XXX -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME) ./delta/sign/
+fuzz: ## run every fuzz target of the module for FUZZTIME each (default 30s; or e.g. 10000x) and print the executions
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash testdata/fuzz/run.sh
 
 bench-deps: ## install the tools skiff bench compares with (zstd, bsdiff, xdelta3, rdiff, GNU time; tar-diff into ./bin)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y zstd bsdiff xdelta3 rdiff time

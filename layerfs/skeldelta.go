@@ -181,6 +181,7 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 	}
 	prev, matched := -1, -1
 	var data []byte
+	var check walkCheck
 	for {
 		tag, err := br.ReadByte()
 		if err != nil {
@@ -211,10 +212,11 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			for k := range data {
 				data[k] ^= b[k]
 			}
-			if _, err := parseGroup(data); err != nil {
-				return bad("rebuilt header: %v", err)
+			rec := record{tag: tagHeader, n: int64(n), data: data}
+			if err := check.record(rec); err != nil {
+				return bad("rebuilt %v", err)
 			}
-			writeRecord(bw, record{tag: tagHeader, n: int64(n), data: data})
+			writeRecord(bw, rec)
 			prev, matched = int(i), int(i)
 		case tagPayloadXor:
 			size, err := binary.ReadUvarint(br)
@@ -231,7 +233,11 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			for k := range d {
 				d[k] ^= entries[matched].payload[k]
 			}
-			writeRecord(bw, record{tag: tagPayload, n: int64(size), digest: digest.NewDigestFromBytes(digest.SHA256, d[:])})
+			rec := record{tag: tagPayload, n: int64(size), digest: digest.NewDigestFromBytes(digest.SHA256, d[:])}
+			if err := check.record(rec); err != nil {
+				return bad("%v", err)
+			}
+			writeRecord(bw, rec)
 		default:
 			// An ordinary record: let the skeleton reader check it.
 			if err := br.UnreadByte(); err != nil {
@@ -245,10 +251,52 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			if rec.tag == tagHeader {
 				matched = -1
 			}
+			if err := check.record(rec); err != nil {
+				return bad("%v", err)
+			}
 			writeRecord(bw, rec)
 			if rec.tag == tagEnd {
 				return bw.Flush()
 			}
 		}
 	}
+}
+
+// walkCheck applies Walk's checks to the records PatchSkeleton writes, so
+// that what it writes is a skeleton Walk accepts: every header group
+// parses, and a Payload record follows exactly the entries with data, of
+// their size.
+type walkCheck struct {
+	cur        *Entry
+	hasPayload bool
+}
+
+func (c *walkCheck) record(r record) error {
+	switch r.tag {
+	case tagHeader:
+		if err := c.flush(); err != nil {
+			return err
+		}
+		e, err := parseGroup(r.data)
+		if err != nil {
+			return fmt.Errorf("header: %v", err)
+		}
+		c.cur, c.hasPayload = &e, false
+	case tagPayload:
+		if c.cur == nil || c.hasPayload || c.cur.DataSize != r.n {
+			return fmt.Errorf("Payload record of %d bytes does not belong to an entry", r.n)
+		}
+		c.hasPayload = true
+	case tagEnd:
+		return c.flush()
+	}
+	return nil
+}
+
+func (c *walkCheck) flush() error {
+	if c.cur != nil && c.cur.DataSize > 0 && !c.hasPayload {
+		return fmt.Errorf("entry %q has %d bytes of data but no Payload record", c.cur.Name, c.cur.DataSize)
+	}
+	c.cur = nil
+	return nil
 }

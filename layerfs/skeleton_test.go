@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -374,12 +373,6 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 1024))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tm := time.AfterFunc(3*time.Second, func() {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			os.WriteFile("/tmp/hangstack.txt", append(buf[:n], data[:min(len(data), 4096)]...), 0o644)
-		})
-		defer tm.Stop()
 		store := memStore{}
 		var skel bytes.Buffer
 		st, err := Disassemble(context.Background(), bytes.NewReader(data), store, &skel)

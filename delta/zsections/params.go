@@ -113,6 +113,10 @@ func (p *Params) UnmarshalBinary(b []byte) error {
 		if v > maxLen {
 			return 0, bad("%s %d out of range", what, v)
 		}
+		// One encoding per value: MarshalBinary writes the shortest.
+		if n != len(binary.AppendUvarint(nil, v)) {
+			return 0, bad("%s %d in a %d-byte varint, longer than needed", what, v, n)
+		}
 		b = b[n:]
 		return int64(v), nil
 	}
