@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -41,6 +42,17 @@ type Engine interface {
 	// InUse returns the IDs of the images that containers use.
 	InUse(ctx context.Context) (map[string]bool, error)
 }
+
+// retainedRemover is an engine that can remove the retained name of one
+// ref only (prune uses it when an engine has it): an image several refs
+// share loses only the name the agent gave it for this ref.
+type retainedRemover interface {
+	RemoveRetained(ctx context.Context, ref, id string) error
+}
+
+// ErrNotOurs: an image the agent replaced now has names it did not give
+// it; it is left to whoever gave them, and the agent forgets it.
+var ErrNotOurs = errors.New("the image has names the agent did not give it")
 
 // EngineOptions configure the engines NewEngine makes.
 type EngineOptions struct {

@@ -1,15 +1,19 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -23,7 +27,10 @@ type OCIEngine struct {
 	Platform string
 }
 
-var _ Engine = (*OCIEngine)(nil)
+var (
+	_ Engine          = (*OCIEngine)(nil)
+	_ retainedRemover = (*OCIEngine)(nil)
+)
 
 func (e *OCIEngine) ref(name string) string { return "oci:" + e.Dir + ":" + name }
 
@@ -91,41 +98,65 @@ func (e *OCIEngine) Load(ctx context.Context, img v1.Image, ref string) error {
 }
 
 // Remove drops the retained entries of image id and the blobs nothing
-// references any more.
+// references any more. index.json is replaced atomically, before any blob
+// goes, under the layout's lock (the one layerfs takes while it writes):
+// a kill leaves the old index or the new one, and at worst blobs that no
+// entry references.
 func (e *OCIEngine) Remove(ctx context.Context, id string) error {
-	lp, err := layout.FromPath(e.Dir)
+	return e.remove(ctx, id, func(n string) bool { return isRetainedName(n, id) })
+}
+
+// RemoveRetained is Remove of only ref's retained entry of image id: other
+// images sharing the layout keep theirs.
+func (e *OCIEngine) RemoveRetained(ctx context.Context, ref, id string) error {
+	want := retainedName(ref, id)
+	return e.remove(ctx, id, func(n string) bool { return n == want })
+}
+
+func (e *OCIEngine) remove(ctx context.Context, id string, drop func(name string) bool) error {
+	unlock, err := lockDir(ctx, e.Dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: no layout %s", ErrNoImage, e.Dir)
+		}
+		return fmt.Errorf("lock %s: %w", e.Dir, err)
+	}
+	defer unlock()
+	p := filepath.Join(e.Dir, "index.json")
+	b, err := os.ReadFile(p)
 	if err != nil {
 		return err
 	}
-	idx, err := lp.ImageIndex()
+	im, err := v1.ParseIndexManifest(bytes.NewReader(b))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", p, err)
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	drop := map[v1.Hash]bool{}
+	keep := make([]v1.Descriptor, 0, len(im.Manifests))
 	for _, d := range im.Manifests {
-		if isRetainedName(d.Annotations[refNameAnnotation], id) {
-			drop[d.Digest] = true
+		if !drop(d.Annotations[refNameAnnotation]) {
+			keep = append(keep, d)
 		}
 	}
-	if len(drop) == 0 {
+	if len(keep) == len(im.Manifests) {
 		return fmt.Errorf("%w: no retained image %s in %s", ErrNoImage, id, e.Dir)
 	}
-	if err := lp.RemoveDescriptors(func(d v1.Descriptor) bool {
-		return drop[d.Digest] && isRetainedName(d.Annotations[refNameAnnotation], id)
-	}); err != nil {
+	im.Manifests = keep
+	out, err := json.MarshalIndent(im, "", "   ")
+	if err != nil {
 		return err
 	}
-	return gcLayout(ctx, lp)
+	if err := atomicfile.WriteFile(p, out); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return gcLayout(ctx, layout.Path(e.Dir))
 }
 
 // InUse is empty: a layout has no containers.
 func (e *OCIEngine) InUse(context.Context) (map[string]bool, error) { return map[string]bool{}, nil }
 
-// gcLayout removes the blobs of a layout that no index entry reaches.
+// gcLayout removes the blobs of a layout that no index entry reaches
+// (among them what an interrupted write left). The caller holds the
+// layout's lock.
 func gcLayout(ctx context.Context, lp layout.Path) error {
 	idx, err := lp.ImageIndex()
 	if err != nil {

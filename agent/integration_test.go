@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 )
 
 // The engines against the real daemons of testdata/infra/start-infra.sh:
@@ -69,8 +72,12 @@ func engineUpdate(t *testing.T, e Engine, c *Config, ref string, wantManifest bo
 	if len(res.Pruned) != 1 || res.Pruned[0] != p.oldID {
 		t.Errorf("pruned %v, want [%s]", res.Pruned, p.oldID)
 	}
-	if err := e.Remove(ctx, p.oldID); !errors.Is(err, ErrNoImage) {
+	// Gone, or (Docker) only kept under names others gave it.
+	if err := e.Remove(ctx, p.oldID); !errors.Is(err, ErrNoImage) && !errors.Is(err, ErrNotOurs) {
 		t.Errorf("old image still there: %v", err)
+	}
+	if _, err := e.Inspect(ctx, retainedName(ref, p.oldID)); !errors.Is(err, ErrNoImage) {
+		t.Errorf("the retained name of the old image is still there: %v", err)
 	}
 	used, err := e.InUse(ctx)
 	if err != nil {
@@ -96,14 +103,89 @@ func TestIntegrationDocker(t *testing.T) {
 	d := newDevice(t, p)
 	ref := "skiff-agent-test/web:stable"
 	e := &DockerEngine{TempDir: t.TempDir()}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		e.Remove(ctx, p.newID)
-		e.Remove(ctx, p.oldID)
-	})
+	untag := func() { dockerUntag(t, ref, retainedName(ref, p.oldID), retainedName(ref, p.newID)) }
+	untag()
+	t.Cleanup(untag)
 	engineUpdate(t, e, engineConfig(t, d, "docker", ref, ""), ref, false)
 	if env := d.hookEnv(t); env["SKIFF_CONFIG_DIGEST"] != p.newID {
 		t.Errorf("hook env %v", env)
+	}
+}
+
+// dockerUntag removes names from the engine, never forced: an image other
+// names (or containers) use stays.
+func dockerUntag(t *testing.T, names ...string) {
+	t.Helper()
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for _, n := range names {
+		if _, err := cli.ImageRemove(context.Background(), n, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Logf("untag %s: %v", n, err)
+		}
+	}
+}
+
+// TestIntegrationDockerSharedImage: the image an update replaces also has
+// a name the agent did not give it; pruning removes only the agent's
+// retained name and the image stays under the other name.
+func TestIntegrationDockerSharedImage(t *testing.T) {
+	if os.Getenv("DOCKER_HOST") == "" {
+		t.Skip("DOCKER_HOST unset (source /tmp/skiff-infra/env.sh)")
+	}
+	p := testPair(t)
+	d := newDevice(t, p)
+	ctx := context.Background()
+	ref := "skiff-agent-test/shared:stable"
+	other := "skiff-agent-test/other:keep"
+	e := &DockerEngine{TempDir: t.TempDir()}
+	untag := func() { dockerUntag(t, ref, other, retainedName(ref, p.oldID), retainedName(ref, p.newID)) }
+	untag()
+	t.Cleanup(untag)
+	if err := e.Load(ctx, p.old, ref); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.ImageTag(ctx, client.ImageTagOptions{Source: ref, Target: other}); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, engineConfig(t, d, "docker", ref, ""), WithEngine("web", e))
+	res, err := a.ApplyFile(ctx, "web", writeFile(t, t.TempDir(), "fw.skiff", p.forward))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := e.Inspect(ctx, ref); err != nil || info.ID != p.newID {
+		t.Fatalf("%s after the update: %+v, %v", ref, info, err)
+	}
+	// keep: 0: the agent's name of the old image is gone...
+	if len(res.Pruned) != 1 || res.Pruned[0] != p.oldID {
+		t.Errorf("pruned %v, want [%s]", res.Pruned, p.oldID)
+	}
+	if _, err := e.Inspect(ctx, retainedName(ref, p.oldID)); !errors.Is(err, ErrNoImage) {
+		t.Errorf("retained name after the prune: %v, want ErrNoImage", err)
+	}
+	// ... the image itself, which another name refers to, is not.
+	if info, err := e.Inspect(ctx, other); err != nil || info.ID != p.oldID {
+		t.Errorf("%s after the prune: %+v, %v; want %s", other, info, err, p.oldID)
+	}
+	if err := e.Remove(ctx, p.oldID); !errors.Is(err, ErrNotOurs) {
+		t.Errorf("remove of an image only others name: %v, want ErrNotOurs", err)
+	}
+	if info, err := e.Inspect(ctx, other); err != nil || info.ID != p.oldID {
+		t.Errorf("%s after a second remove: %+v, %v", other, info, err)
+	}
+	st, err := a.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Images["web"]; len(s.Previous) != 0 || s.Install != nil {
+		t.Errorf("state: %+v", s)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -32,30 +33,60 @@ func (a *Agent) lockImage(ctx context.Context, image string) (unlock func(), err
 	if err != nil {
 		return nil, fmt.Errorf("%w: lock %s: %w", ErrState, p, err)
 	}
-	waited := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
+	err = flockWait(ctx, f, func() {
+		a.log.Info("another agent is updating this image; waiting", "image", image, "lock", p)
+	})
+	if err != nil {
+		f.Close()
+		if ctx.Err() != nil {
+			return nil, err
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("%w: lock %s: %w", ErrState, p, err)
-		}
-		if !waited {
-			a.log.Info("another agent is updating this image; waiting", "image", image, "lock", p)
-			waited = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(lockPoll):
-		}
+		return nil, fmt.Errorf("%w: lock %s: %w", ErrState, p, err)
 	}
 	// Whoever held the lock before is gone: its scratch directories are
 	// leftovers of a killed run.
 	a.removeStaleWork(image)
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// flockWait takes an exclusive flock on f, polling until it is free or ctx
+// ends; waiting is called once if it has to wait.
+func flockWait(ctx context.Context, f *os.File, waiting func()) error {
+	waited := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+		if !waited && waiting != nil {
+			waiting()
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+// lockDir takes an exclusive flock on the directory dir itself (as
+// layerfs does while it writes an OCI layout).
+func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := flockWait(ctx, f, nil); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
@@ -126,6 +157,77 @@ func (a *Agent) removeDoneDeltas(id string) {
 		}
 		if err := os.Remove(p); err == nil {
 			a.log.Info("removed a delta already applied", "file", p)
+		}
+	}
+}
+
+const (
+	// deltaGrace: a download no image wants is left alone while it was
+	// written to this recently (another process may be writing it).
+	deltaGrace = 10 * time.Minute
+	// deltaMaxAge: a download older than this is removed unless the image
+	// being updated wants it now.
+	deltaMaxAge = 7 * 24 * time.Hour
+)
+
+// deltaFileRe matches what Fetch and Pull leave in work_dir/deltas.
+var deltaFileRe = regexp.MustCompile(`^([0-9a-f]{64})\.skiff(\.part)?$`)
+
+// removeUnwantedDeltas records the delta the check cr of image wants
+// (none if cr offers none) and removes the downloads in work_dir/deltas,
+// whole or partial, that no configured image wants: a delta for a target
+// a newer one replaced, or one applied by another path. Images share
+// work_dir, so a delta any image's state still wants is kept; so is one
+// written in the last deltaGrace. Anything older than deltaMaxAge goes
+// unless this check wants it.
+func (a *Agent) removeUnwantedDeltas(image string, cr *CheckResult) {
+	want := ""
+	if cr.Update && cr.Delta != nil {
+		if dg, err := digest.Parse(cr.Delta.Digest); err == nil {
+			want = dg.Encoded()
+		}
+	}
+	all, err := a.state.Load()
+	if err != nil {
+		return
+	}
+	if s := all.Images[image]; s == nil || s.WantedDelta != want {
+		if _, err := a.state.Update(image, func(s *ImageState) { s.WantedDelta = want }); err != nil {
+			a.log.Warn("cannot record the wanted delta", "image", image, "err", err)
+			return
+		}
+		if all, err = a.state.Load(); err != nil {
+			return
+		}
+	}
+	wanted := map[string]bool{}
+	for _, s := range all.Images {
+		if s.WantedDelta != "" {
+			wanted[s.WantedDelta] = true
+		}
+	}
+	dir := filepath.Join(a.cfg.WorkDir, "deltas")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, e := range entries {
+		m := deltaFileRe.FindStringSubmatch(e.Name())
+		if m == nil || !e.Type().IsRegular() || m[1] == want {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		age := now.Sub(fi.ModTime())
+		if age < deltaGrace || (wanted[m[1]] && age < deltaMaxAge) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err == nil {
+			a.log.Info("removed a download no image wants", "file", p, "age", age.Round(time.Second))
 		}
 	}
 }

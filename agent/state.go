@@ -36,6 +36,26 @@ type ImageState struct {
 	// Previous lists the image IDs this agent replaced, newest first; the
 	// first `keep` are kept, older ones pruned.
 	Previous []string `json:"previous,omitempty"`
+	// Install is set from just before a load until the hook of that load
+	// has run: a run killed in between left it, and the next run finishes
+	// the install (state, hook, prune) if the engine holds the target, or
+	// drops it if the engine still holds the old image.
+	Install *PendingInstall `json:"install,omitempty"`
+	// WantedDelta is the digest of the delta the last check asked for;
+	// downloads in work_dir/deltas no image wants are removed.
+	WantedDelta string `json:"wanted_delta,omitempty"`
+}
+
+// PendingInstall is an install whose load may have happened but whose hook
+// has not run yet.
+type PendingInstall struct {
+	// Target is the image being loaded under Target.Ref.
+	Target Current `json:"target"`
+	// Previous is the image ID ref named before the load ("" if none).
+	Previous string `json:"previous,omitempty"`
+	// Via is how the target was made: "delta", "full-pull" or "file".
+	Via   string    `json:"via,omitempty"`
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Current identifies an image.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -49,19 +50,31 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 		return nil, err
 	}
 	defer unlock()
+	im, _ := a.cfg.Image(image)
+	res := &UpdateResult{Image: image}
+	// A run killed between the load and the hook left an install to
+	// finish: the hook runs before anything else happens to the image.
+	if _, err := a.resumeInstall(ctx, im, res); err != nil {
+		err = fmt.Errorf("update %s: %w", image, err)
+		a.recordError(im.Name, err)
+		return res, err
+	}
 	cr, err := a.Check(ctx, image)
 	if err != nil {
+		if res.Updated {
+			return res, err
+		}
 		return nil, err
 	}
-	res := &UpdateResult{Image: image, Check: cr}
+	res.Check = cr
 	if !cr.Update && cr.Current.ID != "" {
 		// A run killed between the load and the clean-up left its delta.
 		a.removeDoneDeltas(cr.Current.ID)
 	}
+	a.removeUnwantedDeltas(im.Name, cr)
 	if !cr.Update || cr.Pending {
 		return res, nil
 	}
-	im, _ := a.cfg.Image(image)
 	if err := a.update(ctx, im, cr, res); err != nil {
 		err = fmt.Errorf("update %s: %w", image, err)
 		a.recordError(im.Name, err)
@@ -129,8 +142,9 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 	default:
 		return fmt.Errorf("%w: delta without a location", ErrServer)
 	}
-	if err := a.install(ctx, im, dst, cr.Target, res); err != nil {
-		if errors.Is(err, delta.ErrBaseMismatch) || errors.Is(err, delta.ErrCorrupt) || errors.Is(err, delta.ErrBadDelta) {
+	if err := a.install(ctx, im, dst, cr.Target, "delta", res); err != nil {
+		if errors.Is(err, delta.ErrBaseMismatch) || errors.Is(err, delta.ErrCorrupt) ||
+			errors.Is(err, delta.ErrBadDelta) || errors.Is(err, delta.ErrLimit) {
 			// Fetching it again will not help.
 			os.Remove(dst)
 		}
@@ -161,7 +175,12 @@ func (a *Agent) ApplyFile(ctx context.Context, image, path string) (*UpdateResul
 	}
 	defer unlock()
 	res := &UpdateResult{Image: image}
-	if err := a.install(ctx, im, path, nil, res); err != nil {
+	if _, err := a.resumeInstall(ctx, im, res); err != nil {
+		err = fmt.Errorf("apply %s to %s: %w", path, image, err)
+		a.recordError(im.Name, err)
+		return res, err
+	}
+	if err := a.install(ctx, im, path, nil, "file", res); err != nil {
 		err = fmt.Errorf("apply %s to %s: %w", path, image, err)
 		a.recordError(im.Name, err)
 		return res, err
@@ -172,8 +191,8 @@ func (a *Agent) ApplyFile(ctx context.Context, image, path string) (*UpdateResul
 
 // install applies the delta file at path to the running image, loads and
 // verifies the result, then runs the hook and prunes. want, if known, is
-// the target the delta must produce.
-func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want *Current, res *UpdateResult) error {
+// the target the delta must produce; via says where the delta came from.
+func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want *Current, via string, res *UpdateResult) error {
 	eng := a.engines[im.Name]
 	cur, err := eng.Inspect(ctx, im.Ref)
 	if err != nil {
@@ -225,7 +244,7 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 		}
 	}
 	// Up to here nothing has changed on the device.
-	if err := a.load(ctx, im, out.Image, &target); err != nil {
+	if err := a.loadPending(ctx, im, out.Image, cur.ID, &target, via); err != nil {
 		return err
 	}
 	res.Updated, res.From, res.To = true, cur.ID, &target
@@ -252,7 +271,108 @@ func (a *Agent) load(ctx context.Context, im *ImageConfig, img v1.Image, target 
 	return nil
 }
 
-// finish records the new image, runs the hook and prunes.
+// loadPending records the install as pending, then loads img (load). If
+// the load fails and the engine does not hold the target, the pending
+// record is dropped again; if it does hold it, the next run finishes the
+// install.
+func (a *Agent) loadPending(ctx context.Context, im *ImageConfig, img v1.Image, previous string, target *Current, via string) error {
+	now := a.clock.Now().UTC()
+	if _, err := a.state.Update(im.Name, func(s *ImageState) {
+		s.Install = &PendingInstall{Target: *target, Previous: previous, Via: via, Since: now}
+	}); err != nil {
+		return err
+	}
+	err := a.load(ctx, im, img, target)
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		a.settleInstall(sctx, im)
+		return err
+	}
+	crash(ctx, "loaded")
+	return nil
+}
+
+// settleTimeout bounds how long a failed load waits for the engine to say
+// what it holds.
+const settleTimeout = 30 * time.Second
+
+// settleInstall drops the pending install of im unless the engine holds
+// its target under the ref (or cannot be asked).
+func (a *Agent) settleInstall(ctx context.Context, im *ImageConfig) {
+	st, err := a.state.Load()
+	if err != nil || st.Images[im.Name] == nil || st.Images[im.Name].Install == nil {
+		return
+	}
+	p := st.Images[im.Name].Install
+	cur, err := a.engines[im.Name].Inspect(ctx, im.Ref)
+	if (err != nil && !errors.Is(err, ErrNoImage)) || cur.ID == p.Target.ConfigDigest {
+		return
+	}
+	a.clearInstall(im.Name, p.Target.ConfigDigest)
+}
+
+// clearInstall drops the pending install of image if it is the one of
+// target.
+func (a *Agent) clearInstall(image, target string) error {
+	_, err := a.state.Update(image, func(s *ImageState) {
+		if s.Install != nil && s.Install.Target.ConfigDigest == target {
+			s.Install = nil
+		}
+	})
+	return err
+}
+
+// resumeInstall finishes the install a killed run left pending: if the
+// engine holds its target under the ref, the state records it, the hook
+// runs and old images are pruned (res says so); if the engine holds
+// anything else, the record is dropped. It reports whether it finished an
+// install.
+func (a *Agent) resumeInstall(ctx context.Context, im *ImageConfig, res *UpdateResult) (bool, error) {
+	st, err := a.state.Load()
+	if err != nil {
+		return false, err
+	}
+	s := st.Images[im.Name]
+	if s == nil || s.Install == nil {
+		return false, nil
+	}
+	p := *s.Install
+	cur, err := a.engines[im.Name].Inspect(ctx, im.Ref)
+	if err != nil && !errors.Is(err, ErrNoImage) {
+		return false, fmt.Errorf("an interrupted install of %s is pending: %w", p.Target.ConfigDigest, err)
+	}
+	if cur.ID != p.Target.ConfigDigest {
+		a.log.Info("an interrupted install did not load; dropping it", "image", im.Name, "target", p.Target.ConfigDigest, "engine", cur.ID)
+		return false, a.clearInstall(im.Name, p.Target.ConfigDigest)
+	}
+	target := p.Target
+	target.Ref = im.Ref
+	if target.ManifestDigest == "" {
+		target.ManifestDigest = cur.ManifestDigest
+	}
+	a.log.Info("finishing an install a stopped run loaded", "image", im.Name, "from", p.Previous, "to", target.ConfigDigest)
+	res.Updated, res.From, res.To, res.Via = true, p.Previous, &target, p.Via
+	return true, a.finish(ctx, im, ImageInfo{ID: p.Previous}, target, res)
+}
+
+// crashKey is the context key of a fault-injection function: tests
+// stop (kill) a run at the points of an install crash is called with.
+type crashKey struct{}
+
+// crash calls the fault-injection function of ctx, if any, with point:
+// "loaded" (after the load, before the state records it), "recorded"
+// (before the hook) or "hooked" (after the hook, before the pending
+// install is cleared).
+func crash(ctx context.Context, point string) {
+	if f, ok := ctx.Value(crashKey{}).(func(string)); ok {
+		f(point)
+	}
+}
+
+// finish records the new image, runs the hook, clears the pending install
+// and prunes. A run killed before the pending install is cleared runs the
+// hook again on its next start: hooks run at least once.
 func (a *Agent) finish(ctx context.Context, im *ImageConfig, old ImageInfo, target Current, res *UpdateResult) error {
 	now := a.clock.Now().UTC()
 	if _, err := a.state.Update(im.Name, func(s *ImageState) {
@@ -260,6 +380,7 @@ func (a *Agent) finish(ctx context.Context, im *ImageConfig, old ImageInfo, targ
 		s.LastUpdate = now
 		s.LastError = ""
 		s.Available = nil
+		s.WantedDelta = ""
 		if old.ID != "" && old.ID != target.ConfigDigest {
 			prev := []string{old.ID}
 			for _, p := range s.Previous {
@@ -273,8 +394,18 @@ func (a *Agent) finish(ctx context.Context, im *ImageConfig, old ImageInfo, targ
 		return err
 	}
 	a.log.Info("updated", "image", im.Name, "from", old.ID, "to", target.ConfigDigest, "manifest", target.ManifestDigest)
-	if err := runHook(ctx, im, old.ID, target); err != nil {
-		return err
+	crash(ctx, "recorded")
+	hookErr := runHook(ctx, im, old.ID, target)
+	if ctx.Err() != nil {
+		// The hook was cut short: the next run runs it again.
+		return errors.Join(hookErr, ctx.Err())
+	}
+	crash(ctx, "hooked")
+	if err := a.clearInstall(im.Name, target.ConfigDigest); err != nil {
+		return errors.Join(hookErr, err)
+	}
+	if hookErr != nil {
+		return hookErr
 	}
 	pruned, err := a.prune(ctx, im, target.ConfigDigest)
 	res.Pruned = pruned
@@ -308,7 +439,19 @@ func (a *Agent) prune(ctx context.Context, im *ImageConfig, current string) ([]s
 		if i < *im.Keep || id == current || used[id] {
 			continue
 		}
-		if err := eng.Remove(ctx, id); err != nil && !errors.Is(err, ErrNoImage) {
+		var err error
+		if rr, ok := eng.(retainedRemover); ok {
+			err = rr.RemoveRetained(ctx, im.Ref, id)
+		} else {
+			err = eng.Remove(ctx, id)
+		}
+		switch {
+		case errors.Is(err, ErrNotOurs):
+			// Someone else named it since: theirs now.
+			a.log.Info("a replaced image has other names; kept", "image", im.Name, "id", id, "err", err)
+			gone[id] = true
+			continue
+		case err != nil && !errors.Is(err, ErrNoImage):
 			errs = append(errs, err)
 			continue
 		}
@@ -362,7 +505,7 @@ func (a *Agent) fullPull(ctx context.Context, im *ImageConfig, cr *CheckResult, 
 	if d, err := img.Digest(); err == nil && strings.HasPrefix(cr.Target.Ref, "docker://") {
 		target.ManifestDigest = d.String()
 	}
-	if err := a.load(ctx, im, img, &target); err != nil {
+	if err := a.loadPending(ctx, im, img, cr.Current.ID, &target, "full-pull"); err != nil {
 		return err
 	}
 	res.Updated, res.From, res.To, res.Via = true, cr.Current.ID, &target, "full-pull"

@@ -20,9 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -405,46 +403,7 @@ func indexPlatforms(im *v1.IndexManifest) string {
 	return strings.Join(s, ", ")
 }
 
-// writeOCILayout writes img into the OCI layout at dir (created if needed).
-func writeOCILayout(ctx context.Context, r Ref, dir string, img v1.Image) error {
-	lp, err := layout.FromPath(dir)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("write %s: %w", r, err)
-		}
-		entries, rerr := os.ReadDir(dir)
-		switch {
-		case rerr == nil && len(entries) > 0:
-			return fmt.Errorf("write %s: %s exists, is not empty and is not an OCI layout (no index.json): %w", r, dir, ErrNotImage)
-		case rerr != nil && !errors.Is(rerr, fs.ErrNotExist):
-			return fmt.Errorf("write %s: %s: %w", r, dir, rerr)
-		}
-		if lp, err = layout.Write(dir, empty.Index); err != nil {
-			return fmt.Errorf("write %s: create layout: %w", r, err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("write %s: %w", r, err)
-	}
-	var (
-		matcher match.Matcher
-		lopts   []layout.Option
-	)
-	if r.Name != "" {
-		matcher = match.Name(r.Name)
-		lopts = append(lopts, layout.WithAnnotations(map[string]string{annotationRefName: r.Name}))
-	} else {
-		dg, err := img.Digest()
-		if err != nil {
-			return fmt.Errorf("write %s: manifest digest: %w", r, err)
-		}
-		matcher = func(d v1.Descriptor) bool { return d.Digest == dg && d.Annotations[annotationRefName] == "" }
-	}
-	if err := lp.ReplaceImage(img, matcher, lopts...); err != nil {
-		return fmt.Errorf("write %s: %w", r, err)
-	}
-	return nil
-}
+// writeOCILayout is in ocilayout.go.
 
 // ---------------------------------------------------------------- oci-archive
 
