@@ -65,17 +65,19 @@ func (a *Agent) Check(ctx context.Context, image string) (*CheckResult, error) {
 	now := a.clock.Now().UTC()
 	_, serr := a.state.Update(im.Name, func(s *ImageState) {
 		s.LastCheck = now
-		if err != nil {
-			s.LastError = err.Error()
-			return
-		}
-		if res.Current.ID != "" && res.Current.ID != s.Current.ConfigDigest {
+		// What the engine holds is known even when the source could not
+		// be asked (res is nil only when the engine could not be read).
+		if res != nil && res.Current.ID != "" && res.Current.ID != s.Current.ConfigDigest {
 			// The engine holds something else than the agent last
 			// loaded (e.g. a manual docker pull): believe the engine.
 			s.Current = Current{ConfigDigest: res.Current.ID, ManifestDigest: res.Current.ManifestDigest, Ref: im.Ref}
 		}
-		if s.Current.ManifestDigest == "" && res.Current.ManifestDigest != "" {
+		if res != nil && s.Current.ManifestDigest == "" && res.Current.ManifestDigest != "" {
 			s.Current.ManifestDigest = res.Current.ManifestDigest
+		}
+		if err != nil {
+			s.LastError = err.Error()
+			return
 		}
 		s.Available = nil
 		if res.Update {
@@ -135,6 +137,11 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
+		// Not `POST url: Post "url": ...`: the cause once.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("POST %s: %w", u, err)
 	}
 	defer resp.Body.Close()

@@ -218,7 +218,7 @@ func (f *fetch) run(ctx context.Context) (err error) {
 			return err
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return cerr
+			return stopped(cerr, err, f.stats.Retries)
 		}
 		var p *permanent
 		if errors.As(err, &p) {
@@ -240,10 +240,25 @@ func (f *fetch) run(ctx context.Context) (err error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return stopped(ctx.Err(), err, f.stats.Retries)
 		case <-t.C:
 		}
 	}
+}
+
+// stopped is the error of a Fetch whose context ended: cerr, and, when
+// the context ended while Fetch was retrying after a failure (a server
+// that went away, a link that is down), that failure, so the caller learns
+// why the file is still incomplete and not only that the time ran out.
+func stopped(cerr, last error, retries int) error {
+	if last == nil || errors.Is(last, cerr) {
+		return cerr
+	}
+	var ue *url.Error
+	if errors.As(last, &ue) {
+		last = ue.Err // the URL is in Fetch's own message
+	}
+	return fmt.Errorf("%w (after %d retries; the last try: %v)", cerr, retries, last)
 }
 
 // discardIfWrong removes the partial file when err says its content is not
