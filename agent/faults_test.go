@@ -274,18 +274,7 @@ func checkLayout(t *testing.T, dir string, old imageOf, allowed ...imageOf) imag
 	}
 	var got imageOf
 	for n := range names {
-		img, err := layerfs.Open(context.Background(), "oci:"+dir+":"+n)
-		if err != nil {
-			t.Fatalf("open %s: %v", n, err)
-		}
-		m, err := img.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkBlob(t, dir, m.Config.Digest)
-		for _, l := range m.Layers {
-			checkBlob(t, dir, l.Digest)
-		}
+		img, _ := openWhole(t, dir, n)
 		is := describe(t, img)
 		img.Close()
 		if n == retained {
@@ -303,6 +292,26 @@ func checkLayout(t *testing.T, dir string, old imageOf, allowed ...imageOf) imag
 	}
 	t.Fatalf("web:stable is %+v, want one of %+v", got, allowed)
 	return got
+}
+
+// openWhole opens image n of the layout at dir and hashes its config and
+// layer blobs.
+func openWhole(t *testing.T, dir, n string) (*layerfs.Image, *v1.Manifest) {
+	t.Helper()
+	img, err := layerfs.Open(context.Background(), "oci:"+dir+":"+n)
+	if err != nil {
+		t.Fatalf("open %s: %v", n, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		img.Close()
+		t.Fatal(err)
+	}
+	checkBlob(t, dir, m.Config.Digest)
+	for _, l := range m.Layers {
+		checkBlob(t, dir, l.Digest)
+	}
+	return img, m
 }
 
 // checkBlob hashes a blob of the layout.
@@ -496,27 +505,12 @@ func TestKillDuringUpdate(t *testing.T) {
 	if err := fin.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("the run after the kills: %v\n%s", err, fin.log())
 	}
-	checkLayout(t, d.images, old, target)
 	if !completed && !strings.Contains(fin.out.String(), "updated") {
 		t.Errorf("the last run did not update:\n%s", fin.log())
 	}
-	st, err := ReadStatus(d.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := st.Images["web"]; s == nil || s.Current.ConfigDigest != p.newID || s.LastError != "" {
-		t.Errorf("state after the update: %+v", s)
-	}
-	// Nothing of the killed runs is left: no partial download, no scratch
-	// directory.
-	var left []string
-	for _, g := range []string{filepath.Join(workDir, "deltas", "*"), filepath.Join(workDir, "apply-*")} {
-		m, _ := filepath.Glob(g)
-		left = append(left, m...)
-	}
-	if len(left) > 0 {
-		t.Errorf("left behind after the update: %v", left)
-	}
+	// The target, recorded, and nothing of the killed runs left: no partial
+	// download, no scratch directory.
+	checkUpdated(t, d, p, workDir)
 	if kills < 50 {
 		t.Errorf("only %d kill points hit a running agent, want at least 50", kills)
 	}

@@ -116,23 +116,36 @@ func newDevice(t *testing.T, p *pair) *device {
 }
 
 // config is a YAML config for the device with the given source block
-// (indented for images[0].source) and extra image fields.
+// (indented for images[0].source) and extra image fields; its hook writes
+// the SKIFF_ variables to d.hookOut.
 func (d *device) config(t *testing.T, source string, extra string) *Config {
 	t.Helper()
-	y := "state_dir: " + d.stateDir + "\n" +
+	return d.configHook(t, `env | grep -E "^SKIFF_(IMAGE|REF|CONFIG_DIGEST|MANIFEST_DIGEST|PREVIOUS_DIGEST)=" | sort > `+d.hookOut, source, extra)
+}
+
+// configHook is config with another hook command.
+func (d *device) configHook(t *testing.T, hook, source, extra string) *Config {
+	t.Helper()
+	y := d.yaml(hook, source, extra)
+	c, err := ParseConfig([]byte(y))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, y)
+	}
+	return c
+}
+
+// yaml is the device's config file with the given hook, source block and
+// extra image fields.
+func (d *device) yaml(hook, source, extra string) string {
+	return "state_dir: " + d.stateDir + "\n" +
 		"device: test-device\n" +
 		"trusted_keys: ['" + d.trusted + "']\n" +
 		"images:\n" +
 		"  - name: web\n" +
 		"    engine: oci:" + d.images + "\n" +
 		"    ref: web:stable\n" +
-		"    hook: 'env | grep -E \"^SKIFF_(IMAGE|REF|CONFIG_DIGEST|MANIFEST_DIGEST|PREVIOUS_DIGEST)=\" | sort > " + d.hookOut + "'\n" +
+		"    hook: '" + hook + "'\n" +
 		"    source:\n" + indent(source, "      ") + extra
-	c, err := ParseConfig([]byte(y))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, y)
-	}
-	return c
 }
 
 func indent(s, pre string) string {

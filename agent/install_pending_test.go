@@ -47,19 +47,9 @@ func TestUpdateCrashHelper(t *testing.T) {
 func pendingConfig(t *testing.T, d *device, server string) (*Config, string, string) {
 	t.Helper()
 	runs := filepath.Join(d.dir, "hook.runs")
-	y := "state_dir: " + d.stateDir + "\n" +
-		"device: test-device\n" +
-		"trusted_keys: ['" + d.trusted + "']\n" +
-		"images:\n" +
-		"  - name: web\n" +
-		"    engine: oci:" + d.images + "\n" +
-		"    ref: web:stable\n" +
-		"    hook: 'echo $SKIFF_PREVIOUS_DIGEST $SKIFF_CONFIG_DIGEST >> " + runs + "'\n" +
-		"    source:\n" + indent(serverSource(server), "      ")
-	c, err := ParseConfig([]byte(y))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, y)
-	}
+	hook := "echo $SKIFF_PREVIOUS_DIGEST $SKIFF_CONFIG_DIGEST >> " + runs
+	y := d.yaml(hook, serverSource(server), "")
+	c := d.configHook(t, hook, serverSource(server), "")
 	return c, writeFile(t, d.dir, "agent.yaml", []byte(y)), runs
 }
 

@@ -445,18 +445,7 @@ func verifyLayout(t *testing.T, dir string, allowed map[string]bool) {
 		}
 		seen[n] = true
 		checkBlob(t, dir, desc.Digest)
-		img, err := layerfs.Open(context.Background(), "oci:"+dir+":"+n)
-		if err != nil {
-			t.Fatalf("open %s: %v", n, err)
-		}
-		m, err := img.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkBlob(t, dir, m.Config.Digest)
-		for _, l := range m.Layers {
-			checkBlob(t, dir, l.Digest)
-		}
+		img, m := openWhole(t, dir, n)
 		id := m.Config.Digest.String()
 		img.Close()
 		switch {

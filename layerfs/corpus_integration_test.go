@@ -24,7 +24,9 @@ func corpusRoot(t testing.TB) string {
 }
 
 // TestIntegrationCorpusRoundTrip takes every layer of every corpus image
-// apart into an on-disk store and rebuilds it byte for byte.
+// apart into an on-disk store and rebuilds it byte for byte, and checks
+// that no real layer trips the path checker (real images have absolute
+// symlink targets, merged-/usr links, whiteouts, hard links).
 func TestIntegrationCorpusRoundTrip(t *testing.T) {
 	root := corpusRoot(t)
 	refs, _ := filepath.Glob(filepath.Join(root, "images", "*", "*.tar"))
@@ -68,14 +70,21 @@ func TestIntegrationCorpusRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 				got, err := Assemble(ctx, skel, store, io.Discard)
-				skel.Close()
 				if err != nil {
 					t.Fatalf("layer %d: %v", i, err)
 				}
 				if got != st.DiffID {
 					t.Fatalf("layer %d: rebuilt %s, want %s", i, got, st.DiffID)
 				}
-				t.Logf("layer %d: %s %d bytes, %d entries, %d files, skeleton %d bytes: exact", i, got, st.TarSize, st.Entries, st.Files, st.SkeletonBytes)
+				if _, err := skel.Seek(0, io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+				err = CheckPaths(skel, i)
+				skel.Close()
+				if err != nil {
+					t.Fatalf("layer %d: %v", i, err)
+				}
+				t.Logf("layer %d: %s %d bytes, %d entries, %d files, skeleton %d bytes: exact, paths safe", i, got, st.TarSize, st.Entries, st.Files, st.SkeletonBytes)
 			}
 		})
 	}
