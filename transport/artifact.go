@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/skiff-dev/skiff/delta"
 	"github.com/skiff-dev/skiff/internal/atomicfile"
@@ -244,6 +246,10 @@ type PullOptions struct {
 	// KeepCache keeps the blobs in the cache after a successful pull
 	// (default: they are removed once dst is written).
 	KeepCache bool
+	// Parallel is how many blobs are fetched at once (default 4): a delta
+	// of many small blobs then costs a round trip per Parallel blobs, not
+	// per blob. Fetch.LimitRate caps them together.
+	Parallel int
 }
 
 // PullStats say what a pull fetched.
@@ -314,10 +320,8 @@ func PullWithOptions(ctx context.Context, ref name.Reference, dst, cacheDir stri
 	if err := checkHeader(paths[0], m.Layers); err != nil {
 		return st, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	for i := 1; i < len(m.Layers); i++ {
-		if paths[i], err = p.blob(ctx, m.Layers[i]); err != nil {
-			return st, fmt.Errorf("pull %s: %w", ref, err)
-		}
+	if err := p.blobs(ctx, m.Layers[1:], paths[1:]); err != nil {
+		return st, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if err := concatenate(dst, paths); err != nil {
 		return st, fmt.Errorf("pull %s: %w", ref, err)
@@ -397,18 +401,51 @@ type puller struct {
 	cacheDir string
 	client   *http.Client
 	o        PullOptions
-	st       *PullStats
 	total    int64
-	done     int64 // bytes of completed blobs
+
+	mu      sync.Mutex
+	st      *PullStats
+	done    int64           // bytes of completed blobs
+	partial map[int64]int64 // bytes so far of the blobs in flight, by fetch
+	nextID  int64
+}
+
+// defaultParallel is how many blobs a pull fetches at once by default.
+const defaultParallel = 4
+
+// blobs fetches layers into the cache, Parallel at a time, and sets
+// paths[i] to layer i's file. The first error stops the others.
+func (p *puller) blobs(ctx context.Context, layers []v1.Descriptor, paths []string) error {
+	n := p.o.Parallel
+	if n <= 0 {
+		n = defaultParallel
+	}
+	if p.o.Fetch.Limiter == nil && p.o.Fetch.LimitRate > 0 {
+		// One rate for all the blobs in flight together.
+		p.o.Fetch.Limiter = rate.NewLimiter(rate.Limit(p.o.Fetch.LimitRate), int(min(int64(copyChunk), p.o.Fetch.LimitRate)))
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(n)
+	for i, l := range layers {
+		g.Go(func() error {
+			path, err := p.blob(gctx, l)
+			paths[i] = path
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // blob makes sure the cache holds layer l, verified, and returns its path.
+// Several may run at once.
 func (p *puller) blob(ctx context.Context, l v1.Descriptor) (string, error) {
 	path := filepath.Join(p.cacheDir, l.Digest.Algorithm, l.Digest.Hex)
 	want := digest.NewDigestFromEncoded(digest.Algorithm(l.Digest.Algorithm), l.Digest.Hex)
 	if err := verifyFile(path, want, l.Size); err == nil {
+		p.mu.Lock()
 		p.st.Cached++
-		p.advance(l.Size)
+		p.mu.Unlock()
+		p.advance(-1, l.Size)
 		return path, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		os.Remove(path) // damaged: fetch again
@@ -417,15 +454,22 @@ func (p *puller) blob(ctx context.Context, l v1.Descriptor) (string, error) {
 	fo := p.o.Fetch
 	fo.Digest, fo.Size, fo.Client = want, l.Size, p.client
 	fo.Progress = nil
+	p.mu.Lock()
+	p.nextID++
+	id := p.nextID
+	p.mu.Unlock()
 	if p.o.Progress != nil {
-		fo.Progress = func(done, _ int64) { p.o.Progress(p.done+done, p.total) }
+		fo.Progress = func(done, _ int64) { p.progress(id, done) }
 	}
 	fs, err := Fetch(ctx, u, path, fo)
+	p.mu.Lock()
 	p.st.Bytes += fs.Bytes
 	p.st.Refetched += fs.Refetched
 	p.st.Retries += fs.Retries
 	p.st.Resumed += fs.Resumed
+	p.mu.Unlock()
 	if err != nil {
+		p.advance(id, 0)
 		return "", fmt.Errorf("blob %s: %w", l.Digest, err)
 	}
 	if l.Size == 0 {
@@ -434,15 +478,41 @@ func (p *puller) blob(ctx context.Context, l v1.Descriptor) (string, error) {
 			return "", err
 		}
 	}
-	p.advance(l.Size)
+	p.advance(id, l.Size)
 	return path, nil
 }
 
-func (p *puller) advance(n int64) {
-	p.done += n
-	if p.o.Progress != nil {
-		p.o.Progress(p.done, p.total)
+// progress records that fetch id has done bytes and reports the total.
+func (p *puller) progress(id, done int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.partial == nil {
+		p.partial = map[int64]int64{}
 	}
+	p.partial[id] = done
+	p.report()
+}
+
+// advance ends fetch id (-1: none was needed), adding n bytes to the
+// completed ones, and reports the total.
+func (p *puller) advance(id, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.partial, id)
+	p.done += n
+	p.report()
+}
+
+// report tells Progress what is on disk. The caller holds mu.
+func (p *puller) report() {
+	if p.o.Progress == nil {
+		return
+	}
+	sum := p.done
+	for _, n := range p.partial {
+		sum += n
+	}
+	p.o.Progress(sum, p.total)
 }
 
 // verifyFile checks a cached file's size and digest.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -383,5 +386,75 @@ func TestTargetSubject(t *testing.T) {
 	want, _, _ := v1.SHA256(bytes.NewReader(raw))
 	if s == nil || s.Digest != want || s.Size != int64(len(raw)) || s.MediaType != types.OCIManifestSchema1 {
 		t.Errorf("subject %+v, want %s", s, want)
+	}
+}
+
+// TestPullParallel: blobs are fetched Parallel at a time (never more), the
+// file is the same, and the progress never goes back and ends at the
+// total.
+func TestPullParallel(t *testing.T) {
+	ctx := context.Background()
+	path, h := testDelta(t)
+	want, _ := os.ReadFile(path)
+	blobs := len(h.Manifest.Blobs)
+	for _, parallel := range []int{1, 3} {
+		t.Run(fmt.Sprint(parallel), func(t *testing.T) {
+			var mu sync.Mutex
+			inflight, most := 0, 0
+			full := make(chan struct{})
+			reg := testRegistry(t, true, func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
+						next.ServeHTTP(w, r)
+						return
+					}
+					mu.Lock()
+					inflight++
+					most = max(most, inflight)
+					if inflight == parallel {
+						close(full)
+						full = make(chan struct{})
+					}
+					wait := full
+					mu.Unlock()
+					// Hold each request until parallel are in flight (or a
+					// while has passed: the last blobs are fewer).
+					select {
+					case <-wait:
+					case <-time.After(300 * time.Millisecond):
+					}
+					next.ServeHTTP(w, r)
+					mu.Lock()
+					inflight--
+					mu.Unlock()
+				})
+			})
+			ref := imagetest.Ref(t, reg+"/app:delta")
+			if _, err := Push(ctx, path, ref, nil); err != nil {
+				t.Fatal(err)
+			}
+			o := anon()
+			o.Parallel = parallel
+			var last int64
+			o.Progress = func(done, total int64) {
+				if done < last || done > total {
+					t.Errorf("progress %d of %d after %d", done, total, last)
+				}
+				last = done
+			}
+			dst := filepath.Join(t.TempDir(), "pulled.skiff")
+			if _, err := PullWithOptions(ctx, ref, dst, filepath.Join(t.TempDir(), "cache"), o); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(dst); !bytes.Equal(got, want) {
+				t.Fatal("pulled file differs")
+			}
+			if last != int64(len(want)) {
+				t.Errorf("progress ended at %d of %d", last, len(want))
+			}
+			if wantMost := min(parallel, blobs); most != wantMost {
+				t.Errorf("%d blob requests in flight at most, want %d (Parallel %d, %d blobs)", most, wantMost, parallel, blobs)
+			}
+		})
 	}
 }

@@ -34,6 +34,10 @@ type FetchOptions struct {
 	Header http.Header
 	// LimitRate caps the download rate in bytes/s; 0 = unlimited.
 	LimitRate int64
+	// Limiter, when set, is shared by several Fetches that together must
+	// keep under one rate (tokens are bytes; its burst must be at least
+	// 1); it replaces LimitRate.
+	Limiter *rate.Limiter
 	// Client sends the requests (default http.DefaultClient).
 	Client *http.Client
 	// Progress, when set, is called after every chunk with the bytes on
@@ -152,7 +156,14 @@ func newFetch(rawURL, dst string, o FetchOptions) (*fetch, error) {
 	if o.Size > 0 {
 		f.total = o.Size
 	}
-	if o.LimitRate > 0 {
+	switch {
+	case o.Limiter != nil:
+		if o.Limiter.Burst() < 1 {
+			return nil, fmt.Errorf("fetch %s: rate limiter with burst %d", rawURL, o.Limiter.Burst())
+		}
+		f.chunk = min(copyChunk, o.Limiter.Burst())
+		f.lim = o.Limiter
+	case o.LimitRate > 0:
 		f.chunk = int(min(int64(copyChunk), o.LimitRate))
 		f.lim = rate.NewLimiter(rate.Limit(o.LimitRate), f.chunk)
 	}

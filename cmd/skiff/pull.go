@@ -26,6 +26,7 @@ type pullOptions struct {
 	size      int64
 	headers   []string
 	retries   int
+	parallel  int
 }
 
 func (o *pullOptions) AddFlags(cmd *cobra.Command) {
@@ -37,6 +38,7 @@ func (o *pullOptions) AddFlags(cmd *cobra.Command) {
 	fs.Int64Var(&o.size, "size", -1, "expected size of the file in bytes (http/https)")
 	fs.StringArrayVarP(&o.headers, "header", "H", nil, `request header "Name: value" (http/https), e.g. "Authorization: Bearer TOKEN"`)
 	fs.IntVar(&o.retries, "retries", 20, "tries in a row that may fail without receiving anything new")
+	fs.IntVar(&o.parallel, "parallel", 4, "registry blobs fetched at once (docker://); --limit-rate caps them together")
 	_ = cmd.MarkFlagRequired("output")
 }
 
@@ -100,6 +102,9 @@ func runPull(ctx context.Context, o *pullOptions, g *globalOptions, src string, 
 		if err != nil {
 			return err
 		}
+		if o.parallel < 1 {
+			return usageError{fmt.Sprintf("--parallel %d: want 1 or more", o.parallel)}
+		}
 		cache := o.cache
 		if cache == "" {
 			dir, err := os.UserCacheDir()
@@ -112,6 +117,7 @@ func runPull(ctx context.Context, o *pullOptions, g *globalOptions, src string, 
 			Remote:   []remote.Option{remote.WithUserAgent("skiff")},
 			Fetch:    fo,
 			Progress: progress("pulling"),
+			Parallel: o.parallel,
 		})
 		if bar != nil {
 			bar.Finish()
