@@ -24,18 +24,16 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/skiff-dev/skiff/layerfs"
 )
 
 // ErrContainerd: containerd cannot be reached or refused an operation.
@@ -63,8 +61,6 @@ type ContainerdEngine struct {
 	// Ctr is the ctr command, split at spaces ("k3s ctr"). Default
 	// $SKIFF_CTR, else "ctr".
 	Ctr string
-	// TempDir holds the archive Base exports (default os.TempDir()).
-	TempDir string
 
 	cfg         ContainerdConfig
 	platform    string // OS/ARCH[/VARIANT] as given, "" = this host's
@@ -172,8 +168,31 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 // is an error). Failures wrap ErrContainerd and name the command, its
 // exit status and what it printed on stderr.
 func (e *ContainerdEngine) ctr(ctx context.Context, stdin io.Reader, maxOut int, args ...string) ([]byte, error) {
+	cmd, cmdline, err := e.ctrCommand(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdin = stdin
+	out := &cappedBuffer{max: maxOut}
+	stderr := &cappedBuffer{max: 4 << 10}
+	cmd.Stdout, cmd.Stderr = out, stderr
+	if err := e.start(cmd, cmdline); err != nil {
+		return nil, err
+	}
+	if err := ctrWait(ctx, cmd, cmdline, stderr); err != nil {
+		return nil, err
+	}
+	if out.dropped > 0 {
+		return nil, fmt.Errorf("%s: output of more than %d bytes: %w", cmdline, maxOut, ErrContainerd)
+	}
+	return out.buf.Bytes(), nil
+}
+
+// ctrCommand is the ctr command with the engine's address, namespace and
+// args, and its command line for messages.
+func (e *ContainerdEngine) ctrCommand(ctx context.Context, args ...string) (*exec.Cmd, string, error) {
 	if e.platformErr != nil {
-		return nil, e.platformErr
+		return nil, "", e.platformErr
 	}
 	argv := e.command()
 	full := append([]string{}, argv[1:]...)
@@ -182,35 +201,36 @@ func (e *ContainerdEngine) ctr(ctx context.Context, stdin io.Reader, maxOut int,
 	}
 	full = append(full, "--namespace", e.cfg.Namespace, "--connect-timeout", ctrConnectTimeout)
 	full = append(full, args...)
-	cmdline := strings.Join(append([]string{argv[0]}, full...), " ")
+	return exec.CommandContext(ctx, argv[0], full...), strings.Join(append([]string{argv[0]}, full...), " "), nil
+}
 
-	cmd := exec.CommandContext(ctx, argv[0], full...)
-	cmd.Stdin = stdin
-	out := &cappedBuffer{max: maxOut}
-	stderr := &cappedBuffer{max: 4 << 10}
-	cmd.Stdout, cmd.Stderr = out, stderr
+// start starts cmd, naming a missing ctr.
+func (e *ContainerdEngine) start(cmd *exec.Cmd, cmdline string) error {
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("containerd engine: command %q not found (install containerd's ctr, or set %s to the ctr command, e.g. %s=\"k3s ctr\"): %w",
-				argv[0], ctrEnv, ctrEnv, ErrContainerd)
+			return fmt.Errorf("containerd engine: command %q not found (install containerd's ctr, or set %s to the ctr command, e.g. %s=\"k3s ctr\"): %w",
+				cmd.Args[0], ctrEnv, ctrEnv, ErrContainerd)
 		}
-		return nil, fmt.Errorf("%s: %v: %w", cmdline, err, ErrContainerd)
+		return fmt.Errorf("%s: %v: %w", cmdline, err, ErrContainerd)
 	}
+	return nil
+}
+
+// ctrWait waits for cmd and turns its failure into an error naming the
+// command, its exit status and its stderr.
+func ctrWait(ctx context.Context, cmd *exec.Cmd, cmdline string, stderr *cappedBuffer) error {
 	err := cmd.Wait()
 	if cerr := ctx.Err(); cerr != nil && err != nil {
-		return nil, fmt.Errorf("%s: %w", cmdline, cerr)
+		return fmt.Errorf("%s: %w", cmdline, cerr)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return nil, &ctrError{cmd: cmdline, status: ee.ExitCode(), stderr: strings.TrimSpace(stderr.buf.String())}
+		return &ctrError{cmd: cmdline, status: ee.ExitCode(), stderr: strings.TrimSpace(stderr.buf.String())}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", cmdline, err, ErrContainerd)
+		return fmt.Errorf("%s: %v: %w", cmdline, err, ErrContainerd)
 	}
-	if out.dropped > 0 {
-		return nil, fmt.Errorf("%s: output of more than %d bytes: %w", cmdline, maxOut, ErrContainerd)
-	}
-	return out.buf.Bytes(), nil
+	return nil
 }
 
 // imageRecord is a line of `ctr images ls`: an image name and its target.
@@ -302,6 +322,8 @@ func (e *ContainerdEngine) blob(ctx context.Context, d string) ([]byte, error) {
 type resolved struct {
 	record         imageRecord
 	manifestDigest string
+	mediaType      string
+	raw            []byte // the manifest
 	m              ocispec.Manifest
 }
 
@@ -322,7 +344,7 @@ func (e *ContainerdEngine) resolve(ctx context.Context, rec imageRecord) (*resol
 		}
 		switch t := types.MediaType(mt); {
 		case t.IsImage():
-			r := &resolved{record: rec, manifestDigest: d}
+			r := &resolved{record: rec, manifestDigest: d, mediaType: mt, raw: raw}
 			if err := json.Unmarshal(raw, &r.m); err != nil {
 				return nil, fmt.Errorf("containerd image %s: manifest %s: %w", rec.Name, d, err)
 			}
@@ -392,35 +414,141 @@ func (e *ContainerdEngine) Inspect(ctx context.Context, ref string) (ImageInfo, 
 	}, nil
 }
 
-// Base exports ref for the platform into a temporary OCI archive and opens
-// it with layerfs; the archive is removed once extracted, and cleanup
-// removes the extracted layout.
+// Base reads ref's image for the platform straight from containerd's
+// content store: manifest and config now, each layer when it is read,
+// streamed from `ctr content get` and checked against its digest at its
+// end. Nothing is staged on disk.
 func (e *ContainerdEngine) Base(ctx context.Context, ref string) (v1.Image, func() error, error) {
-	if _, err := e.record(ctx, ref); err != nil {
+	r, err := e.resolveRef(ctx, ref)
+	if err != nil {
 		return nil, nil, err
 	}
-	dir := e.TempDir
-	if dir == "" {
-		dir = os.TempDir()
+	cfg, err := e.blob(ctx, r.m.Config.Digest.String())
+	if err != nil {
+		return nil, nil, fmt.Errorf("containerd image %s: config: %w", ref, err)
 	}
-	f, err := os.CreateTemp(dir, "skiff-containerd-*.tar")
+	img, err := partial.CompressedToImage(&ctrImage{e: e, ctx: ctx, ref: ref, r: r, config: cfg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("containerd image %s: %w", ref, err)
 	}
-	archive := f.Name()
-	f.Close()
-	defer os.Remove(archive)
-	if _, err := e.ctr(ctx, nil, 64<<10, "images", "export", "--skip-manifest-json", "--platform", e.platformString(), archive, ref); err != nil {
-		return nil, nil, fmt.Errorf("export containerd image %s: %w", ref, err)
-	}
-	img, err := layerfs.Open(ctx, "oci-archive:"+archive, layerfs.WithTempDir(filepath.Dir(archive)), layerfs.WithPlatform(e.platformString()))
-	if err != nil {
-		if errors.Is(err, layerfs.ErrImageNotFound) {
-			return nil, nil, fmt.Errorf("containerd image %s: %v: %w", ref, err, ErrNoImage)
+	return img, func() error { return nil }, nil
+}
+
+// ctrImage is an image of the content store (partial.CompressedImageCore).
+type ctrImage struct {
+	e      *ContainerdEngine
+	ctx    context.Context
+	ref    string
+	r      *resolved
+	config []byte
+}
+
+func (c *ctrImage) RawConfigFile() ([]byte, error) { return c.config, nil }
+func (c *ctrImage) RawManifest() ([]byte, error)   { return c.r.raw, nil }
+func (c *ctrImage) MediaType() (types.MediaType, error) {
+	return types.MediaType(c.r.mediaType), nil
+}
+
+func (c *ctrImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	for _, l := range c.r.m.Layers {
+		if l.Digest.String() == h.String() {
+			return &ctrLayer{img: c, desc: l}, nil
 		}
-		return nil, nil, fmt.Errorf("containerd image %s: %w", ref, err)
 	}
-	return img, img.Close, nil
+	return nil, fmt.Errorf("containerd image %s: no layer %s in manifest %s: %w", c.ref, h, c.r.manifestDigest, ErrContainerd)
+}
+
+// ctrLayer is a layer blob of the content store.
+type ctrLayer struct {
+	img  *ctrImage
+	desc ocispec.Descriptor
+}
+
+func (l *ctrLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.desc.Digest.String()) }
+func (l *ctrLayer) Size() (int64, error)     { return l.desc.Size, nil }
+func (l *ctrLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(l.desc.MediaType), nil
+}
+
+// Compressed streams the blob from `ctr content get`.
+func (l *ctrLayer) Compressed() (io.ReadCloser, error) {
+	e, ctx := l.img.e, l.img.ctx
+	if err := l.desc.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("containerd image %s: layer digest %q: %v: %w", l.img.ref, l.desc.Digest, err, ErrContainerd)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	cmd, cmdline, err := e.ctrCommand(ctx, "content", "get", l.desc.Digest.String())
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	stderr := &cappedBuffer{max: 4 << 10}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := e.start(cmd, cmdline); err != nil {
+		cancel()
+		return nil, err
+	}
+	return &ctrStream{ctx: ctx, cancel: cancel, cmd: cmd, cmdline: cmdline, stderr: stderr, out: out,
+		v: l.desc.Digest.Verifier(), desc: l.desc}, nil
+}
+
+// ctrStream is the output of `ctr content get`: its size and digest are
+// checked at its end, where ctr's own failure is reported too.
+type ctrStream struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	cmd     *exec.Cmd
+	cmdline string
+	stderr  *cappedBuffer
+	out     io.ReadCloser
+	v       digest.Verifier
+	desc    ocispec.Descriptor
+	n       int64
+	err     error // sticky
+	waited  bool
+}
+
+func (s *ctrStream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.out.Read(p)
+	s.n += int64(n)
+	s.v.Write(p[:n])
+	switch {
+	case s.n > s.desc.Size:
+		s.err = fmt.Errorf("containerd blob %s: more than its %d bytes: %w", s.desc.Digest, s.desc.Size, ErrContainerd)
+		return n, s.err
+	case err == io.EOF:
+		s.waited = true
+		if werr := ctrWait(s.ctx, s.cmd, s.cmdline, s.stderr); werr != nil {
+			s.err = werr
+		} else if s.n != s.desc.Size || !s.v.Verified() {
+			s.err = fmt.Errorf("containerd blob %s: read %d bytes of another digest (want %d bytes): %w", s.desc.Digest, s.n, s.desc.Size, ErrContainerd)
+		} else {
+			s.err = io.EOF
+		}
+		return n, s.err
+	case err != nil:
+		s.err = err
+	}
+	return n, err
+}
+
+// Close stops ctr if it is still writing.
+func (s *ctrStream) Close() error {
+	s.cancel()
+	if !s.waited {
+		s.waited = true
+		s.out.Close()
+		s.cmd.Wait()
+	}
+	return nil
 }
 
 // Load imports img as ref. The image ref named before is kept under its

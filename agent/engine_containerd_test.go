@@ -374,3 +374,79 @@ func TestContainerdWriteOCIArchive(t *testing.T) {
 		}
 	}
 }
+
+// TestContainerdBaseStreams: Base reads the layers straight from the
+// content store (no archive on disk), and a blob that is not what its
+// digest says, or is missing, fails the read with ErrContainerd.
+func TestContainerdBaseStreams(t *testing.T) {
+	ctr, _, amd, _, dir := fakeStore(t)
+	amdDigest := digestOf(t, amd)
+	images := "docker.io/skiff/amd:1 application/vnd.oci.image.manifest.v1+json " + amdDigest + " 1.7 KiB linux/amd64 - \n"
+	if err := os.WriteFile(filepath.Join(dir, "images"), []byte(images), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	e := NewContainerdEngine(ContainerdConfig{Namespace: "skiff-test"}, "linux/amd64")
+	e.Ctr = ctr
+	img, cleanup, err := e.Base(context.Background(), "docker.io/skiff/amd:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	if got, want := configOf(t, img), configOf(t, amd); got != want {
+		t.Fatalf("config %s, want %s", got, want)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := amd.Layers()
+	if len(layers) != len(want) {
+		t.Fatalf("%d layers, want %d", len(layers), len(want))
+	}
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _, err := v1.SHA256(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		if wd, _ := want[i].DiffID(); h != wd {
+			t.Errorf("layer %d: content %s, diff_id %s", i, h, wd)
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("Base staged files in TMPDIR: %v", left)
+	}
+
+	// The first layer's blob replaced by other bytes of the same size,
+	// the second removed.
+	d0, _ := want[0].Digest()
+	p0 := filepath.Join(dir, "blobs", "sha256", d0.Hex)
+	b, err := os.ReadFile(p0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(p0, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := want[1].Digest()
+	if err := os.Remove(filepath.Join(dir, "blobs", "sha256", d1.Hex)); err != nil {
+		t.Fatal(err)
+	}
+	for i, errHas := range []string{"another digest", "not found"} {
+		rc, err := layers[i].Compressed()
+		if err == nil {
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+		}
+		if !errors.Is(err, ErrContainerd) || !strings.Contains(err.Error(), errHas) {
+			t.Errorf("layer %d: read error %v, want ErrContainerd saying %q", i, err, errHas)
+		}
+	}
+}
