@@ -27,6 +27,7 @@ type serveOptions struct {
 	retryAfter, shutdownGrace time.Duration
 	sign                      []string
 
+	cacheTTL time.Duration
 	// onListen, if set, is told the address the server listens on (tests).
 	onListen func(net.Addr)
 }
@@ -43,6 +44,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&o.maxDiffs, "max-diffs", 2, "deltas computed at once")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
+	fs.DurationVar(&o.cacheTTL, "cache-ttl", 7*24*time.Hour, "remove a cached delta to a superseded target once nobody fetched it for this long (deltas to current targets stay); 0: never")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
 	fs.StringArrayVar(&o.sign, "sign", nil, "sign the computed deltas with this private key file (skiff key generate); repeatable (key rotation); without it deltas are unsigned and devices refuse them by default")
 	_ = cmd.MarkFlagRequired("state")
@@ -133,6 +135,13 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if o.maxDiffs < 1 {
 		return usageError{fmt.Sprintf("--max-diffs %d: must be at least 1", o.maxDiffs)}
 	}
+	if o.cacheTTL < 0 {
+		return usageError{fmt.Sprintf("--cache-ttl %v: must be 0 (never) or positive", o.cacheTTL)}
+	}
+	cacheTTL := o.cacheTTL
+	if cacheTTL == 0 {
+		cacheTTL = -1 // the server's "forever"
+	}
 	if o.retryAfter < time.Second {
 		return usageError{fmt.Sprintf("--retry-after %v: must be at least 1s", o.retryAfter)}
 	}
@@ -162,6 +171,7 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 		MaxConcurrentDiffs: o.maxDiffs,
 		RetryAfter:         o.retryAfter,
 		Signers:            signers,
+		CacheTTL:           cacheTTL,
 	})
 	if err != nil {
 		return err

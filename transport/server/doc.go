@@ -70,6 +70,17 @@
 // pair index. One computation per pair runs at a time (singleflight on the
 // pair), and at most MaxConcurrentDiffs (default 2) pairs at once.
 //
+// A check-in always answers with the current target, so a delta to an
+// image that has since been superseded is only still wanted by a device
+// that was downloading it. Such a delta is evicted once nobody has fetched
+// it for Config.CacheTTL (default 7 days, `skiff serve --cache-ttl`; serving
+// records the time as the file's access time): its pair index, then the
+// file; a download in progress reads on to its end. Deltas to current
+// targets are kept however old; delta files no index names (a server
+// killed between the two writes, deltas signed by retired keys) go once
+// older than the TTL. The cache is swept at start and hourly;
+// skiff_server_cache_evicted_total counts the files removed.
+//
 // # Scaling out
 //
 // A server keeps nothing but StateDir and CacheDir, so several can run
@@ -80,8 +91,8 @@
 //     second, and always before a publish), and sees the deltas others
 //     computed. Two instances may compute the same pair at the same moment;
 //     they write the same bytes under the same name, so that is only
-//     wasted work. Send publishes to one instance at a time (concurrent
-//     publishes on two instances can lose one of them).
+//     wasted work. Publishes on several instances at once serialize on a
+//     flock of StateDir/state.lock: none is lost.
 //   - Per-instance directories: publish to every instance (publishing is
 //     idempotent). Each instance computes its own copy of a delta, and
 //     because delta.Diff is deterministic (same images, same options, same

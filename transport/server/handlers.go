@@ -204,6 +204,7 @@ func (s *Server) handleDelta(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	touch(f.Name(), fi, time.Now())
 	w.Header().Set("ETag", `"`+d+`"`)
 	w.Header().Set("Docker-Content-Digest", d)
 	w.Header().Set("Content-Type", "application/octet-stream")

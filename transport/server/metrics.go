@@ -26,6 +26,7 @@ type metrics struct {
 	computeTime  prometheus.Histogram
 	deltaBytes   prometheus.Histogram
 	servedBytes  prometheus.Counter
+	evicted      prometheus.Counter
 	publishes    *prometheus.CounterVec
 	notified     *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -57,6 +58,10 @@ func newMetrics() *metrics {
 			Name: "skiff_server_delta_served_bytes_total",
 			Help: "Delta bytes sent to devices (Range requests count what they send).",
 		}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "skiff_server_cache_evicted_total",
+			Help: "Cached delta files removed because their target was superseded and nobody fetched them for the cache TTL.",
+		}),
 		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skiff_server_publishes_total",
 			Help: "Publishes by result (changed, unchanged, error), from the API and from notifications.",
@@ -75,7 +80,7 @@ func newMetrics() *metrics {
 			Help: "Delta computations running now (waiting ones excluded).",
 		}),
 	}
-	m.reg.MustRegister(m.checks, m.computations, m.computeTime, m.deltaBytes, m.servedBytes,
+	m.reg.MustRegister(m.checks, m.computations, m.computeTime, m.deltaBytes, m.servedBytes, m.evicted,
 		m.publishes, m.notified, m.httpDuration, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -78,6 +78,11 @@ type Config struct {
 	// delta/sign); none: unsigned deltas, which devices refuse by default.
 	// A cached delta not signed by exactly these keys is computed again.
 	Signers []crypto.Signer
+	// CacheTTL is how long a cached delta whose target is no longer the
+	// current target of any channel's image is kept after it was last
+	// served (default 7 days; negative: forever). Deltas to current
+	// targets are always kept. The cache is swept at start and hourly.
+	CacheTTL time.Duration
 }
 
 // Server is the rollout server; it is an http.Handler. Close it to stop
@@ -132,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.FailureTTL <= 0 {
 		cfg.FailureTTL = 5 * time.Minute
 	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = defaultCacheTTL
+	}
 	if cfg.DiffOptions.Level == 0 {
 		cfg.DiffOptions = delta.DefaultOptions()
 	}
@@ -170,6 +178,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.routes()
+	if cfg.CacheTTL > 0 {
+		s.goBackground(s.sweep)
+	}
 	return s, nil
 }
 

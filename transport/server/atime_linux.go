@@ -1,0 +1,15 @@
+package server
+
+import (
+	"io/fs"
+	"syscall"
+	"time"
+)
+
+// atime is a file's access time (zero when unknown).
+func atime(fi fs.FileInfo) time.Time {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return time.Unix(st.Atim.Sec, st.Atim.Nsec)
+	}
+	return time.Time{}
+}
