@@ -40,6 +40,10 @@ func newBitset(n int) bitset    { return make(bitset, (n+63)/64) }
 func (b bitset) set(i int)      { b[i>>6] |= 1 << (uint(i) & 63) }
 func (b bitset) get(i int) bool { return b[i>>6]&(1<<(uint(i)&63)) != 0 }
 
+// isLMS reports whether position i is LMS: S-type with an L-type left
+// neighbour.
+func isLMS(stype bitset, i int) bool { return i > 0 && stype.get(i) && !stype.get(i-1) }
+
 // symbol is the alphabet of one SA-IS level: bytes at the top, int32 names
 // of LMS substrings in the recursive levels.
 type symbol interface{ ~byte | ~int32 }
@@ -73,7 +77,6 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int, work []int
 			stype.set(i)
 		}
 	}
-	isLMS := func(i int) bool { return i > 0 && stype.get(i) && !stype.get(i-1) }
 
 	var bkt []int32
 	if len(work) >= k {
@@ -89,7 +92,7 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int, work []int
 	}
 	bucketEnds(text, bkt)
 	for i := 1; i < n; i++ {
-		if isLMS(i) {
+		if isLMS(stype, i) {
 			c := text[i]
 			bkt[c]--
 			sa[bkt[c]] = int32(i)
@@ -104,7 +107,7 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int, work []int
 	// Move the sorted LMS positions to the front of sa.
 	n1 := 0
 	for i := 0; i < n; i++ {
-		if isLMS(int(sa[i])) {
+		if isLMS(stype, int(sa[i])) {
 			sa[n1] = sa[i]
 			n1++
 		}
@@ -121,7 +124,7 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int, work []int
 	prev := -1
 	for i := 0; i < n1; i++ {
 		pos := int(sa[i])
-		if prev < 0 || !equalLMS(text, stype, isLMS, pos, prev) {
+		if prev < 0 || !equalLMS(text, stype, pos, prev) {
 			names++
 			prev = pos
 		}
@@ -156,7 +159,7 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int, work []int
 	// to map reduced indices back to text positions.
 	j = 0
 	for i := 1; i < n; i++ {
-		if isLMS(i) {
+		if isLMS(stype, i) {
 			s1[j] = int32(i)
 			j++
 		}
@@ -185,7 +188,7 @@ func sais[T symbol](ctx context.Context, text []T, sa []int32, k int, work []int
 // equalLMS reports whether the LMS substrings starting at a and b (both LMS
 // positions, a != b) are equal in symbols and types. A substring reaching
 // the end of text includes the unique sentinel, so it equals no other.
-func equalLMS[T symbol](text []T, stype bitset, isLMS func(int) bool, a, b int) bool {
+func equalLMS[T symbol](text []T, stype bitset, a, b int) bool {
 	n := len(text)
 	for d := 0; ; d++ {
 		if a+d == n || b+d == n {
@@ -194,7 +197,7 @@ func equalLMS[T symbol](text []T, stype bitset, isLMS func(int) bool, a, b int) 
 		if text[a+d] != text[b+d] || stype.get(a+d) != stype.get(b+d) {
 			return false
 		}
-		if d > 0 && isLMS(a+d) {
+		if d > 0 && isLMS(stype, a+d) {
 			// Types agree so far, so b+d is LMS too: both substrings end.
 			return true
 		}
@@ -242,7 +245,12 @@ func induceL[T symbol](text []T, sa, bkt []int32, stype bitset) {
 		if p <= 0 {
 			continue
 		}
-		if j := int(p) - 1; !stype.get(j) {
+		// While L-types are induced sa holds only LMS and L-type
+		// positions, and p-1 is L-type exactly when text[p-1] >= text[p]
+		// (before an LMS position by definition; before an L-type one
+		// because a tie takes the type of the right neighbour). Comparing
+		// text saves a random access to the type bitmap.
+		if j := int(p) - 1; text[j] >= text[p] {
 			c := text[j]
 			sa[bkt[c]] = int32(j)
 			bkt[c]++
