@@ -626,3 +626,41 @@ func TestOpenCancelled(t *testing.T) {
 }
 
 func nilLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// TestWriteOCIRepairsDamagedBlob: a blob the layout already has under the
+// right name and size but with other bytes (a disk error, another writer)
+// is written again, not trusted, when an image that needs it is written.
+func TestWriteOCIRepairsDamagedBlob(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "layout")
+	a := seededImage(t, 1, 2)
+	if err := Write(ctx, "oci:"+dir+":x", a); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := a.Layers()
+	d, _ := layers[1].Digest()
+	p := filepath.Join(dir, "blobs", d.Algorithm, d.Hex)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(ctx, "oci:"+dir+":y", a); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, _, err := v1.SHA256(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != d {
+		t.Errorf("blob %s still hashes to %s after the write", d, got)
+	}
+}

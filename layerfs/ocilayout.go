@@ -228,8 +228,10 @@ func writeOCIImageBlobs(ctx context.Context, dir string, img v1.Image) error {
 
 // writeOCIBlob writes the blob rc holds as blobs/ALG/HEX: to a temporary
 // file, fsynced, checked against want (and size, if ≥ 0), then renamed. A
-// blob already there with the right size is kept. An empty want.Hex names
-// the blob after what was written.
+// blob already there is kept if it hashes to want (an image shares most
+// blobs with the one it replaces: they are read, not written); one that
+// does not (damaged, or left by another writer) is replaced. An empty
+// want.Hex names the blob after what was written.
 func writeOCIBlob(ctx context.Context, dir string, want v1.Hash, size int64, rc io.ReadCloser) (err error) {
 	defer rc.Close()
 	if want.Algorithm == "" {
@@ -244,7 +246,7 @@ func writeOCIBlob(ctx context.Context, dir string, want v1.Hash, size int64, rc 
 		if err := alg.Validate(want.Hex); err != nil {
 			return fmt.Errorf("digest %s: %w", want, err)
 		}
-		if fi, err := os.Stat(filepath.Join(bdir, want.Hex)); err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size) {
+		if blobIntact(filepath.Join(bdir, want.Hex), alg, want.Hex, size) {
 			return nil
 		}
 	}
@@ -286,4 +288,23 @@ func writeOCIBlob(ctx context.Context, dir string, want v1.Hash, size int64, rc 
 		return err
 	}
 	return os.Rename(f.Name(), filepath.Join(bdir, got.Encoded()))
+}
+
+// blobIntact reports whether the file at path is a regular file of size
+// bytes (any, if size < 0) whose digest is alg:hex.
+func blobIntact(path string, alg digest.Algorithm, hex string, size int64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || (size >= 0 && fi.Size() != size) {
+		return false
+	}
+	h := alg.Digester()
+	if _, err := io.Copy(h.Hash(), f); err != nil {
+		return false
+	}
+	return h.Digest().Encoded() == hex
 }
