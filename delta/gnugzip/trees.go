@@ -433,46 +433,31 @@ func (t *trees) genBitlen(desc *treeDesc) {
 
 // scanTree counts the bit-length codes needed to send tree.
 func (t *trees) scanTree(tree []ctData, maxCode int) {
-	prevLen := -1
-	nextLen := int(tree[0].len)
-	count := 0
-	maxCount, minCount := 7, 4
-	if nextLen == 0 {
-		maxCount, minCount = 138, 3
-	}
 	tree[maxCode+1].len = 0xffff // guard
-	for n := 0; n <= maxCode; n++ {
-		curLen := nextLen
-		nextLen = int(tree[n+1].len)
-		count++
-		if count < maxCount && curLen == nextLen {
-			continue
-		} else if count < minCount {
-			t.blTree[curLen].freq += uint16(count)
-		} else if curLen != 0 {
-			if curLen != prevLen {
-				t.blTree[curLen].freq++
-			}
-			t.blTree[rep3to6].freq++
-		} else if count <= 10 {
-			t.blTree[repz3to10].freq++
-		} else {
-			t.blTree[repz11to138].freq++
-		}
-		count = 0
-		prevLen = curLen
-		if nextLen == 0 {
-			maxCount, minCount = 138, 3
-		} else if curLen == nextLen {
-			maxCount, minCount = 6, 3
-		} else {
-			maxCount, minCount = 7, 4
-		}
-	}
+	bitLengthRuns(tree, maxCode, func(code, _ int) { t.blTree[code].freq++ })
 }
 
-// sendTree sends tree in compressed form using blTree.
+// sendTree sends tree in compressed form using blTree (scanTree has set
+// the guard).
 func (t *trees) sendTree(tree []ctData, maxCode int) {
+	bitLengthRuns(tree, maxCode, func(code, count int) {
+		t.sendCode(code, t.blTree[:])
+		switch code {
+		case rep3to6:
+			t.sendBits(uint32(count-3), 2)
+		case repz3to10:
+			t.sendBits(uint32(count-3), 3)
+		case repz11to138:
+			t.sendBits(uint32(count-11), 7)
+		}
+	})
+}
+
+// bitLengthRuns walks the code lengths tree[0..maxCode] the way deflate
+// sends them in the bit-length alphabet, calling emit for every symbol:
+// a length 0..15, or rep3to6, repz3to10 or repz11to138 with the run's
+// length as count. tree[maxCode+1].len must hold the 0xffff guard.
+func bitLengthRuns(tree []ctData, maxCode int, emit func(code, count int)) {
 	prevLen := -1
 	nextLen := int(tree[0].len)
 	count := 0
@@ -488,21 +473,18 @@ func (t *trees) sendTree(tree []ctData, maxCode int) {
 			continue
 		} else if count < minCount {
 			for ; count != 0; count-- {
-				t.sendCode(curLen, t.blTree[:])
+				emit(curLen, 1)
 			}
 		} else if curLen != 0 {
 			if curLen != prevLen {
-				t.sendCode(curLen, t.blTree[:])
+				emit(curLen, 1)
 				count--
 			}
-			t.sendCode(rep3to6, t.blTree[:])
-			t.sendBits(uint32(count-3), 2)
+			emit(rep3to6, count)
 		} else if count <= 10 {
-			t.sendCode(repz3to10, t.blTree[:])
-			t.sendBits(uint32(count-3), 3)
+			emit(repz3to10, count)
 		} else {
-			t.sendCode(repz11to138, t.blTree[:])
-			t.sendBits(uint32(count-11), 7)
+			emit(repz11to138, count)
 		}
 		count = 0
 		prevLen = curLen
