@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/skiff-dev/skiff/internal/atomicfile"
+	"github.com/skiff-dev/skiff/internal/flock"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -114,7 +115,7 @@ func (e *OCIEngine) RemoveRetained(ctx context.Context, ref, id string) error {
 }
 
 func (e *OCIEngine) remove(ctx context.Context, id string, drop func(name string) bool) error {
-	unlock, err := lockDir(ctx, e.Dir)
+	unlock, err := flock.Dir(ctx, e.Dir, nil)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: no layout %s", ErrNoImage, e.Dir)

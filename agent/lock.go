@@ -3,23 +3,19 @@ package agent
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/flock"
 )
-
-// lockPoll is how often a waiting agent tries the image lock again.
-const lockPoll = 50 * time.Millisecond
 
 // lockImage takes the inter-process lock of image (an exclusive flock on
 // state_dir/<image>.lock), waiting until it is free or ctx ends. Two agents
@@ -29,15 +25,10 @@ const lockPoll = 50 * time.Millisecond
 // are per open file, so two Agents in one process exclude each other too.
 func (a *Agent) lockImage(ctx context.Context, image string) (unlock func(), err error) {
 	p := filepath.Join(a.cfg.StateDir, image+".lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("%w: lock %s: %w", ErrState, p, err)
-	}
-	err = flockWait(ctx, f, func() {
+	unlock, err = flock.File(ctx, p, func() {
 		a.log.Info("another agent is updating this image; waiting", "image", image, "lock", p)
 	})
 	if err != nil {
-		f.Close()
 		if ctx.Err() != nil {
 			return nil, err
 		}
@@ -46,51 +37,7 @@ func (a *Agent) lockImage(ctx context.Context, image string) (unlock func(), err
 	// Whoever held the lock before is gone: its scratch directories are
 	// leftovers of a killed run.
 	a.removeStaleWork(image)
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
-
-// flockWait takes an exclusive flock on f, polling until it is free or ctx
-// ends; waiting is called once if it has to wait.
-func flockWait(ctx context.Context, f *os.File, waiting func()) error {
-	waited := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-		if !waited && waiting != nil {
-			waiting()
-			waited = true
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(lockPoll):
-		}
-	}
-}
-
-// lockDir takes an exclusive flock on the directory dir itself (as
-// layerfs does while it writes an OCI layout).
-func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := flockWait(ctx, f, nil); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return unlock, nil
 }
 
 // applyPrefix is the prefix of the scratch directories install makes in

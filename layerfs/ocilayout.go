@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/internal/atomicfile"
+	"github.com/skiff-dev/skiff/internal/flock"
 )
 
 // Writing into an OCI image layout is ordered so that a kill, a power cut
@@ -46,7 +47,7 @@ func writeOCILayout(ctx context.Context, r Ref, dir string, img v1.Image) error 
 	if err := ensureOCILayout(dir); err != nil {
 		return fmt.Errorf("write %s: %w", r, err)
 	}
-	unlock, err := lockDir(ctx, dir)
+	unlock, err := flock.Dir(ctx, dir, nil)
 	if err != nil {
 		return fmt.Errorf("write %s: lock %s: %w", r, dir, err)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,10 +10,10 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/skiff-dev/skiff/internal/atomicfile"
+	"github.com/skiff-dev/skiff/internal/flock"
 	"github.com/skiff-dev/skiff/transport/api"
 )
 
@@ -237,7 +238,7 @@ func (st *state) all() []published {
 func (st *state) publish(channel, image string, rec record) (bool, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	unlock, err := lockFile(st.lock)
+	unlock, err := flock.File(context.Background(), st.lock, nil)
 	if err != nil {
 		return false, fmt.Errorf("state: %w", err)
 	}
@@ -290,27 +291,4 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 	}
 	st.index()
 	return true, nil
-}
-
-// lockFile takes an exclusive flock on path (created if missing), waiting
-// for other holders; unlock releases it.
-func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
 }
