@@ -54,7 +54,7 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 	res := &UpdateResult{Image: image}
 	// A run killed between the load and the hook left an install to
 	// finish: the hook runs before anything else happens to the image.
-	if _, err := a.resumeInstall(ctx, im, res); err != nil {
+	if err := a.resumeInstall(ctx, im, res); err != nil {
 		err = fmt.Errorf("update %s: %w", image, err)
 		a.recordError(im.Name, err)
 		return res, err
@@ -175,7 +175,7 @@ func (a *Agent) ApplyFile(ctx context.Context, image, path string) (*UpdateResul
 	}
 	defer unlock()
 	res := &UpdateResult{Image: image}
-	if _, err := a.resumeInstall(ctx, im, res); err != nil {
+	if err := a.resumeInstall(ctx, im, res); err != nil {
 		err = fmt.Errorf("apply %s to %s: %w", path, image, err)
 		a.recordError(im.Name, err)
 		return res, err
@@ -326,25 +326,24 @@ func (a *Agent) clearInstall(image, target string) error {
 // resumeInstall finishes the install a killed run left pending: if the
 // engine holds its target under the ref, the state records it, the hook
 // runs and old images are pruned (res says so); if the engine holds
-// anything else, the record is dropped. It reports whether it finished an
-// install.
-func (a *Agent) resumeInstall(ctx context.Context, im *ImageConfig, res *UpdateResult) (bool, error) {
+// anything else, the record is dropped.
+func (a *Agent) resumeInstall(ctx context.Context, im *ImageConfig, res *UpdateResult) error {
 	st, err := a.state.Load()
 	if err != nil {
-		return false, err
+		return err
 	}
 	s := st.Images[im.Name]
 	if s == nil || s.Install == nil {
-		return false, nil
+		return nil
 	}
 	p := *s.Install
 	cur, err := a.engines[im.Name].Inspect(ctx, im.Ref)
 	if err != nil && !errors.Is(err, ErrNoImage) {
-		return false, fmt.Errorf("an interrupted install of %s is pending: %w", p.Target.ConfigDigest, err)
+		return fmt.Errorf("an interrupted install of %s is pending: %w", p.Target.ConfigDigest, err)
 	}
 	if cur.ID != p.Target.ConfigDigest {
 		a.log.Info("an interrupted install did not load; dropping it", "image", im.Name, "target", p.Target.ConfigDigest, "engine", cur.ID)
-		return false, a.clearInstall(im.Name, p.Target.ConfigDigest)
+		return a.clearInstall(im.Name, p.Target.ConfigDigest)
 	}
 	target := p.Target
 	target.Ref = im.Ref
@@ -353,7 +352,7 @@ func (a *Agent) resumeInstall(ctx context.Context, im *ImageConfig, res *UpdateR
 	}
 	a.log.Info("finishing an install a stopped run loaded", "image", im.Name, "from", p.Previous, "to", target.ConfigDigest)
 	res.Updated, res.From, res.To, res.Via = true, p.Previous, &target, p.Via
-	return true, a.finish(ctx, im, ImageInfo{ID: p.Previous}, target, res)
+	return a.finish(ctx, im, ImageInfo{ID: p.Previous}, target, res)
 }
 
 // crashKey is the context key of a fault-injection function: tests
