@@ -99,8 +99,9 @@ keys skiff reads too.`,
 		Example: `  skiff key generate -o release-2025`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if name == "" {
-				return usageError{"-o NAME is required"}
+			name, err := keyFilesName(name)
+			if err != nil {
+				return err
 			}
 			id, err := sign.GenerateKeyFiles(name, nil)
 			if err != nil {
@@ -110,9 +111,30 @@ keys skiff reads too.`,
 			return nil
 		},
 	}
-	gen.Flags().StringVarP(&name, "output", "o", "", "name of the key files (NAME.key, NAME.pub)")
+	gen.Flags().StringVarP(&name, "output", "o", "", "name of the key files (NAME.key, NAME.pub; a .key or .pub suffix is dropped)")
 	cmd.AddCommand(gen)
 	return cmd
+}
+
+// keyFilesName turns key generate's -o into the NAME of NAME.key and
+// NAME.pub: "x.key" and "x.pub" mean x (not x.key.key), and "-" is refused
+// (two files cannot go to standard output).
+func keyFilesName(name string) (string, error) {
+	switch name {
+	case "":
+		return "", usageError{"-o NAME is required"}
+	case "-":
+		return "", usageError{"-o -: key generate writes two files, NAME.key and NAME.pub, not standard output; give a NAME"}
+	}
+	for _, ext := range []string{".key", ".pub"} {
+		if base, ok := strings.CutSuffix(name, ext); ok {
+			if base == "" || strings.HasSuffix(base, "/") {
+				return "", usageError{fmt.Sprintf("-o %s: give the NAME of NAME.key and NAME.pub", name)}
+			}
+			return base, nil
+		}
+	}
+	return name, nil
 }
 
 type signOptions struct {

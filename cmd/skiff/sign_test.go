@@ -117,3 +117,40 @@ func TestSigningCLI(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyGenerateName: -o x.key and -o x.pub write x.key and x.pub (not
+// x.key.key); -o - is refused instead of writing files named "-.key".
+func TestKeyGenerateName(t *testing.T) {
+	for _, tc := range []struct {
+		arg, want string // want: the NAME of the pair written; "" refused
+	}{
+		{"plain", "plain"},
+		{"withkey.key", "withkey"},
+		{"withpub.pub", "withpub"},
+		{"-", ""},
+		{".key", ""},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Chdir(dir)
+			_, _, err := run(t, "key", "generate", "-o", tc.arg)
+			var got []string
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				got = append(got, e.Name())
+			}
+			if tc.want == "" {
+				if err == nil || exitCode(err) != 2 || len(got) != 0 {
+					t.Errorf("err %v (exit %d), files %v; want a usage error and no files", err, exitCode(err), got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{tc.want + ".key", tc.want + ".pub"}; strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("files %v, want %v", got, want)
+			}
+		})
+	}
+}
