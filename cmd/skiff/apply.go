@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -111,22 +112,28 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 		fmt.Fprintln(errOut, "warning: the delta's signature was not verified (--allow-unsigned)")
 	}
 	fmt.Fprintf(out, "wrote %s: image %s, %d layers verified against their diff_ids\n", o.output, m.Target.ConfigDigest, len(m.Layers))
-	rate := 0.0
-	if s := res.RebuildTime.Seconds(); s > 0 {
-		rate = float64(res.RebuiltBytes) / 1e6 / s
-	}
-	fmt.Fprintf(out, "base taken apart in %.1fs, delta read in %.1fs, %s of layers rebuilt and hashed in %.1fs (%.0f MB/s)",
-		res.BaseTime.Seconds(), res.BodyTime.Seconds(), humanBytes(res.RebuiltBytes), res.RebuildTime.Seconds(), rate)
-	if res.CompressTime > 0 {
-		fmt.Fprintf(out, ", blobs re-compressed in %.1fs", res.CompressTime.Seconds())
-	}
-	fmt.Fprintln(out)
+	fmt.Fprintln(out, applyTimes(res.BaseTime, res.BodyTime, res.RebuildTime, res.CompressTime, res.RebuiltBytes))
 	if m.Target.Distribution != nil {
 		if d, err := res.Image.Digest(); err == nil {
 			fmt.Fprintf(out, "manifest %s reproduced: every compressed blob re-created and checked\n", d)
 		}
 	}
 	return nil
+}
+
+// applyTimes is apply's timing line: where the time went, and the
+// rebuild rate.
+func applyTimes(base, body, rebuild, compress time.Duration, rebuilt int64) string {
+	rate := 0.0
+	if s := rebuild.Seconds(); s > 0 {
+		rate = float64(rebuilt) / 1e6 / s
+	}
+	line := fmt.Sprintf("base taken apart in %s, delta read in %s, %s of layers rebuilt and hashed in %s (%.0f MB/s)",
+		humanDuration(base), humanDuration(body), humanBytes(rebuilt), humanDuration(rebuild), rate)
+	if compress > 0 {
+		line += fmt.Sprintf(", blobs re-compressed in %s", humanDuration(compress))
+	}
+	return line
 }
 
 func isTerminal(w io.Writer) bool {

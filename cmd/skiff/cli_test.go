@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // run executes skiff with args and returns stdout, stderr and the error.
@@ -81,11 +82,13 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"inspect", "--bogus", "x"}, 2, "unknown flag"},
 		{[]string{"inspect", "-o", "yaml", "docker-archive:x.tar"}, 2, "table or json"},
-		{[]string{"inspect", "nosuch:thing"}, 1, "docker-archive"},
+		{[]string{"inspect", "nosuch:thing"}, 2, "docker-archive"},
+		{[]string{"inspect", "docker-archive:"}, 2, "missing path"},
+		{[]string{"diff", "--from", "docker-archive:a", "--to", "oci:", "-o", "x"}, 2, "missing path"},
 		{[]string{"inspect", "docker-archive:/does/not/exist.tar"}, 1, "does not exist"},
 		{[]string{"diff", "--from", "a", "--to", "b"}, 2, "required flag"},
 		{[]string{"diff", "--from", "docker-archive:a", "--to", "docker-archive:b", "-o", "x", "--encoders", "lzma"}, 2, "unknown encoder"},
-		{[]string{"apply", "--base", "docker-archive:a", "--delta", "d", "--output", "ftp:x"}, 1, "transport"},
+		{[]string{"apply", "--base", "docker-archive:a", "--delta", "d", "--output", "ftp:x"}, 2, "transport"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -97,5 +100,14 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("exit %d, error %q; want exit %d and %q", exitCode(err), err, c.code, c.msg)
 			}
 		})
+	}
+}
+
+// TestApplyTimes: durations under a second print in ms, not "0.0s".
+func TestApplyTimes(t *testing.T) {
+	got := applyTimes(40*time.Millisecond, 3*time.Millisecond, 1500*time.Millisecond, 250*time.Microsecond, 10e6)
+	want := "base taken apart in 40ms, delta read in 3ms, 10.0 MB of layers rebuilt and hashed in 1.5s (7 MB/s), blobs re-compressed in <1ms"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }

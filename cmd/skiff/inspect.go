@@ -122,8 +122,8 @@ func runInspect(ctx context.Context, o *inspectOptions, g *globalOptions, ref st
 			return fmt.Errorf("%s: layer %d: %w", ref, i+1, err)
 		}
 		if o.output == "table" && o.verify {
-			fmt.Fprintf(errOut, "layer %d/%d %s: %d entries, rebuilt %s byte for byte in %.2fs\n",
-				i+1, len(layers), short(lr.DiffID.String()), lr.Entries, humanBytes(lr.TarSize), lr.Seconds)
+			fmt.Fprintf(errOut, "layer %d/%d %s: %d entries, rebuilt %s byte for byte in %s\n",
+				i+1, len(layers), short(lr.DiffID.String()), lr.Entries, humanBytes(lr.TarSize), humanDuration(time.Duration(lr.Seconds*float64(time.Second))))
 		}
 		rep.Layers = append(rep.Layers, lr)
 	}
@@ -261,4 +261,18 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// humanDuration prints d for people: milliseconds under a second (a fast
+// step is "40ms", not "0.0s"), else seconds with one decimal.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Millisecond:
+		return "<1ms"
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
 }
