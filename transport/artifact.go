@@ -540,39 +540,21 @@ func verifyFile(path string, want digest.Digest, size int64) error {
 }
 
 // concatenate writes the blobs, in order, to dst through a temporary file.
-func concatenate(dst string, paths []string) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+func concatenate(dst string, paths []string) error {
+	return atomicfile.Write(dst, func(w io.Writer) error {
+		for _, p := range paths {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(w, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
 		}
-	}()
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(tmp, f)
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return err
-	}
-	_ = atomicfile.SyncDir(filepath.Dir(dst))
-	return nil
+		return nil
+	})
 }
 
 // FindDeltas lists delta artifacts whose subject is the target manifest

@@ -474,10 +474,9 @@ func (f *fetch) finish() error {
 		return err
 	}
 	f.file = nil
-	if err := os.Rename(f.part, f.dst); err != nil {
+	if err := atomicfile.Rename(f.part, f.dst); err != nil {
 		return err
 	}
-	_ = atomicfile.SyncDir(filepath.Dir(f.dst))
 	if f.o.Progress != nil {
 		f.o.Progress(f.off, f.off)
 	}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -124,6 +123,14 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 	}
 	opts.Signers = signers
 	debug.SetMemoryLimit(o.memoryMiB << 20)
+	// Written beside the output and renamed into place only when complete;
+	// created before any work, so a missing directory is found at once
+	// (and named by the user's path).
+	dst, err := atomicfile.Create(o.output)
+	if err != nil {
+		return err
+	}
+	defer dst.Abort()
 	base, err := layerfs.Open(ctx, o.from, g.refOptions()...)
 	if err != nil {
 		return err
@@ -134,14 +141,6 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 		return err
 	}
 	defer target.Close()
-	// Write next to the output and rename into place only when complete.
-	dir := filepath.Dir(o.output)
-	tmp, err := os.CreateTemp(dir, ".skiff-delta-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
 	opts.WorkDir = ""
 	if g.tmpDir != "" {
 		if opts.WorkDir, err = os.MkdirTemp(g.tmpDir, "skiff-diff-"); err != nil {
@@ -149,27 +148,11 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 		}
 		defer os.RemoveAll(opts.WorkDir)
 	}
-	rep, err := delta.Diff(ctx, base, target, bw, opts)
+	rep, err := delta.Diff(ctx, base, target, dst, opts)
 	if err != nil {
-		tmp.Close()
 		return err
 	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes it 0600; a delta is meant to be shipped
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), o.output); err != nil {
+	if err := dst.Commit(); err != nil {
 		return err
 	}
 	if o.json {

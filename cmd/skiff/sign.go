@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/delta"
 	"github.com/skiff-dev/skiff/delta/sign"
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // trustedKeysEnv lists trusted public key files, comma-separated, in
@@ -184,30 +184,16 @@ func runSign(ctx context.Context, o *signOptions, path string, out io.Writer) er
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".skiff-sign-")
+	w, err := atomicfile.Create(dst)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	h, err := delta.Resign(ctx, bufio.NewReaderSize(in, 1<<20), bw, o.replace, signers...)
+	defer w.Abort()
+	h, err := delta.Resign(ctx, bufio.NewReaderSize(in, 1<<20), w, o.replace, signers...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := w.Commit(); err != nil {
 		return err
 	}
 	ids, _ := h.SignatureKeyIDs()

@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,5 +42,56 @@ func TestWrite(t *testing.T) {
 	}
 	if err := WriteFile(filepath.Join(dir, "missing", "x"), nil); err == nil {
 		t.Error("write into a missing directory: no error")
+	}
+}
+
+// TestCreateCommit: a File is invisible until Commit, gone after Abort, and
+// an error in a missing directory names the destination, not the
+// temporary file.
+func TestCreateCommit(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.skiff")
+	f, err := Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	io.WriteString(f, "delta")
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("destination visible before Commit: %v", err)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	f.Abort() // after Commit: nothing
+	if b, _ := os.ReadFile(p); string(b) != "delta" {
+		t.Fatalf("content %q", b)
+	}
+	g, err := Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(g, "other")
+	g.Abort()
+	if b, _ := os.ReadFile(p); string(b) != "delta" {
+		t.Fatalf("content %q after an aborted write", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("%d files, want only the destination", len(ents))
+	}
+	// Content-addressed: the name comes after the bytes.
+	h, err := CreateIn(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(h, "abc")
+	if err := h.CommitAs(filepath.Join(dir, "abc")); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "nope", "out.skiff")
+	_, err = Create(missing)
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || pe.Path != missing || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Create in a missing directory: %v, want a *PathError naming %s", err, missing)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
 // Tags of the two images.
@@ -206,12 +208,11 @@ func Write(ctx context.Context, dir string) (Paths, error) {
 // writeArchive writes a docker-archive through a temporary file, so a
 // failure leaves no partial archive behind.
 func writeArchive(path string, tag name.Tag, img v1.Image) error {
-	tmp := path + ".tmp"
-	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		os.Remove(tmp)
+	err := atomicfile.Write(path, func(w io.Writer) error { return tarball.Write(tag, img, w) })
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 // writeLayout writes a fresh OCI layout holding img, annotated with its

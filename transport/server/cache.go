@@ -124,42 +124,25 @@ func (c *cache) lookup(base, target string) (pairIndex, bool, error) {
 // store writes a delta for (base, target) through fill into a temporary
 // file, hashing it on the way, renames it to its content address and
 // writes the pair index.
-func (c *cache) store(base, target string, fill func(io.Writer) error) (_ pairIndex, err error) {
-	f, err := os.CreateTemp(c.tmpDir(), "delta-")
+func (c *cache) store(base, target string, fill func(io.Writer) error) (pairIndex, error) {
+	f, err := atomicfile.CreateIn(c.tmpDir())
 	if err != nil {
 		return pairIndex{}, err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Abort()
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
-	bw := bufio.NewWriterSize(cw, 1<<20)
-	if err = fill(bw); err != nil {
+	bw := bufio.NewWriterSize(cw, 1<<20) // large writes: one hash call per MiB
+	if err := fill(bw); err != nil {
 		return pairIndex{}, err
 	}
-	if err = bw.Flush(); err != nil {
-		return pairIndex{}, err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return pairIndex{}, err
-	}
-	if err = f.Sync(); err != nil {
-		return pairIndex{}, err
-	}
-	if err = f.Close(); err != nil {
+	if err := bw.Flush(); err != nil {
 		return pairIndex{}, err
 	}
 	idx := pairIndex{Base: base, Target: target, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cw.n, Created: time.Now().UTC(), Signers: c.signers}
 	// Another server sharing the cache may have renamed the same bytes
 	// into place already; renaming over them is harmless.
-	if err = os.Rename(f.Name(), c.deltaPath(idx.Digest)); err != nil {
-		return pairIndex{}, err
-	}
-	if err = atomicfile.SyncDir(c.deltaDir()); err != nil {
+	if err := f.CommitAs(c.deltaPath(idx.Digest)); err != nil {
 		return pairIndex{}, err
 	}
 	b, err := json.MarshalIndent(idx, "", "  ")
