@@ -15,6 +15,7 @@ import (
 	"github.com/skiff-dev/skiff/delta"
 	"github.com/skiff-dev/skiff/internal/atomicfile"
 	"github.com/skiff-dev/skiff/layerfs"
+	"github.com/skiff-dev/skiff/transport"
 )
 
 type diffOptions struct {
@@ -35,10 +36,10 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.from, "from", "", "base image reference (what the device has)")
 	fs.StringVar(&o.to, "to", "", "target image reference (what the device should get)")
 	fs.StringVarP(&o.output, "output", "o", "", "delta file to write")
-	fs.StringSliceVar(&o.encoders, "encoders", []string{"bsdiff", "bsdiff-x86", "zstd-dict", "zstd", "gunzip"}, "encoders allowed for changed files (zstd is always allowed); gunzip: diff GNU-gzip files by their content")
+	fs.StringSliceVar(&o.encoders, "encoders", defaultEncoders(d), "encoders allowed for changed files (zstd is always allowed); gunzip: diff GNU-gzip files by their content")
 	fs.IntVar(&o.level, "level", d.Level, "1 (fastest) to 3: zstd level; 4: best zstd, and brotli 9 for patches where smaller; 5: brotli 11 for patches and every encoder on every file (smallest delta, several times slower)")
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
-	fs.Int64Var(&o.memoryMiB, "memory", 256, "memory the diff aims to stay within, MiB (Go soft limit; per-file encoders get 3/4 of it)")
+	fs.Int64Var(&o.memoryMiB, "memory", d.MemoryCap>>20, "memory the per-file encoders may use at once, MiB (a file that needs more is diffed in chunks; the Go soft limit is set a third above it); the default is skiff serve's")
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.manifest, "manifest", "auto", "carry the target's registry manifest and gzip recipes so apply reproduces its manifest digest: auto (yes for registry and OCI targets), yes, no")
@@ -68,7 +69,24 @@ layer's headers are compressed against the base layer's headers.`,
 	return cmd
 }
 
-func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Writer) error {
+// defaultEncoders lists the encoders d allows, in --encoders spelling.
+func defaultEncoders(d delta.Options) []string {
+	var out []string
+	for _, e := range []struct {
+		on   bool
+		name string
+	}{{d.Bsdiff, "bsdiff"}, {d.BsdiffX86, "bsdiff-x86"}, {d.ZstdDict, "zstd-dict"}, {true, "zstd"}, {d.Gunzip, "gunzip"}} {
+		if e.on {
+			out = append(out, e.name)
+		}
+	}
+	return out
+}
+
+// deltaOptions turns the flags into delta.Options, starting from
+// delta.DefaultOptions() so that the defaults — and so the delta bytes —
+// are the rollout server's.
+func (o *diffOptions) deltaOptions() (delta.Options, error) {
 	opts := delta.DefaultOptions()
 	opts.Bsdiff, opts.BsdiffX86, opts.ZstdDict, opts.Gunzip = false, false, false, false
 	for _, e := range o.encoders {
@@ -83,7 +101,7 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 			opts.Gunzip = true
 		case "zstd":
 		default:
-			return usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, bsdiff-x86, zstd-dict, zstd, gunzip)", e)}
+			return opts, usageError{fmt.Sprintf("--encoders: unknown encoder %q (known: bsdiff, bsdiff-x86, zstd-dict, zstd, gunzip)", e)}
 		}
 	}
 	switch o.manifest {
@@ -93,22 +111,22 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 	case "auto":
 		ref, err := layerfs.ParseRef(o.to)
 		if err != nil {
-			return err
+			return opts, err
 		}
-		switch ref.Transport {
-		case layerfs.TransportOCI, layerfs.TransportOCIArchive, layerfs.TransportRegistry:
-			opts.Manifest = true
-		}
+		opts.Manifest = transport.CarriesManifest(ref)
 	default:
-		return usageError{fmt.Sprintf("--manifest must be auto, yes or no, not %q", o.manifest)}
+		return opts, usageError{fmt.Sprintf("--manifest must be auto, yes or no, not %q", o.manifest)}
 	}
-	if o.memoryMiB < 64 {
-		return usageError{fmt.Sprintf("--memory %d: must be at least 64 MiB", o.memoryMiB)}
+	if o.memoryMiB < 48 {
+		return opts, usageError{fmt.Sprintf("--memory %d: must be at least 48 MiB", o.memoryMiB)}
 	}
 	if o.level < 1 || o.level > 5 {
-		return usageError{fmt.Sprintf("--level %d: must be 1 to 5", o.level)}
+		return opts, usageError{fmt.Sprintf("--level %d: must be 1 to 5", o.level)}
 	}
-	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = min(o.level, 4), o.jobs, o.memoryMiB<<20*3/4, o.dictMiB<<20
+	if o.jobs < 1 {
+		return opts, usageError{fmt.Sprintf("--jobs %d: must be at least 1", o.jobs)}
+	}
+	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = min(o.level, 4), o.jobs, o.memoryMiB<<20, o.dictMiB<<20
 	switch o.level {
 	case 4:
 		opts.BrotliQuality = 9
@@ -117,12 +135,21 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 	default:
 		opts.BrotliQuality = 0
 	}
+	return opts, nil
+}
+
+func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Writer) error {
+	opts, err := o.deltaOptions()
+	if err != nil {
+		return err
+	}
 	signers, err := loadSigners(o.sign)
 	if err != nil {
 		return err
 	}
 	opts.Signers = signers
-	debug.SetMemoryLimit(o.memoryMiB << 20)
+	// The encoders' cap plus a third for everything else.
+	debug.SetMemoryLimit(opts.MemoryCap / 3 * 4)
 	// Written beside the output and renamed into place only when complete;
 	// created before any work, so a missing directory is found at once
 	// (and named by the user's path).

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -127,6 +128,25 @@ func loadTokens(path, env string) ([]string, error) {
 	return out, nil
 }
 
+// serverConfig is the server's configuration from the flags. DiffOptions
+// stay zero: the server then uses delta.DefaultOptions(), as skiff diff
+// does by default.
+func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, device []string, signers []crypto.Signer, cacheTTL time.Duration) server.Config {
+	return server.Config{
+		StateDir:           o.stateDir,
+		CacheDir:           o.cacheDir,
+		AdminTokens:        admin,
+		DeviceTokens:       device,
+		Logger:             log,
+		RefOptions:         g.refOptions(),
+		PublicURL:          o.publicURL,
+		MaxConcurrentDiffs: o.maxDiffs,
+		RetryAfter:         o.retryAfter,
+		Signers:            signers,
+		CacheTTL:           cacheTTL,
+	}
+}
+
 func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.Writer) error {
 	log, err := newLogger(logOut, o.logFormat, o.logLevel)
 	if err != nil {
@@ -160,19 +180,7 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if len(admin) == 0 && len(device) == 0 {
 		return usageError{"no tokens: give --admin-token-file or $SKIFF_ADMIN_TOKEN, and --device-token-file or $SKIFF_DEVICE_TOKENS; every request would be refused"}
 	}
-	srv, err := server.New(server.Config{
-		StateDir:           o.stateDir,
-		CacheDir:           o.cacheDir,
-		AdminTokens:        admin,
-		DeviceTokens:       device,
-		Logger:             log,
-		RefOptions:         g.refOptions(),
-		PublicURL:          o.publicURL,
-		MaxConcurrentDiffs: o.maxDiffs,
-		RetryAfter:         o.retryAfter,
-		Signers:            signers,
-		CacheTTL:           cacheTTL,
-	})
+	srv, err := server.New(o.serverConfig(g, log, admin, device, signers, cacheTTL))
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/delta"
-	"github.com/skiff-dev/skiff/layerfs"
+	"github.com/skiff-dev/skiff/transport"
 )
 
 // startCompute makes sure the delta base -> target is being computed: at
@@ -83,12 +83,7 @@ func (s *Server) diff(ctx context.Context, base, target record) (pairIndex, erro
 	}
 	defer t.Close()
 	opts := s.cfg.DiffOptions
-	switch t.Ref.Transport {
-	case layerfs.TransportOCI, layerfs.TransportOCIArchive, layerfs.TransportRegistry:
-		opts.Manifest = true
-	default:
-		opts.Manifest = false
-	}
+	opts.Manifest = transport.CarriesManifest(t.Ref)
 	work, err := os.MkdirTemp(s.cache.tmpDir(), "work-")
 	if err != nil {
 		return pairIndex{}, err

@@ -58,9 +58,10 @@ type Config struct {
 	// layerfs.WithInsecure(true)).
 	RefOptions []layerfs.Option
 	// DiffOptions configure delta.Diff; the zero value means
-	// delta.DefaultOptions(). Manifest is set per target as `skiff diff
-	// --manifest auto` does (for registry and OCI targets); WorkDir is
-	// always a directory under CacheDir/tmp.
+	// delta.DefaultOptions(), what `skiff diff` uses by default. Manifest
+	// is set per target by transport.CarriesManifest, as `skiff diff
+	// --manifest auto` does; WorkDir is always a directory under
+	// CacheDir/tmp.
 	DiffOptions delta.Options
 	// PublicURL, if set, prefixes Delta.URL (e.g. a CDN that mirrors
 	// /v1/deltas/); otherwise Delta.URL is an absolute path on this server.
