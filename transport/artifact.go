@@ -227,15 +227,19 @@ func deltaLayers(path string) ([]*fileLayer, *delta.Header, error) {
 
 // PullOptions configure PullWithOptions.
 type PullOptions struct {
-	// Transport carries every request, manifest and blobs (default
-	// remote.DefaultTransport).
-	Transport http.RoundTripper
+	// Client carries every request of the pull, the manifest's and each
+	// blob's, with the registry's authentication layered on its
+	// Transport: its proxy, CA pool, TLS settings and dial timeouts hold
+	// for all of them, and its Timeout, CheckRedirect and Jar for the blob
+	// downloads. A nil Transport is http.DefaultTransport, as in net/http.
+	// Default: a client on remote.DefaultTransport.
+	Client *http.Client
 	// Auth authenticates to the registry (default: the credentials
 	// authn.DefaultKeychain finds, i.e. the docker config).
 	Auth authn.Authenticator
 	// Remote are further go-containerregistry options for the manifest
-	// request (user agent, platform). Their transport and credentials
-	// options are overridden by Transport and Auth.
+	// request (user agent). Their transport and credentials options are
+	// overridden by Client and Auth.
 	Remote []remote.Option
 	// Fetch holds the download settings for each blob (LimitRate,
 	// MaxRetries, backoff); its Digest, Size, Client and Progress are set
@@ -260,27 +264,33 @@ type PullStats struct {
 	FetchStats
 }
 
-// Pull fetches the artifact at ref into a delta file at dst. cacheDir keeps
-// verified blobs by digest (and partial ones) so an interrupted pull
-// resumes without re-fetching verified bytes.
+// Pull fetches the artifact at ref into a delta file at dst with
+// remote.DefaultTransport and authn.DefaultKeychain.
 //
-// Pull sends its own ranged blob requests, so it cannot take the transport
-// or credentials out of opts: it uses remote.DefaultTransport and
-// authn.DefaultKeychain, and opts serve the manifest request only (user
-// agent, platform). PullWithOptions sets transport and credentials.
+// Deprecated: Pull sends its own ranged blob requests and cannot see the
+// transport or credentials inside opts (go-containerregistry options are
+// opaque), so a proxy, CA or timeout passed there is ignored for the
+// blobs. Use PullWithOptions with PullOptions.Client.
 func Pull(ctx context.Context, ref name.Reference, dst, cacheDir string, opts ...remote.Option) error {
 	_, err := PullWithOptions(ctx, ref, dst, cacheDir, PullOptions{Remote: opts})
 	return err
 }
 
-// PullWithOptions is Pull with explicit transport, credentials, download
-// settings and progress; it reports what was fetched.
+// PullWithOptions fetches the artifact at ref into a delta file at dst,
+// every request through o.Client. cacheDir keeps verified blobs by digest
+// (and partial ones) so an interrupted pull resumes without re-fetching
+// verified bytes. It reports what was fetched.
 func PullWithOptions(ctx context.Context, ref name.Reference, dst, cacheDir string, o PullOptions) (PullStats, error) {
 	var st PullStats
 	repo := ref.Context()
-	inner := o.Transport
+	client := &http.Client{Transport: remote.DefaultTransport}
+	if o.Client != nil {
+		c := *o.Client
+		client = &c
+	}
+	inner := client.Transport
 	if inner == nil {
-		inner = remote.DefaultTransport
+		inner = http.DefaultTransport
 	}
 	auth := o.Auth
 	if auth == nil {
@@ -305,7 +315,8 @@ func PullWithOptions(ctx context.Context, ref name.Reference, dst, cacheDir stri
 	if err != nil {
 		return st, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	p := &puller{repo: repo, cacheDir: cacheDir, client: &http.Client{Transport: rt}, o: o, st: &st}
+	client.Transport = rt
+	p := &puller{repo: repo, cacheDir: cacheDir, client: client, o: o, st: &st}
 	for _, l := range m.Layers {
 		p.total += l.Size
 	}

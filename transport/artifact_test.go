@@ -216,7 +216,7 @@ func TestPullResume(t *testing.T) {
 
 	cnt := newCounter(nil)
 	o := anon()
-	o.Transport = cnt
+	o.Client = &http.Client{Transport: cnt}
 	dst := filepath.Join(t.TempDir(), "out.skiff")
 	st, err := PullWithOptions(ctx, ref, dst, cache, o)
 	if err != nil {

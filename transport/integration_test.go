@@ -111,7 +111,7 @@ func TestRegistryIntegration(t *testing.T) {
 			}
 			dst := filepath.Join(t.TempDir(), "pulled.skiff")
 			cnt := newCounter(nil)
-			st, err := PullWithOptions(ctx, tc.ref, dst, cache, PullOptions{Auth: authn.Anonymous, Transport: cnt})
+			st, err := PullWithOptions(ctx, tc.ref, dst, cache, PullOptions{Auth: authn.Anonymous, Client: &http.Client{Transport: cnt}})
 			if err != nil {
 				t.Fatal(err)
 			}
