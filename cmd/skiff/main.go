@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"syscall"
 )
 
 func main() {
@@ -18,9 +16,9 @@ func main() {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, in := notifyInterrupts(context.Background(), os.Stderr)
 	err := newRootCommand().ExecuteContext(ctx)
-	stop()
+	sig := in.stop()
 	// SKIFF_MEMPROFILE=FILE writes an allocation profile, for developers.
 	if path := os.Getenv("SKIFF_MEMPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -29,8 +27,14 @@ func main() {
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "skiff:", err)
 		pprof.StopCPUProfile()
+		if sig != nil {
+			// The command was cancelled and has cleaned up; its error is
+			// only "context canceled" somewhere deep.
+			fmt.Fprintln(os.Stderr, "skiff: interrupted")
+			os.Exit(signalExitCode(sig))
+		}
+		fmt.Fprintln(os.Stderr, "skiff:", err)
 		os.Exit(exitCode(err))
 	}
 }

@@ -26,7 +26,8 @@ Image references:
   docker://HOST/REPO:TAG      a registry (--insecure for plain HTTP)
   docker-daemon:NAME:TAG      a Docker Engine via its API socket (DOCKER_HOST)
 
-Exit codes: 0 success, 1 failure, 2 usage error.`,
+Exit codes: 0 success, 1 failure, 2 usage error; interrupted (temporary files
+removed): 130 SIGINT, 143 SIGTERM, 129 SIGHUP.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
