@@ -6,12 +6,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	gtransport "github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/dockerengine"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -19,6 +25,7 @@ type applyOptions struct {
 	base, delta, output string
 	maxWindowMiB        int64
 	memoryMiB           int64
+	replaceBase         bool
 	trust               trustOptions
 }
 
@@ -29,6 +36,7 @@ func (o *applyOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.output, "output", "", "where to write the target image (docker-archive:, oci:, oci-archive:, docker://, docker-daemon:)")
 	fs.Int64Var(&o.maxWindowMiB, "max-window", 512, "refuse deltas that need a larger zstd window (device memory), MiB")
 	fs.Int64Var(&o.memoryMiB, "memory", 16, "memory the apply aims to stay within, MiB (Go soft limit)")
+	fs.BoolVar(&o.replaceBase, "replace-base", false, "allow --output to name the base itself (the base is replaced by the target)")
 	o.trust.AddFlags(cmd, true)
 	_ = cmd.MarkFlagRequired("base")
 	_ = cmd.MarkFlagRequired("delta")
@@ -43,7 +51,10 @@ func newApplyCommand(g *globalOptions) *cobra.Command {
 		Long: `Rebuild the target image from the base image and a delta. The base must be
 the image the delta names; every payload, every rebuilt layer (its diff_id)
 and the config are checked before anything is written, and the output is
-published only when complete. The base is never modified.
+published only when complete. The base is never modified: an --output that
+names the base (the same file, layout tag, engine tag or registry tag) is
+refused unless --replace-base is given. The output's directory, engine or
+registry is checked before any work.
 
 The delta's signature is checked first, against the public keys given with
 --trust (or $SKIFF_TRUSTED_KEYS): a delta not signed by one of them is
@@ -61,7 +72,7 @@ unsigned deltas, for development.`,
 }
 
 func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOut io.Writer) error {
-	if _, err := layerfs.ParseRef(o.output); err != nil {
+	if err := o.checkOutput(ctx, g); err != nil {
 		return err
 	}
 	if o.memoryMiB > 0 {
@@ -119,6 +130,96 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 		}
 	}
 	return nil
+}
+
+// checkOutput finds, before any work, what would make the output fail or
+// destroy the base: an output that is the base, a missing directory, an
+// engine or registry that does not answer.
+func (o *applyOptions) checkOutput(ctx context.Context, g *globalOptions) error {
+	outRef, err := layerfs.ParseRef(o.output)
+	if err != nil {
+		return err
+	}
+	baseRef, err := layerfs.ParseRef(o.base)
+	if err != nil {
+		return err
+	}
+	if !o.replaceBase && sameImage(baseRef, outRef) {
+		return usageError{fmt.Sprintf("--output %s is the base %s: writing it would replace the base (give --replace-base if that is meant)", o.output, o.base)}
+	}
+	switch outRef.Transport {
+	case layerfs.TransportDockerArchive, layerfs.TransportOCIArchive:
+		dir := filepath.Dir(outRef.Path)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return fmt.Errorf("--output %s: directory %s does not exist", o.output, dir)
+		}
+	case layerfs.TransportOCI:
+		// The layout directory is created, but not its parents.
+		dir := filepath.Dir(filepath.Clean(outRef.Path))
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return fmt.Errorf("--output %s: directory %s does not exist", o.output, dir)
+		}
+	case layerfs.TransportDaemon:
+		cli, err := dockerengine.Dial(ctx)
+		if err != nil {
+			return fmt.Errorf("--output %s: %w", o.output, err)
+		}
+		cli.Close()
+	case layerfs.TransportRegistry:
+		var nopts []name.Option
+		if g.insecure {
+			nopts = append(nopts, name.Insecure)
+		}
+		ref, err := name.ParseReference(outRef.Name, nopts...)
+		if err != nil {
+			return usageError{fmt.Sprintf("--output %s: %v", o.output, err)}
+		}
+		// The registry's ping and a push token: one or two requests.
+		auth, err := authn.Resolve(ctx, authn.DefaultKeychain, ref.Context())
+		if err == nil {
+			_, err = gtransport.NewWithContext(ctx, ref.Context().Registry, auth, remote.DefaultTransport, []string{ref.Scope(gtransport.PushScope)})
+		}
+		if err != nil {
+			return fmt.Errorf("--output %s: registry %s: %w", o.output, ref.Context().RegistryStr(), err)
+		}
+	}
+	return nil
+}
+
+// sameImage reports whether writing out would replace base: the same
+// archive file (whatever its tag or transport), the same tag of one OCI
+// layout, the same engine or registry tag.
+func sameImage(base, out layerfs.Ref) bool {
+	isFile := func(t string) bool { return t == layerfs.TransportDockerArchive || t == layerfs.TransportOCIArchive }
+	switch {
+	case isFile(base.Transport) && isFile(out.Transport):
+		return samePath(base.Path, out.Path)
+	case base.Transport != out.Transport:
+		return false
+	case base.Transport == layerfs.TransportOCI:
+		return samePath(base.Path, out.Path) && base.Name == out.Name
+	case base.Transport == layerfs.TransportDaemon || base.Transport == layerfs.TransportRegistry:
+		b, errB := name.ParseReference(base.Name)
+		w, errW := name.ParseReference(out.Name)
+		if errB != nil || errW != nil {
+			return base.Name == out.Name
+		}
+		return b.Name() == w.Name() // index.docker.io/library/app:1 == app:1
+	}
+	return false
+}
+
+// samePath reports whether two paths name one file: the same file on disk
+// (links included), or the same clean absolute path.
+func samePath(a, b string) bool {
+	if sa, err := os.Stat(a); err == nil {
+		if sb, err := os.Stat(b); err == nil {
+			return os.SameFile(sa, sb)
+		}
+	}
+	aa, errA := filepath.Abs(a)
+	ab, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && aa == ab
 }
 
 // applyTimes is apply's timing line: where the time went, and the

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestApplyOutputChecks: an --output that would replace the base is
+// refused without --replace-base, and a missing output directory or an
+// unreachable engine or registry is reported before any work (the delta
+// named here does not even exist, so reaching it would say so).
+func TestApplyOutputChecks(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	base := filepath.Join(dir, "old.tar")
+	os.WriteFile(base, []byte("the base"), 0o644)
+	os.Mkdir(filepath.Join(dir, "layout"), 0o755)
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(dir, "no-docker.sock"))
+	for _, tc := range []struct {
+		name, base, output string
+		code               int
+		want               string
+	}{
+		{"same archive", "docker-archive:" + base, "docker-archive:" + base, 2, "--replace-base"},
+		{"same archive spelt otherwise", "docker-archive:" + base, "docker-archive:./old.tar:app:2", 2, "--replace-base"},
+		{"archive as oci-archive", "docker-archive:" + base, "oci-archive:" + base, 2, "--replace-base"},
+		{"same layout tag", "oci:layout:v1", "oci:" + filepath.Join(dir, "layout") + ":v1", 2, "--replace-base"},
+		{"same engine tag", "docker-daemon:app:1", "docker-daemon:docker.io/library/app:1", 2, "--replace-base"},
+		{"same registry tag", "docker://reg.example/app:1", "docker://reg.example/app:1", 2, "--replace-base"},
+		{"missing directory", "docker-archive:" + base, "docker-archive:" + filepath.Join(dir, "nope", "new.tar"), 1, "directory " + filepath.Join(dir, "nope") + " does not exist"},
+		{"no engine", "docker-archive:" + base, "docker-daemon:app:2", 1, "Docker Engine not reachable"},
+		{"no registry", "docker-archive:" + base, "docker://127.0.0.1:1/app:2", 1, "registry 127.0.0.1:1"},
+		// Not the base: on to the delta, which is missing.
+		{"another layout tag", "oci:layout:v1", "oci:layout:v2", 1, "missing.skiff"},
+		{"another archive", "docker-archive:" + base, "docker-archive:new.tar", 1, "missing.skiff"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := run(t, "apply", "--base", tc.base, "--delta", "missing.skiff", "--output", tc.output, "--allow-unsigned")
+			if err == nil || exitCode(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err %v (exit %d), want exit %d and %q", err, exitCode(err), tc.code, tc.want)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(base); string(b) != "the base" {
+		t.Errorf("the base changed: %q", b)
+	}
+}
+
+// TestApplyReplaceBase: with --replace-base, an output that is the base is
+// written (here: the layout tag the base had moves to the target).
+func TestApplyReplaceBase(t *testing.T) {
+	from, to, _ := smallPair(t)
+	upd := filepath.Join(t.TempDir(), "u.skiff")
+	if _, errOut, err := run(t, "diff", "--from", from, "--to", to, "-o", upd, "--level", "1"); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	args := []string{"apply", "--base", from, "--delta", upd, "--output", from, "--allow-unsigned"}
+	if _, _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "--replace-base") {
+		t.Fatalf("output = base without --replace-base: %v", err)
+	}
+	if _, _, err := run(t, append(args, "--replace-base")...); err != nil {
+		t.Fatal(err)
+	}
+	config := func(ref string) string {
+		out, _, err := run(t, "inspect", "-o", "json", ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep imageReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep.ConfigDigest
+	}
+	if got, want := config(from), config(to); got != want {
+		t.Errorf("the replaced base has config %s, want the target's %s", got, want)
+	}
+}
+
+// TestDiffOutputMissingDir: -o in a missing directory is reported by the
+// user's path, not a temporary name, before the images are read (these do
+// not exist).
+func TestDiffOutputMissingDir(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "nope", "u.skiff")
+	_, _, err := run(t, "diff", "--from", "docker-archive:/nonexistent/a.tar", "--to", "docker-archive:/nonexistent/b.tar", "-o", out)
+	if err == nil || !strings.Contains(err.Error(), out) || strings.Contains(err.Error(), ".tmp-") || strings.Contains(err.Error(), "a.tar") {
+		t.Errorf("err %v, want one naming %s", err, out)
+	}
+}
