@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/internal/counting"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -157,7 +158,7 @@ func inspectLayer(ctx context.Context, l v1.Layer, store *layerfs.Store) (layerR
 
 	var ing layerfs.Ingester = layerfs.Discard{}
 	var skelFile *os.File
-	counter := &countWriter{}
+	counter := &counting.Writer{}
 	var sink io.Writer = counter
 	if store != nil {
 		ing = store
@@ -180,9 +181,9 @@ func inspectLayer(ctx context.Context, l v1.Layer, store *layerfs.Store) (layerR
 		return lr, err
 	}
 	lr.Stats = st
-	lr.SkeletonZstd = counter.n
+	lr.SkeletonZstd = counter.N
 	if st.Entries > 0 {
-		lr.SkeletonPerEntry = float64(counter.n) / float64(st.Entries)
+		lr.SkeletonPerEntry = float64(counter.N) / float64(st.Entries)
 	}
 	if store != nil {
 		if _, err := skelFile.Seek(0, io.SeekStart); err != nil {
@@ -238,10 +239,6 @@ func printInspectTable(out io.Writer, rep imageReport) {
 	fmt.Fprintf(tw, "total\t\t\t%s\t%s\t%d\t%d\t%s\t%.1f\t\t\n", humanBytes(blob), humanBytes(tarSize), entries, files, humanBytes(skel), per)
 	tw.Flush()
 }
-
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // short shortens a digest to algorithm:12 hex digits.
 func short(d string) string {

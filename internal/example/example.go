@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
@@ -226,8 +228,8 @@ func writeLayout(dir string, tag name.Tag, img v1.Image) error {
 		return fmt.Errorf("write %s: %w", dir, err)
 	}
 	err = lp.AppendImage(img, layout.WithAnnotations(map[string]string{
-		"io.containerd.image.name":          "docker.io/" + tag.String(),
-		"org.opencontainers.image.ref.name": tag.TagStr(),
+		"io.containerd.image.name": "docker.io/" + tag.String(),
+		ocispec.AnnotationRefName:  tag.TagStr(),
 	}))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", dir, err)

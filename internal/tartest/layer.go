@@ -11,28 +11,18 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/skiff-dev/skiff/internal/counting"
 )
 
 // ErrBadSize is returned by Layer for a negative size.
 var ErrBadSize = errors.New("tartest: bad layer size")
 
-// countWriter counts the bytes written through it.
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // layerGen holds the state of one Layer call.
 type layerGen struct {
 	rng     *rand.Rand
 	tw      *tar.Writer
-	cw      *countWriter
+	cw      *counting.Writer
 	dirs    map[string]bool
 	dirList []string        // g.dirs in creation order
 	seen    map[string]bool // every non-directory path
@@ -66,7 +56,7 @@ func Layer(w io.Writer, seed int64, size int64) error {
 	if size < 0 {
 		return fmt.Errorf("layer of %d bytes: %w", size, ErrBadSize)
 	}
-	cw := &countWriter{w: w}
+	cw := &counting.Writer{W: w}
 	g := &layerGen{
 		rng:     rand.New(rand.NewPCG(uint64(seed), 0x5eed1a7e)),
 		tw:      tar.NewWriter(cw),
@@ -289,7 +279,7 @@ func (g *layerGen) entry() error {
 
 // budget is the number of bytes left for entries before the end marker.
 func (g *layerGen) budget() int64 {
-	return g.target - g.cw.n - 2*blockSize
+	return g.target - g.cw.N - 2*blockSize
 }
 
 // relTo returns target relative to directory dir.

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/skiff-dev/skiff/internal/counting"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -499,13 +501,12 @@ func TestLayer(t *testing.T) {
 	t.Run("size within 10% for many seeds", func(t *testing.T) {
 		for seed := int64(0); seed < 40; seed++ {
 			for _, size := range []int64{8 << 10, 13 << 10, 50 << 10, 300 << 10} {
-				var cw countWriter
-				cw.w = io.Discard
+				var cw counting.Writer
 				if err := Layer(&cw, seed, size); err != nil {
 					t.Fatal(err)
 				}
-				if cw.n < size*9/10 || cw.n > size*11/10 {
-					t.Errorf("seed %d: layer is %d bytes, want %d ± 10%%", seed, cw.n, size)
+				if cw.N < size*9/10 || cw.N > size*11/10 {
+					t.Errorf("seed %d: layer is %d bytes, want %d ± 10%%", seed, cw.N, size)
 				}
 			}
 		}

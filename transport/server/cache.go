@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/internal/atomicfile"
+	"github.com/skiff-dev/skiff/internal/counting"
 )
 
 // digestRe is the only digest form the server accepts from clients.
@@ -131,7 +132,7 @@ func (c *cache) store(base, target string, fill func(io.Writer) error) (pairInde
 	}
 	defer f.Abort()
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	cw := &counting.Writer{W: io.MultiWriter(f, h)}
 	bw := bufio.NewWriterSize(cw, 1<<20) // large writes: one hash call per MiB
 	if err := fill(bw); err != nil {
 		return pairIndex{}, err
@@ -139,7 +140,7 @@ func (c *cache) store(base, target string, fill func(io.Writer) error) (pairInde
 	if err := bw.Flush(); err != nil {
 		return pairIndex{}, err
 	}
-	idx := pairIndex{Base: base, Target: target, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cw.n, Created: time.Now().UTC(), Signers: c.signers}
+	idx := pairIndex{Base: base, Target: target, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cw.N, Created: time.Now().UTC(), Signers: c.signers}
 	// Another server sharing the cache may have renamed the same bytes
 	// into place already; renaming over them is harmless.
 	if err := f.CommitAs(c.deltaPath(idx.Digest)); err != nil {
@@ -156,15 +157,4 @@ func (c *cache) store(base, target string, fill func(io.Writer) error) (pairInde
 	c.pairs[pairKey(base, target)] = idx
 	c.mu.Unlock()
 	return idx, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
