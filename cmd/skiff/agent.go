@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,15 +151,11 @@ func runAgentCheck(ctx context.Context, a *agent.Agent, o *agentOptions, update 
 		}
 	}
 	if o.output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		var err error
+		var v any = checks
 		if update {
-			err = enc.Encode(updates)
-		} else {
-			err = enc.Encode(checks)
+			v = updates
 		}
-		if err != nil {
+		if err := printJSON(out, v); err != nil {
 			return err
 		}
 	}
@@ -242,9 +237,7 @@ another base image is refused and nothing changes.`,
 				return err
 			}
 			if o.output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(cmd.OutOrStdout(), res)
 			}
 			printUpdate(cmd.OutOrStdout(), res)
 			return nil
@@ -281,9 +274,7 @@ func newAgentStatusCommand(_ *globalOptions) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if o.output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return printJSON(out, st)
 			}
 			printStatus(out, st)
 			return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -183,9 +182,7 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 		return err
 	}
 	if o.json {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(out, rep)
 	}
 	printDiffReport(out, o.output, rep)
 	if len(signers) > 0 {

@@ -129,9 +129,7 @@ func runInspect(ctx context.Context, o *inspectOptions, g *globalOptions, ref st
 		rep.Layers = append(rep.Layers, lr)
 	}
 	if o.output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(out, rep)
 	}
 	printInspectTable(out, rep)
 	return nil
@@ -258,6 +256,13 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// printJSON writes v as indented JSON, the form of every -o json/--json.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // humanDuration prints d for people: milliseconds under a second (a fast

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -112,9 +111,7 @@ func runInspectDelta(path, output string, trustFiles []string, out io.Writer) er
 		rep.EncoderBytes[op.Encoder] += m.Blobs[op.Blob].Size
 	}
 	if output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(out, rep)
 	}
 	fmt.Fprintf(out, "delta     %s (%s)\nheader    %s\n", path, humanBytes(rep.Size), rep.HeaderDigest)
 	switch {
