@@ -1,0 +1,209 @@
+package delta
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+)
+
+func (d *differ) level() zstd.EncoderLevel { return zstd.EncoderLevel(d.opts.Level) }
+
+// encodeAll picks the smallest encoding of every planned op, in parallel,
+// within the memory cap. Results do not depend on the schedule.
+func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
+	if d.opts.Gunzip {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(d.opts.Jobs)
+		for _, p := range plans {
+			g.Go(func() error { return d.gunzipOp(gctx, p) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
+	sem := semaphore.NewWeighted(d.opts.MemoryCap)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(d.opts.Jobs)
+	// Biggest first, so the long ones overlap instead of ending alone.
+	order := slices.Clone(plans)
+	slices.SortStableFunc(order, func(a, b *planned) int { return cmp.Compare(b.size, a.size) })
+	for _, p := range order {
+		if p.base == "" {
+			continue // plain zstd, in the pack
+		}
+		g.Go(func() error {
+			// bsdiff holds base, target, the suffix array (4 bytes per base
+			// byte) and its output; bsdiff-x86 also the transformed pair;
+			// zstd-dict holds base and target.
+			size := max(p.size, p.baseSize)
+			need := 9*size + 16<<20
+			useBsdiff := (d.opts.Bsdiff || d.opts.BsdiffX86) && need <= d.opts.MemoryCap
+			if !useBsdiff {
+				need = 3*size + 16<<20
+			}
+			chunk := 0
+			if !useBsdiff && d.opts.Bsdiff {
+				// Too big to diff whole: diff it in chunks that fit.
+				chunk = int((d.opts.MemoryCap - 16<<20) / 18)
+				useBsdiff = chunk >= 1<<20
+				need = d.opts.MemoryCap
+			}
+			need = min(need, d.opts.MemoryCap)
+			if err := sem.Acquire(ctx, need); err != nil {
+				return err
+			}
+			defer sem.Release(need)
+			return d.encodeOne(ctx, p, useBsdiff, chunk)
+		})
+	}
+	return g.Wait()
+}
+
+func (d *differ) readPayload(ctx context.Context, dg digest.Digest) ([]byte, error) {
+	rc, err := d.store.Open(ctx, dg)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// plainZstdSize is the size of target on its own in the pack's zstd.
+func plainZstdSize(target []byte, level zstd.EncoderLevel) (int, error) {
+	n := countingWriter{w: io.Discard}
+	enc, err := getEncoder(&n, level, windowFor(0, int64(len(target))), nil)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := enc.Write(target); err != nil {
+		enc.Close()
+		return 0, err
+	}
+	err = enc.Close()
+	return int(n.n), err
+}
+
+// encodeOne picks the smallest encoding of one file; chunk > 0 asks for the
+// bounded-memory (chunked) bsdiff only.
+func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chunk int) error {
+	base, err := d.readPayload(ctx, p.base)
+	if err != nil {
+		return err
+	}
+	tgt, err := d.readPayload(ctx, p.content)
+	if err != nil {
+		return err
+	}
+	bestSize := math.MaxInt
+	p.op.Encoder, p.blob = EncZstd, nil
+	// Pick the encoder with zstd-coded patches, then, when asked, try
+	// brotli on the winner only (it is slow). Each variant is diffed once:
+	// its raw stream is kept for the brotli retry.
+	zc := patchCoder{name: CoderZstd, level: d.level()}
+	var winner *rawPatch
+	consider := func(enc string, rp *rawPatch) error {
+		b, window, err := rp.encode(zc)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", p.path, enc, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Encoder, p.blob, p.expanded, p.window, winner = len(b), enc, b, rp.expanded, window, rp
+		}
+		return nil
+	}
+	switch {
+	case useBsdiff && chunk > 0:
+		raw, err := bsdiffChunkedRaw(ctx, base, tgt, chunk)
+		if err != nil {
+			return fmt.Errorf("%s: chunked bsdiff: %w", p.path, err)
+		}
+		if err := consider(EncBsdiff, &rawPatch{raw: raw}); err != nil {
+			return err
+		}
+	case useBsdiff:
+		x86 := false
+		if d.opts.BsdiffX86 {
+			prefix, raw, expanded, ok, err := bsdiffX86Raw(ctx, base, tgt)
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
+			}
+			if ok {
+				x86 = true
+				if err := consider(EncBsdiffX86, &rawPatch{prefix: prefix, raw: raw, expanded: expanded}); err != nil {
+					return err
+				}
+			}
+		}
+		if d.opts.Bsdiff && (!x86 || d.opts.Exhaustive) {
+			raw, err := bsdiffRaw(ctx, base, tgt)
+			if err != nil {
+				return fmt.Errorf("%s: bsdiff: %w", p.path, err)
+			}
+			if err := consider(EncBsdiff, &rawPatch{raw: raw}); err != nil {
+				return err
+			}
+		}
+	}
+	// zstd-dict: its encoder indexes the whole base first, which on a big
+	// base costs more than it can win over a patch already under 1/64 of
+	// the file.
+	if d.opts.ZstdDict && int64(len(base)) <= d.opts.MaxDictBase &&
+		(d.opts.Exhaustive || len(base) <= 256<<10 || bestSize > len(tgt)/64) {
+		level := d.level()
+		if len(base) < smallDict {
+			level = min(level, zstd.SpeedBetterCompression)
+		}
+		b, window, err := encodeZstdDict(base, tgt, level)
+		if err != nil {
+			return fmt.Errorf("%s: zstd-dict: %w", p.path, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Encoder, p.blob, p.window, p.expanded, winner = len(b), EncZstdDict, b, window, 0, nil
+		}
+	}
+	// Plain zstd, the fallback. Its best level costs as much as a suffix
+	// array on big files: skip it where even a fast zstd is 4x bigger than
+	// the best so far (the best level is never that much smaller).
+	z, err := plainZstdSize(tgt, zstd.SpeedFastest)
+	if err != nil {
+		return err
+	}
+	if d.level() != zstd.SpeedFastest && (d.opts.Exhaustive || z < 4*bestSize) {
+		if z, err = plainZstdSize(tgt, d.level()); err != nil {
+			return err
+		}
+	}
+	if z < bestSize {
+		bestSize, p.op.Encoder, p.blob, p.expanded, winner = z, EncZstd, nil, 0, nil
+	}
+	p.zstdSize = int64(z)
+	if d.opts.BrotliQuality != 0 && winner != nil {
+		b, _, err := winner.encode(patchCoder{name: CoderBrotli, quality: d.opts.BrotliQuality})
+		if err != nil {
+			return fmt.Errorf("%s: %s with brotli: %w", p.path, p.op.Encoder, err)
+		}
+		if len(b) < bestSize {
+			bestSize, p.op.Coder, p.blob, p.window = len(b), CoderBrotli, b, 0
+		}
+	}
+	if p.op.Encoder == EncZstd {
+		p.dropBase()
+	}
+	return nil
+}
+
+// dropBase makes p a plain op: no base.
+func (p *planned) dropBase() {
+	p.op.Base, p.op.BaseDigest, p.base, p.baseSize = -1, "", "", 0
+	if p.op.Gzip != nil {
+		p.op.Gzip.BaseSize = 0
+	}
+}
