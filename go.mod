@@ -3,7 +3,7 @@ module github.com/skiff-dev/skiff
 go 1.25.0
 
 require (
-	github.com/andybalholm/brotli v1.1.1
+	github.com/andybalholm/brotli v1.3.0
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/containerd/errdefs v1.0.0
 	github.com/dsnet/compress v0.0.1

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
-	"encoding"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -294,10 +292,24 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 		return err
 	}
 	ops := a.m.Ops
+	// The solid streams (version 3).
+	inStream := map[int]bool{}
+	for _, s := range a.m.Streams {
+		br := blob(s.Blob)
+		if err := a.applyStream(ctx, s, br); err != nil {
+			return fail(s.Blob, br, asCorrupt(err))
+		}
+		if err := finish(s.Blob, br); err != nil {
+			return err
+		}
+		for _, k := range s.Ops {
+			inStream[k] = true
+		}
+	}
 	// The pack.
 	var pack []Op
 	for _, op := range ops {
-		if op.Encoder == EncZstd {
+		if op.Encoder == EncZstd && len(a.m.Streams) == 0 {
 			pack = append(pack, op)
 		}
 	}
@@ -320,7 +332,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 	}
 	doneBlob := map[int]bool{}
 	for k, op := range ops {
-		if op.Encoder == EncZstd || doneBlob[op.Blob] {
+		if op.Encoder == EncZstd || inStream[k] || doneBlob[op.Blob] {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -580,29 +592,9 @@ func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
 // through E⁻¹ and T⁻¹ into the store.
 func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, baseSize int64, br io.Reader) error {
 	bbr := bufio.NewReader(br)
-	param := func(what string, u encoding.BinaryUnmarshaler) error {
-		n, err := binary.ReadUvarint(bbr)
-		if err != nil || n > 1<<20 {
-			return fmt.Errorf("%w: bsdiff-x86 %s of %d bytes", ErrCorrupt, what, n)
-		}
-		pb := make([]byte, n)
-		if _, err := io.ReadFull(bbr, pb); err != nil {
-			return fmt.Errorf("%w: bsdiff-x86 %s: %v", ErrCorrupt, what, err)
-		}
-		if err := u.UnmarshalBinary(pb); err != nil {
-			return fmt.Errorf("%w: bsdiff-x86 %s: %v", ErrCorrupt, what, err)
-		}
-		return nil
-	}
 	var xp exefilter.Params
 	var zBase, zTarget zsections.Params
-	if err := param("x86 parameters", &xp); err != nil {
-		return err
-	}
-	if err := param("base sections", &zBase); err != nil {
-		return err
-	}
-	if err := param("target sections", &zTarget); err != nil {
+	if err := readX86Params(bbr, &xp, &zBase, &zTarget); err != nil {
 		return err
 	}
 	outSize := outSize(op) + zTarget.Growth()

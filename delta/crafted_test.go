@@ -182,7 +182,8 @@ func craftedCases(t *testing.T, good []byte, target v1.Image, bsdiffDelta []byte
 	add("header is not zstd", c.rawManifestFrame([]byte("not a zstd frame at all")), ErrBadDelta, "manifest")
 
 	// Manifest: versions, unknown fields and encoders.
-	add("unknown manifest version", c.edit(func(m *Manifest) { m.Version = 3 }), ErrBadDelta, "manifest version 3")
+	add("unknown manifest version", c.edit(func(m *Manifest) { m.Version = 4 }), ErrBadDelta, "manifest version 4")
+	add("a pack in a version 3 manifest", c.edit(func(m *Manifest) { m.Version = 3 }), ErrBadDelta, "out of order")
 	add("manifest version 0", c.edit(func(m *Manifest) { m.Version = 0 }), ErrBadDelta, "manifest version 0")
 	js, _ := json.Marshal(m0)
 	add("unknown manifest field", c.rawManifest(bytes.Replace(js, []byte(`{"version":1,`), []byte(`{"version":1,"extract_to":"/etc",`), 1)),
@@ -372,11 +373,19 @@ func TestCraftedDeltas(t *testing.T) {
 		_, err := Diff(ctx, base, target, &buf, opts)
 		return buf.Bytes(), err
 	}
-	good, err := diff(target, DefaultOptions())
+	// The legacy cases break the blob layout of manifest versions 1-2 (a
+	// pack, one blob per patch); solidCases those of version 3's streams.
+	legacy := DefaultOptions()
+	legacy.Solid = false
+	good, err := diff(target, legacy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bsOpts := DefaultOptions()
+	solid, err := diff(target, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bsOpts := legacy
 	bsOpts.ZstdDict = false
 	bsDelta, err := diff(target, bsOpts)
 	if err != nil {
@@ -385,7 +394,7 @@ func TestCraftedDeltas(t *testing.T) {
 	trust := []ed25519.PublicKey{pubOf(craftKey)}
 	// The good deltas apply: every case below differs from them only in
 	// what it breaks.
-	for _, d := range [][]byte{good, bsDelta} {
+	for _, d := range [][]byte{good, bsDelta, solid} {
 		res, err := Apply(ctx, base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir(), TrustedKeys: trust})
 		if err != nil {
 			t.Fatalf("the good delta does not apply: %v", err)
@@ -393,6 +402,7 @@ func TestCraftedDeltas(t *testing.T) {
 		res.Close()
 	}
 	cases := craftedCases(t, good, target, bsDelta)
+	cases = append(cases, solidCases(t, solid)...)
 
 	// Targets with unsafe paths: diff refuses them; forced through the
 	// test hook, Apply refuses the delta.
@@ -497,4 +507,35 @@ func listTree(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// solidCases derives hostile deltas from good, a version 3 delta with one
+// solid stream (blob 1, after the skeleton).
+func solidCases(t *testing.T, good []byte) []craftCase {
+	c := takeApart(t, good)
+	if len(c.h.Manifest.Streams) != 1 || c.h.Manifest.Streams[0].Blob != 1 || len(c.h.Manifest.Streams[0].Ops) < 2 {
+		t.Fatalf("the tiny pair should give one stream of 2 ops or more in blob 1: %+v", c.h.Manifest.Streams)
+	}
+	var cases []craftCase
+	add := func(name string, d []byte, want error, msg ...string) {
+		cases = append(cases, craftCase{name: "stream: " + name, delta: d, want: []error{want}, msg: msg})
+	}
+	edit := func(fn func(s *Stream, m *Manifest)) []byte {
+		return c.edit(func(m *Manifest) { fn(&m.Streams[0], m) })
+	}
+	add("unknown codec", edit(func(s *Stream, _ *Manifest) { s.Codec = "lz4" }), ErrBadDelta, `unknown codec "lz4"`)
+	add("window over the declared limit", edit(func(s *Stream, m *Manifest) { s.Window = m.Limits.MaxWindow * 2 }), ErrLimit, "window")
+	add("no ops", edit(func(s *Stream, _ *Manifest) { s.Ops = nil }), ErrBadDelta, "has no ops")
+	add("op listed twice", edit(func(s *Stream, _ *Manifest) { s.Ops = append(s.Ops, s.Ops[0]) }), ErrBadDelta, "already in a stream")
+	add("op out of range", edit(func(s *Stream, m *Manifest) { s.Ops[0] = len(m.Ops) }), ErrBadDelta, "out of range")
+	add("op left out", edit(func(s *Stream, _ *Manifest) { s.Ops = s.Ops[1:] }), ErrBadDelta, "belongs to a stream")
+	add("members swapped", edit(func(s *Stream, _ *Manifest) { s.Ops[0], s.Ops[1] = s.Ops[1], s.Ops[0] }), ErrCorrupt)
+	add("in a version 2 manifest", edit(func(_ *Stream, m *Manifest) { m.Version = 2 }), ErrBadDelta, "version 3")
+	add("blob out of order", edit(func(s *Stream, _ *Manifest) { s.Blob = 0 }), ErrBadDelta, "out of order")
+	add("stream blob truncated", c.body(func(b [][]byte) [][]byte { b[1] = b[1][:len(b[1])/2]; return b }), ErrCorrupt)
+	add("stream blob altered", c.body(func(b [][]byte) [][]byte { b[1][len(b[1])/2] ^= 0x40; return b }), ErrCorrupt)
+	if c.h.Manifest.Streams[0].Codec == CodecBrotli {
+		add("brotli window smaller than the stream's", edit(func(s *Stream, _ *Manifest) { s.Window = 1 << 10 }), ErrCorrupt, "window")
+	}
+	return cases
 }

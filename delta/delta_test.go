@@ -108,7 +108,7 @@ func TestBsdiffChunked(t *testing.T) {
 		target[i] ^= 0x55
 	}
 	for _, chunk := range []int{256 << 10, 1 << 20, 8 << 20} {
-		raw, err := bsdiffChunkedRaw(context.Background(), base, target, chunk)
+		raw, _, err := bsdiffChunkedRaw(context.Background(), base, target, chunk, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestBrotliCoder(t *testing.T) {
 	old := bytes.Repeat([]byte("brotli streams for bsdiff "), 4000)
 	nw := append([]byte("prefix "), old...)
 	nw[5000] ^= 1
-	raw, err := bsdiffRaw(context.Background(), old, nw)
+	raw, _, err := bsdiffRaw(context.Background(), old, nw, false)
 	if err != nil {
 		t.Fatal(err)
 	}

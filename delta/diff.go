@@ -38,6 +38,11 @@ type Options struct {
 	// best-level plain zstd baseline is skipped where a fast zstd shows it
 	// cannot win.
 	Exhaustive bool
+	// Solid writes manifest version 3: new contents and bsdiff residues
+	// go into solid streams compressed with the best of zstd and brotli
+	// (FORMAT.md, "Solid streams"). Off: versions 1-2, a pack and one blob
+	// per patch.
+	Solid bool
 	// Jobs is how many files are encoded at once (default GOMAXPROCS).
 	Jobs int
 	// MemoryCap bounds the memory of concurrent per-file encoders, in bytes;
@@ -65,7 +70,7 @@ type Options struct {
 
 // DefaultOptions are the settings `skiff diff` uses.
 func DefaultOptions() Options {
-	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
+	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Solid: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
 		MemoryCap: 256 << 20, MaxDictBase: 2 << 20}
 }
 
@@ -103,8 +108,20 @@ type Report struct {
 	// Gunzipped counts the gzip files diffed by their content (and
 	// compressed again by the device with GNU gzip's algorithm).
 	Gunzipped int `json:"gunzipped"`
+	// Streams are the solid streams (manifest version 3).
+	Streams []StreamReport `json:"streams,omitempty"`
 	// Largest lists the files that cost the most, largest first.
 	Largest []FileCost `json:"largest"`
+}
+
+// StreamReport is one solid stream: its codec and window, how many files
+// it carries, and its size before and after compression.
+type StreamReport struct {
+	Codec  string `json:"codec"`
+	Window int64  `json:"window"`
+	Files  int    `json:"files"`
+	Raw    int64  `json:"raw_bytes"`
+	Bytes  int64  `json:"bytes"`
 }
 
 // FileCost is what one changed file costs in the delta. Files that share a
@@ -254,6 +271,13 @@ type planned struct {
 	expanded       int64  // bsdiff-x86: size of the transformed target
 	window         int64  // zstd window the blob needs
 	blob           []byte // encoded bytes (nil for the pack members)
+	// Solid mode: residue is the file holding the bsdiff residue (split
+	// form, after bsdiff-x86's prefix), residueSize bytes, controls its
+	// control triples; cost the estimate the encoder was chosen by.
+	residue               string
+	residueSize, controls int64
+	cost                  int64
+	inStream              bool // a member of a solid stream
 }
 
 func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Report, error) {

@@ -215,6 +215,7 @@ func compressPatch(raw []byte, coder patchCoder) ([]byte, error) {
 type rawPatch struct {
 	prefix, raw []byte
 	expanded    int64 // bsdiff-x86: size of the transformed target
+	controls    int64 // control triples
 }
 
 // encode returns the op blob with the patch compressed by coder, and the
@@ -231,49 +232,97 @@ func (rp *rawPatch) encode(coder patchCoder) ([]byte, int64, error) {
 	return append(append([]byte{}, rp.prefix...), b...), window, nil
 }
 
-// bsdiffRaw computes the uncompressed streaming bsdiff of target against
-// base. Callers compress it once per coder tried, so the suffix array is
-// built once per file.
-func bsdiffRaw(ctx context.Context, base, target []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(target) + len(target)/8 + 64)
-	em := bsdiff.NewStreamEmitter(&buf)
-	if err := bsdiff.Diff(ctx, base, target, em); err != nil {
-		return nil, err
+// rawEmitter collects an uncompressed bsdiff in the streaming form (one
+// blob per op, manifest versions 1-2) or the split form (solid streams,
+// version 3).
+type rawEmitter interface {
+	bsdiff.Emitter
+	pos() int64
+	bytes() ([]byte, error)
+}
+
+type streamRaw struct {
+	buf bytes.Buffer
+	em  *bsdiff.StreamEmitter
+}
+
+func newStreamRaw(size int) *streamRaw {
+	s := &streamRaw{}
+	s.buf.Grow(size + size/8 + 64)
+	s.em = bsdiff.NewStreamEmitter(&s.buf)
+	return s
+}
+func (s *streamRaw) EmitControl(c bsdiff.Control) error { return s.em.EmitControl(c) }
+func (s *streamRaw) EmitDiff(p []byte) error            { return s.em.EmitDiff(p) }
+func (s *streamRaw) EmitExtra(p []byte) error           { return s.em.EmitExtra(p) }
+func (s *streamRaw) pos() int64                         { return s.em.Pos }
+func (s *streamRaw) bytes() ([]byte, error) {
+	err := s.em.Flush() // before Bytes: the emitter buffers
+	return s.buf.Bytes(), err
+}
+
+type splitRaw struct{ bsdiff.SplitEmitter }
+
+func (s *splitRaw) pos() int64             { return s.Pos }
+func (s *splitRaw) bytes() ([]byte, error) { return s.Bytes(), nil }
+
+func newRaw(split bool, size int) rawEmitter {
+	if split {
+		return &splitRaw{}
 	}
-	if err := em.Flush(); err != nil {
-		return nil, err
+	return newStreamRaw(size)
+}
+
+// bsdiffRaw computes the uncompressed bsdiff of target against base, in
+// the split form or the streaming one. Callers compress it once per coder
+// tried, so the suffix array is built once per file. controls is the
+// number of control triples.
+func bsdiffRaw(ctx context.Context, base, target []byte, split bool) (raw []byte, controls int64, err error) {
+	em := newRaw(split, len(target))
+	c := &controlCounter{rawEmitter: em}
+	if err := bsdiff.Diff(ctx, base, target, c); err != nil {
+		return nil, 0, err
 	}
-	return buf.Bytes(), nil
+	raw, err = em.bytes()
+	return raw, c.n, err
+}
+
+// controlCounter counts the control triples going through it.
+type controlCounter struct {
+	rawEmitter
+	n int64
+}
+
+func (c *controlCounter) EmitControl(ctl bsdiff.Control) error {
+	c.n++
+	return c.rawEmitter.EmitControl(ctl)
 }
 
 // bsdiffChunkedRaw is bsdiffRaw with bounded memory for files too big to
 // diff whole: the target is cut into chunks, each diffed against the base
 // window around the same offset (half a chunk either side), and the results
-// are joined into one ordinary streaming bsdiff by control triples that
-// only move the base position. Memory is that of a 2-chunk diff.
-func bsdiffChunkedRaw(ctx context.Context, base, target []byte, chunk int) ([]byte, error) {
+// are joined into one ordinary bsdiff by control triples that only move
+// the base position. Memory is that of a 2-chunk diff.
+func bsdiffChunkedRaw(ctx context.Context, base, target []byte, chunk int, split bool) (raw []byte, controls int64, err error) {
 	if chunk < 1 {
-		return nil, fmt.Errorf("chunk size %d", chunk)
+		return nil, 0, fmt.Errorf("chunk size %d", chunk)
 	}
-	var buf bytes.Buffer
-	em := bsdiff.NewStreamEmitter(&buf)
+	em := newRaw(split, len(target))
+	c := &controlCounter{rawEmitter: em}
 	for off := 0; off < len(target); off += chunk {
 		end := min(off+chunk, len(target))
 		lo := min(max(0, off-chunk/2), len(base))
 		hi := min(len(base), end+chunk/2)
 		// Move the base position to the window's start.
-		if err := em.EmitControl(bsdiff.Control{Seek: int64(lo) - em.Pos}); err != nil {
-			return nil, err
+		if err := c.EmitControl(bsdiff.Control{Seek: int64(lo) - em.pos()}); err != nil {
+			return nil, 0, err
 		}
-		if err := bsdiff.Diff(ctx, base[lo:hi], target[off:end], em); err != nil {
-			return nil, err
+		if err := bsdiff.Diff(ctx, base[lo:hi], target[off:end], c); err != nil {
+			return nil, 0, err
 		}
 	}
-	if err := em.Flush(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	raw, err = em.bytes()
+	return raw, c.n, err
 }
 
 // bsdiffX86Raw is bsdiffRaw on ELF files made diffable by two exact,
@@ -286,15 +335,15 @@ func bsdiffChunkedRaw(ctx context.Context, base, target []byte, chunk int) ([]by
 // target, and raw is the streaming bsdiff of E(T(base)) to E(T(target)).
 // ok is false for files neither transform applies to; expanded is the size
 // of E(T(target)), what the patcher writes.
-func bsdiffX86Raw(ctx context.Context, base, target []byte) (prefix, raw []byte, expanded int64, ok bool, err error) {
+func bsdiffX86Raw(ctx context.Context, base, target []byte, split bool) (prefix, raw []byte, controls, expanded int64, ok bool, err error) {
 	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), exefilter.DefaultForms)
 	tBase, _, err := exefilter.EncodeLayout(base, lo)
 	if err != nil {
-		return nil, nil, 0, false, nil
+		return nil, nil, 0, 0, false, nil
 	}
 	tTarget, xp, err := exefilter.Encode(target, exefilter.DefaultForms)
 	if err != nil {
-		return nil, nil, 0, false, nil
+		return nil, nil, 0, 0, false, nil
 	}
 	eBase, zBase, okB, err := zsections.Expand(tBase)
 	if err != nil || !okB {
@@ -305,20 +354,20 @@ func bsdiffX86Raw(ctx context.Context, base, target []byte) (prefix, raw []byte,
 		eTarget, zTarget = tTarget, zsections.Params{}
 	}
 	if len(lo.Code) == 0 && len(xp.Layout.Code) == 0 && !okB && !okT {
-		return nil, nil, 0, false, nil
+		return nil, nil, 0, 0, false, nil
 	}
 	tBase, tTarget = nil, nil // let the collector have them before the suffix array
 	for _, m := range []encoding.BinaryMarshaler{xp, zBase, zTarget} {
 		pb, err := m.MarshalBinary()
 		if err != nil {
-			return nil, nil, 0, false, err
+			return nil, nil, 0, 0, false, err
 		}
 		prefix = binary.AppendUvarint(prefix, uint64(len(pb)))
 		prefix = append(prefix, pb...)
 	}
-	raw, err = bsdiffRaw(ctx, eBase, eTarget)
+	raw, controls, err = bsdiffRaw(ctx, eBase, eTarget, split)
 	if err != nil {
-		return nil, nil, 0, false, err
+		return nil, nil, 0, 0, false, err
 	}
-	return prefix, raw, int64(len(eTarget)), true, nil
+	return prefix, raw, controls, int64(len(eTarget)), true, nil
 }

@@ -37,10 +37,22 @@ func tinyPair(t testing.TB) (base, target v1.Image) {
 	return base, target
 }
 
-// TestDeltaGolden pins the delta byte format (FORMAT.md) on a tiny pair.
+// TestDeltaGolden pins the delta byte format (FORMAT.md) on a tiny pair:
+// manifest version 3 (solid streams), and version 1 as written without
+// them, which readers still apply.
 func TestDeltaGolden(t *testing.T) {
 	base, target := tinyPair(t)
-	want := checkGolden(t, "tiny.skiff", base, target)
+	want := checkGolden(t, "tiny-v3.skiff", base, target, DefaultOptions())
+	h3, err := ReadHeader(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h3.Manifest.Version != 3 || len(h3.Manifest.Streams) != 1 {
+		t.Errorf("the tiny pair should make a version 3 delta with one stream: version %d, %d streams", h3.Manifest.Version, len(h3.Manifest.Streams))
+	}
+	legacy := DefaultOptions()
+	legacy.Solid = false
+	want = checkGolden(t, "tiny.skiff", base, target, legacy)
 	h, err := ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +74,13 @@ func FuzzReadHeader(f *testing.F) {
 	}
 	f.Add(buf.Bytes())
 	f.Add(magic[:])
+	legacy := DefaultOptions()
+	legacy.Solid = false
+	buf.Reset()
+	if _, err := Diff(context.Background(), base, target, &buf, legacy); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ReadHeader(bytes.NewReader(data))
 		if err != nil {
@@ -120,7 +139,10 @@ func gzipPair(t testing.TB) (base, target v1.Image) {
 // TestDeltaGoldenGzip pins manifest version 2: gzip ops.
 func TestDeltaGoldenGzip(t *testing.T) {
 	base, target := gzipPair(t)
-	want := checkGolden(t, "gzip.skiff", base, target)
+	checkGolden(t, "gzip-v3.skiff", base, target, DefaultOptions())
+	legacy := DefaultOptions()
+	legacy.Solid = false
+	want := checkGolden(t, "gzip.skiff", base, target, legacy)
 	h, err := ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
@@ -133,10 +155,10 @@ func TestDeltaGoldenGzip(t *testing.T) {
 // checkGolden diffs base to target, compares the delta with golden file
 // name (rewritten with -update), checks that the golden delta applies and
 // returns it.
-func checkGolden(t *testing.T, name string, base, target v1.Image) []byte {
+func checkGolden(t *testing.T, name string, base, target v1.Image, opts Options) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
+	if _, err := Diff(context.Background(), base, target, &buf, opts); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "golden", name)

@@ -57,6 +57,28 @@ type Manifest struct {
 	Layers  []Layer `json:"layers"`
 	Blobs   []Blob  `json:"blobs"`
 	Ops     []Op    `json:"ops"`
+	// Streams (manifest version 3) are the solid streams: each is one blob
+	// whose decompressed bytes are its member ops' residues, one after the
+	// other (FORMAT.md, "Solid streams").
+	Streams []Stream `json:"streams,omitempty"`
+}
+
+// Stream codecs (manifest version 3).
+const (
+	CodecZstd   = "zstd"
+	CodecBrotli = "brotli"
+)
+
+// Stream is one solid stream of a version 3 delta.
+type Stream struct {
+	Blob  int    `json:"blob"`
+	Codec string `json:"codec"`
+	// Window is the history the decoder keeps, in bytes: the zstd window,
+	// or 1<<lgwin for brotli. At most limits.max_window.
+	Window int64 `json:"window"`
+	// Ops are the member ops, by index, in the order their residues follow
+	// each other in the stream.
+	Ops []int `json:"ops"`
 }
 
 // Base names the image a delta applies to.
@@ -101,6 +123,9 @@ type Limits struct {
 	MaxWindow   int64 `json:"max_window"`
 	MaxSkeleton int64 `json:"max_skeleton"`
 	TotalOutput int64 `json:"total_output"`
+	// MaxControls is the most control triples of one split bsdiff residue
+	// (version 3): a device spills them to disk and refuses more.
+	MaxControls int64 `json:"max_controls,omitempty"`
 }
 
 // Layer is how to get target layer i.
@@ -162,12 +187,17 @@ type GzipOp struct {
 	BaseSize int64 `json:"base_size,omitempty"`
 }
 
-// Manifest versions: 2 adds Op.Gzip. A writer uses the lowest version that
-// can express its delta.
+// Manifest versions: 2 adds Op.Gzip; 3 replaces the pack and the
+// per-op bsdiff blobs by solid streams. A writer uses the lowest version
+// that can express its delta.
 const (
 	minVersion = 1
-	maxVersion = 2
+	maxVersion = 3
 )
+
+// maxBrotliWindow is the largest brotli window a stream may declare
+// (1<<24, the format's own maximum without its large-window extension).
+const maxBrotliWindow = 1 << 24
 
 // validate checks the manifest's internal consistency and bounds, so that
 // nothing later indexes out of range or allocates what was not declared.
@@ -256,8 +286,12 @@ func (m *Manifest) validate() error {
 		}
 	}
 	pack := -1
+	inStream, err := m.validateStreams(&next)
+	if err != nil {
+		return err
+	}
 	for _, op := range m.Ops {
-		if op.Encoder == EncZstd {
+		if op.Encoder == EncZstd && m.Version < 3 {
 			pack, next = next, next+1
 			break
 		}
@@ -278,6 +312,21 @@ func (m *Manifest) validate() error {
 			case g.BaseSize > 0 && op.Encoder == EncZstd:
 				return bad("op %d: a plain zstd op has no base to decompress", k)
 			}
+		}
+		if inStream[k] {
+			if op.Encoder == EncZstd && op.Base != -1 {
+				return bad("op %d: a plain zstd op has no base", k)
+			}
+			if op.Encoder != EncZstd && (op.Base < 0 || op.Base >= m.Base.Payloads) {
+				return bad("op %d: base payload %d out of range (%d)", k, op.Base, m.Base.Payloads)
+			}
+			if op.Coder != "" {
+				return bad("op %d: coder %q in a stream (the stream names its codec)", k, op.Coder)
+			}
+			continue
+		}
+		if m.Version >= 3 && op.Encoder != EncZstdDict {
+			return bad("op %d: a %s op belongs to a stream in manifest version 3", k, op.Encoder)
 		}
 		switch op.Encoder {
 		case EncZstd:
@@ -321,6 +370,59 @@ func (m *Manifest) validate() error {
 		}
 	}
 	return nil
+}
+
+// validateStreams checks the solid streams (version 3), whose blobs follow
+// the skeletons' in stream order from *next on, and returns which ops are
+// stream members.
+func (m *Manifest) validateStreams(next *int) (map[int]bool, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadDelta, fmt.Sprintf(format, args...))
+	}
+	if len(m.Streams) > 0 && m.Version < 3 {
+		return nil, bad("streams need manifest version 3")
+	}
+	if m.Limits.MaxControls < 0 {
+		return nil, bad("max_controls %d", m.Limits.MaxControls)
+	}
+	member := map[int]bool{}
+	for s, st := range m.Streams {
+		if st.Blob != *next {
+			return nil, bad("stream %d: blob %d out of order (expected %d)", s, st.Blob, *next)
+		}
+		if st.Blob >= len(m.Blobs) {
+			return nil, bad("stream %d: blob %d out of range (%d blobs)", s, st.Blob, len(m.Blobs))
+		}
+		*next++
+		switch {
+		case st.Codec != CodecZstd && st.Codec != CodecBrotli:
+			return nil, bad("stream %d: unknown codec %q", s, st.Codec)
+		case st.Window > m.Limits.MaxWindow:
+			return nil, fmt.Errorf("%w: stream %d: a %d-byte window over the declared %d", ErrLimit, s, st.Window, m.Limits.MaxWindow)
+		case st.Codec == CodecBrotli && (st.Window < 1<<10 || st.Window > maxBrotliWindow || st.Window&(st.Window-1) != 0):
+			return nil, bad("stream %d: brotli window %d", s, st.Window)
+		case st.Codec == CodecZstd && st.Window < minWindow:
+			return nil, bad("stream %d: zstd window %d", s, st.Window)
+		case len(st.Ops) == 0:
+			return nil, bad("stream %d has no ops", s)
+		}
+		for _, k := range st.Ops {
+			if k < 0 || k >= len(m.Ops) {
+				return nil, bad("stream %d: op %d out of range (%d ops)", s, k, len(m.Ops))
+			}
+			if member[k] {
+				return nil, bad("stream %d: op %d is already in a stream", s, k)
+			}
+			member[k] = true
+			switch op := m.Ops[k]; {
+			case op.Encoder != EncZstd && op.Encoder != EncBsdiff && op.Encoder != EncBsdiffX86:
+				return nil, bad("stream %d: a %q op cannot be in a stream", s, op.Encoder)
+			case op.Blob != st.Blob:
+				return nil, bad("stream %d: op %d names blob %d, not the stream's %d", s, k, op.Blob, st.Blob)
+			}
+		}
+	}
+	return member, nil
 }
 
 // Header is a parsed delta header.

@@ -76,11 +76,17 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 			}
 		}
 	}
-	// The pack: every plain-zstd payload, in ops order, as one frame.
+	// Solid streams (version 3), or the pack: every plain-zstd payload, in
+	// ops order, as one frame.
 	var packMembers []*planned
 	for _, p := range plans {
-		if p.op.Encoder == EncZstd {
+		if p.op.Encoder == EncZstd && !d.opts.Solid {
 			packMembers = append(packMembers, p)
+		}
+	}
+	if d.opts.Solid {
+		if err := d.writeStreams(ctx, m, plans, addBlob, track); err != nil {
+			return nil, err
 		}
 	}
 	if len(packMembers) > 0 {
@@ -106,7 +112,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		return nil, err
 	}
 	for _, p := range plans {
-		if p.op.Encoder == EncZstd {
+		if p.op.Encoder == EncZstd || p.inStream {
 			continue
 		}
 		if g := groups[p]; g != nil {
@@ -133,7 +139,10 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	}
 	for _, p := range plans {
 		cost := int64(len(p.blob))
-		if p.op.Encoder == EncZstd {
+		switch {
+		case p.inStream:
+			cost = p.cost
+		case p.op.Encoder == EncZstd:
 			cost = p.zstdSize
 		}
 		d.rep.Largest = append(d.rep.Largest, FileCost{Path: p.path, Encoder: p.op.Encoder, Size: p.op.Size, Bytes: cost})

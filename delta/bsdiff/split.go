@@ -1,0 +1,221 @@
+package bsdiff
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// SplitEmitter collects a delta in the *split* form skiff's solid streams
+// carry (delta/FORMAT.md, version 3): uvarint(n) ‖ n control triples
+// (uvarint(Add) ‖ uvarint(Copy) ‖ varint(Seek)) ‖ every diff byte ‖ every
+// extra byte. Keeping like with like (controls, then the diff bytes, mostly
+// zeros, then the literal bytes) lets the compressor that follows model
+// each kind on its own: on an npm update, 18.0 KB with brotli instead of
+// 20.2 KB for the interleaved streaming form.
+type SplitEmitter struct {
+	ctrl               []byte
+	n                  int
+	diff, extra        []byte
+	Pos                int64 // old position the patcher will be at, as in StreamEmitter
+	outSize            int64
+}
+
+var _ Emitter = (*SplitEmitter)(nil)
+
+// EmitControl records a control triple.
+func (s *SplitEmitter) EmitControl(c Control) error {
+	s.ctrl = binary.AppendUvarint(s.ctrl, uint64(c.Add))
+	s.ctrl = binary.AppendUvarint(s.ctrl, uint64(c.Copy))
+	s.ctrl = binary.AppendVarint(s.ctrl, c.Seek)
+	s.n++
+	s.Pos += c.Add + c.Seek
+	s.outSize += c.Add + c.Copy
+	return nil
+}
+
+// EmitDiff records diff bytes.
+func (s *SplitEmitter) EmitDiff(p []byte) error { s.diff = append(s.diff, p...); return nil }
+
+// EmitExtra records extra bytes.
+func (s *SplitEmitter) EmitExtra(p []byte) error { s.extra = append(s.extra, p...); return nil }
+
+// OutSize is how many bytes the recorded triples make.
+func (s *SplitEmitter) OutSize() int64 { return s.outSize }
+
+// Size is the length of the split form.
+func (s *SplitEmitter) Size() int {
+	return binary.PutUvarint(make([]byte, binary.MaxVarintLen64), uint64(s.n)) + len(s.ctrl) + len(s.diff) + len(s.extra)
+}
+
+// WriteTo writes the split form.
+func (s *SplitEmitter) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for _, b := range [][]byte{binary.AppendUvarint(nil, uint64(s.n)), s.ctrl, s.diff, s.extra} {
+		n, err := w.Write(b)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Bytes returns the split form.
+func (s *SplitEmitter) Bytes() []byte {
+	out := make([]byte, 0, s.Size())
+	out = binary.AppendUvarint(out, uint64(s.n))
+	out = append(out, s.ctrl...)
+	out = append(out, s.diff...)
+	return append(out, s.extra...)
+}
+
+// ApplySplit rebuilds size bytes from the split form read from r and old
+// (read by random access; bytes outside it count as zero), writing them to
+// out by offset: first every diff region, then every extra region. It
+// reads exactly the split form from r and nothing after it, so several
+// split forms can follow each other in one stream; r should be an
+// io.ByteReader (a *bufio.Reader), or each control byte is a Read call.
+//
+// The control triples are spilled to spill (a scratch file), so memory is
+// two 32 KiB buffers and spill's buffering whatever the file's size; at
+// most maxControls triples are accepted. A malformed form gets
+// ErrCorruptPatch.
+func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.WriterAt, spill io.ReadWriteSeeker, maxControls int64) error {
+	br, ok := r.(io.ByteReader)
+	if !ok {
+		br = byteReader{r}
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: split bsdiff: %s", ErrCorruptPatch, fmt.Sprintf(format, args...))
+	}
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return bad("control count: %v", err)
+	}
+	if n > uint64(maxControls) {
+		return bad("%d control triples, at most %d allowed", n, maxControls)
+	}
+	if _, err := spill.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	sw := bufio.NewWriterSize(spill, 32<<10)
+	var rec [24]byte
+	var total int64
+	for i := uint64(0); i < n; i++ {
+		add, err1 := binary.ReadUvarint(br)
+		cp, err2 := binary.ReadUvarint(br)
+		seek, err3 := binary.ReadVarint(br)
+		if err := firstErr(err1, err2, err3); err != nil {
+			return bad("control %d: %v", i, err)
+		}
+		if add > uint64(size-total) || cp > uint64(size-total)-add {
+			return bad("control (%d, %d) runs past the %d-byte output", add, cp, size)
+		}
+		if seek < -(1<<62) || seek > 1<<62 {
+			return bad("seek %d", seek)
+		}
+		total += int64(add + cp)
+		binary.LittleEndian.PutUint64(rec[0:], add)
+		binary.LittleEndian.PutUint64(rec[8:], cp)
+		binary.LittleEndian.PutUint64(rec[16:], uint64(seek))
+		if _, err := sw.Write(rec[:]); err != nil {
+			return err
+		}
+	}
+	if total != size {
+		return bad("controls make %d bytes, the file has %d", total, size)
+	}
+	if err := sw.Flush(); err != nil {
+		return err
+	}
+	// each walks the spilled controls: fn gets the output offset of the
+	// triple and the old position of its diff region.
+	each := func(fn func(add, cp, newPos, oldPos int64) error) error {
+		if _, err := spill.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		sr := bufio.NewReaderSize(spill, 32<<10)
+		var newPos, oldPos int64
+		for i := uint64(0); i < n; i++ {
+			if _, err := io.ReadFull(sr, rec[:]); err != nil {
+				return fmt.Errorf("reading spilled controls: %w", err)
+			}
+			add := int64(binary.LittleEndian.Uint64(rec[0:]))
+			cp := int64(binary.LittleEndian.Uint64(rec[8:]))
+			seek := int64(binary.LittleEndian.Uint64(rec[16:]))
+			if err := fn(add, cp, newPos, oldPos); err != nil {
+				return err
+			}
+			newPos += add + cp
+			oldPos += add + seek
+		}
+		return nil
+	}
+	dbuf := make([]byte, chunkSize)
+	obuf := make([]byte, chunkSize)
+	err = each(func(add, _, newPos, oldPos int64) error {
+		for left := add; left > 0; {
+			k := min(left, int64(len(dbuf)))
+			d := dbuf[:k]
+			if _, err := io.ReadFull(r, d); err != nil {
+				return bad("diff bytes: %v", err)
+			}
+			o := obuf[:k]
+			clear(o)
+			lo, hi := max(oldPos, 0), min(oldPos+k, oldSize)
+			if lo < hi {
+				if _, err := old.ReadAt(o[lo-oldPos:hi-oldPos], lo); err != nil && err != io.EOF {
+					return fmt.Errorf("reading old: %w", err)
+				}
+			}
+			for i := range d {
+				d[i] += o[i]
+			}
+			if _, err := out.WriteAt(d, newPos); err != nil {
+				return err
+			}
+			newPos += k
+			oldPos += k
+			left -= k
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return each(func(add, cp, newPos, _ int64) error {
+		newPos += add
+		for left := cp; left > 0; {
+			k := min(left, int64(len(dbuf)))
+			if _, err := io.ReadFull(r, dbuf[:k]); err != nil {
+				return bad("extra bytes: %v", err)
+			}
+			if _, err := out.WriteAt(dbuf[:k], newPos); err != nil {
+				return err
+			}
+			newPos += k
+			left -= k
+		}
+		return nil
+	})
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// byteReader reads one byte at a time from an io.Reader.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) ReadByte() (byte, error) {
+	var one [1]byte
+	_, err := io.ReadFull(b.r, one[:])
+	return one[0], err
+}

@@ -1,0 +1,142 @@
+package bsdiff
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"testing"
+)
+
+// memFile is an io.WriterAt over a growing byte slice.
+type memFile struct{ b []byte }
+
+func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(m.b) {
+		m.b = append(m.b, make([]byte, end-len(m.b))...)
+	}
+	return copy(m.b[off:], p), nil
+}
+
+func splitOf(t testing.TB, old, new []byte) []byte {
+	var s SplitEmitter
+	if err := Diff(context.Background(), old, new, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.OutSize() != int64(len(new)) {
+		t.Fatalf("controls make %d bytes, want %d", s.OutSize(), len(new))
+	}
+	b := s.Bytes()
+	if len(b) != s.Size() {
+		t.Fatalf("Bytes is %d long, Size says %d", len(b), s.Size())
+	}
+	var w bytes.Buffer
+	if _, err := s.WriteTo(&w); err != nil || !bytes.Equal(w.Bytes(), b) {
+		t.Fatalf("WriteTo differs from Bytes (%v)", err)
+	}
+	return b
+}
+
+func applySplit(t testing.TB, old, patch []byte, size int64) ([]byte, error) {
+	spill, err := os.CreateTemp(t.TempDir(), "spill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spill.Close()
+	var out memFile
+	err = ApplySplit(bytes.NewReader(old), int64(len(old)), bufio.NewReader(bytes.NewReader(patch)), size, &out, spill, 1<<20)
+	return out.b, err
+}
+
+func TestSplitRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		return b
+	}
+	base := random(200 << 10)
+	edited := append([]byte{}, base...)
+	for i := 0; i < 300; i++ {
+		edited[rng.IntN(len(edited))]++
+	}
+	edited = append(append(append([]byte{}, edited[:50000]...), random(3000)...), edited[60000:]...)
+	cases := []struct {
+		name     string
+		old, new []byte
+	}{
+		{"empty both", nil, nil},
+		{"new from nothing", nil, random(5000)},
+		{"to empty", random(5000), nil},
+		{"same", base, base},
+		{"edited", base, edited},
+		{"unrelated", random(10000), random(9000)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := splitOf(t, c.old, c.new)
+			// Two forms back to back: the first read must stop at its end.
+			two := append(append([]byte{}, p...), p...)
+			br := bufio.NewReader(bytes.NewReader(two))
+			for i := 0; i < 2; i++ {
+				spill, _ := os.CreateTemp(t.TempDir(), "spill")
+				var out memFile
+				if err := ApplySplit(bytes.NewReader(c.old), int64(len(c.old)), br, int64(len(c.new)), &out, spill, 1<<20); err != nil {
+					t.Fatalf("form %d: %v", i, err)
+				}
+				spill.Close()
+				if !bytes.Equal(out.b, c.new) && !(len(out.b) == 0 && len(c.new) == 0) {
+					t.Fatalf("form %d: wrong output (%d bytes, want %d)", i, len(out.b), len(c.new))
+				}
+			}
+			if _, err := br.ReadByte(); err == nil {
+				t.Fatal("bytes left after both forms")
+			}
+		})
+	}
+}
+
+func TestSplitRefusesMalformed(t *testing.T) {
+	old := bytes.Repeat([]byte("abcdefgh"), 1000)
+	new := append(append([]byte{}, old[:4000]...), []byte("inserted text")...)
+	new = append(new, old[4000:]...)
+	good := splitOf(t, old, new)
+	cases := []struct {
+		name  string
+		patch []byte
+		size  int64
+	}{
+		{"truncated", good[:len(good)-1], int64(len(new))},
+		{"empty", nil, int64(len(new))},
+		{"size too small", good, int64(len(new)) - 1},
+		{"size too big", good, int64(len(new)) + 1},
+		{"huge control count", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, 10},
+		{"control past the end", []byte{1, 20, 0, 0}, 10},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := applySplit(t, old, c.patch, c.size); !errors.Is(err, ErrCorruptPatch) {
+				t.Fatalf("got %v, want ErrCorruptPatch", err)
+			}
+		})
+	}
+}
+
+func FuzzApplySplit(f *testing.F) {
+	old := bytes.Repeat([]byte("0123456789"), 100)
+	f.Add(splitOf(f, old, append([]byte("new start "), old[10:]...)), int64(1000))
+	f.Add([]byte{0}, int64(0))
+	f.Fuzz(func(t *testing.T, patch []byte, size int64) {
+		if size < 0 || size > 1<<20 {
+			return
+		}
+		out, err := applySplit(t, old, patch, size)
+		if err == nil && int64(len(out)) > size {
+			t.Fatalf("wrote %d bytes for a %d-byte file", len(out), size)
+		}
+	})
+}
