@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skiff-dev/skiff/delta"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 	"github.com/skiff-dev/skiff/layerfs"
 )
@@ -163,5 +164,40 @@ func TestApplyUpToDate(t *testing.T) {
 	_, _, err := run(t, "apply", "--base", other, "--delta", upd, "-o", "docker-archive:"+output, "--allow-unsigned")
 	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "another base image") || !strings.Contains(err.Error(), config(from)) {
 		t.Errorf("another base: %v", err)
+	}
+}
+
+// TestInspectDeltaSumsToFile: inspect counts a blob shared by several ops
+// (the zstd pack, a zstd-dict group) once: header, skeletons and encoder
+// bytes add up to the file (zstd-dict groups were counted per member).
+func TestInspectDeltaSumsToFile(t *testing.T) {
+	from, to, _ := smallPair(t)
+	upd := filepath.Join(t.TempDir(), "u.skiff")
+	if _, errOut, err := run(t, "diff", "--from", from, "--to", to, "-o", upd, "--level", "1"); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	out, _, err := run(t, "inspect", "--format", "json", upd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep deltaReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(upd)
+	defer f.Close()
+	h, err := delta.ReadHeader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := h.BodyOffset
+	for _, l := range rep.Layers {
+		sum += l.SkeletonBytes
+	}
+	for _, n := range rep.EncoderBytes {
+		sum += n
+	}
+	if sum != rep.Size {
+		t.Errorf("header %d + skeletons + encoders %v = %d, file is %d", h.BodyOffset, rep.EncoderBytes, sum, rep.Size)
 	}
 }
