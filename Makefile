@@ -24,8 +24,8 @@ example: build ## the main job on the built-in example pair: key, signed diff, a
 	$(BIN) inspect --trust $(EXAMPLE_DIR)/example-key.pub $(EXAMPLE_DIR)/update.skiff
 	$(BIN) apply --base docker-archive:$(EXAMPLE_DIR)/old.tar --delta $(EXAMPLE_DIR)/update.skiff --output docker-archive:$(EXAMPLE_DIR)/rebuilt.tar --trust $(EXAMPLE_DIR)/example-key.pub
 	$(BIN) inspect --verify docker-archive:$(EXAMPLE_DIR)/rebuilt.tar
-	@want=$$($(BIN) inspect -o json docker-archive:$(EXAMPLE_DIR)/new.tar | grep -m1 config_digest); \
-	 got=$$($(BIN) inspect -o json docker-archive:$(EXAMPLE_DIR)/rebuilt.tar | grep -m1 config_digest); \
+	@want=$$($(BIN) inspect --format json docker-archive:$(EXAMPLE_DIR)/new.tar | grep -m1 config_digest); \
+	 got=$$($(BIN) inspect --format json docker-archive:$(EXAMPLE_DIR)/rebuilt.tar | grep -m1 config_digest); \
 	 [ "$$want" = "$$got" ] && echo "rebuilt image ID equals the target's: $$got" || { echo "image ID differs: $$got vs $$want"; exit 1; }
 
 test: ## unit tests, vet and the fuzz seeds (fast, no network, no daemons)

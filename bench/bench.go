@@ -164,12 +164,16 @@ type Report struct {
 	Pairs []PairReport `json:"pairs"`
 	// Memory says how peak memory was measured (Tools.MemoryProbe).
 	Memory string `json:"memory,omitempty"`
+	// Interrupted: the run was cancelled; Pairs holds the results that
+	// finished before (a pair cut short lists those it has).
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // options configure Run.
 type options struct {
-	workDir string
-	refOpts []layerfs.Option
+	workDir  string
+	refOpts  []layerfs.Option
+	onResult func(Pair, Result) error
 }
 
 // Option configures Run.
@@ -200,12 +204,26 @@ func WithRefOptions(opts ...layerfs.Option) Option {
 	}
 }
 
+// WithResultFunc has Run call fn with each result as soon as it is
+// measured, so that a long run that is interrupted (or killed) keeps what
+// it finished: e.g. a JSON-lines journal. An error from fn stops the run.
+func WithResultFunc(fn func(Pair, Result) error) Option {
+	return func(o *options) error {
+		o.onResult = fn
+		return nil
+	}
+}
+
 // Run measures every method on every pair and returns the report. It opens
 // all images before measuring anything: a pair that cannot be opened is an
 // error wrapping ErrBadPair that names the pair and the reference. A method
 // that fails is reported in its Result and does not stop the run. Progress
 // lines go to progress (which may be nil). Temporary files live in a fresh
 // directory under the work dir and are removed before Run returns.
+//
+// When ctx is cancelled, Run returns the context's error together with a
+// report of the results that finished, marked Interrupted; the method that
+// was cut short is left out.
 func Run(ctx context.Context, pairs []Pair, methods []Method, progress io.Writer, opts ...Option) (*Report, error) {
 	o := &options{}
 	for _, opt := range opts {
@@ -242,24 +260,44 @@ func Run(ctx context.Context, pairs []Pair, methods []Method, progress io.Writer
 		}
 	}
 	rep := &Report{}
+	interrupted := func(pr *PairReport) (*Report, error) {
+		if pr != nil && len(pr.Results) > 0 {
+			rep.Pairs = append(rep.Pairs, *pr)
+		}
+		rep.Interrupted = true
+		return rep, ctx.Err()
+	}
 	for i, p := range pairs {
 		fmt.Fprintf(progress, "bench: %s: extracting changed layers\n", p.Name)
 		prep, err := prepare(ctx, opened[i], root, i)
 		if err != nil {
+			if ctx.Err() != nil {
+				return interrupted(nil)
+			}
 			return nil, fmt.Errorf("pair %s: %w", p.Name, err)
 		}
 		fmt.Fprintf(progress, "bench: %s: %d of %d layers changed, %s uncompressed\n",
 			p.Name, len(prep.Changed), len(prep.TargetDiffIDs), HumanBytes(prep.ChangedBytes()))
 		pr := PairReport{Pair: p, Layers: len(prep.TargetDiffIDs), Changed: len(prep.Changed), ChangedBytes: prep.ChangedBytes()}
 		for j, m := range methods {
-			if err := ctx.Err(); err != nil {
+			if ctx.Err() != nil {
 				prep.cleanup()
-				return nil, err
+				return interrupted(&pr)
 			}
 			fmt.Fprintf(progress, "bench: %s: %s ...\n", p.Name, m.Name())
 			res := runMethod(ctx, m, prep, fmt.Sprintf("%s/m%02d", prep.dir, j))
+			if ctx.Err() != nil { // cut short: its numbers mean nothing
+				prep.cleanup()
+				return interrupted(&pr)
+			}
 			fmt.Fprintf(progress, "bench: %s: %s: %s\n", p.Name, m.Name(), summary(&res))
 			pr.Results = append(pr.Results, res)
+			if o.onResult != nil {
+				if err := o.onResult(p, res); err != nil {
+					prep.cleanup()
+					return nil, err
+				}
+			}
 		}
 		prep.cleanup()
 		rep.Pairs = append(rep.Pairs, pr)

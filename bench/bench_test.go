@@ -505,3 +505,62 @@ func TestExtractTreeStaysInside(t *testing.T) {
 		}
 	}
 }
+
+// cancelOnCall is a method that cancels the run on its nth call (counted
+// over every method sharing calls), as ^C would while it runs.
+type cancelOnCall struct {
+	name   string
+	calls  *int
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c cancelOnCall) Name() string { return c.name }
+func (c cancelOnCall) Run(context.Context, *Prepared, string) Result {
+	*c.calls++
+	if *c.calls == c.n {
+		c.cancel()
+	}
+	return Result{WireBytes: int64(*c.calls)}
+}
+
+// TestRunInterrupted: an interrupted run keeps every finished result: the
+// result func saw each as it finished, and Run returns them, marked
+// Interrupted, with the context's error; the method cut short is left out.
+func TestRunInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	s := makeSynthetic(t, dir)
+	a, b := s.pair, s.pair
+	a.Name, b.Name = "a", "b"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	methods := []Method{cancelOnCall{"m1", &calls, 3, cancel}, cancelOnCall{"m2", &calls, 3, cancel}}
+	var seen []string
+	rep, err := Run(ctx, []Pair{a, b}, methods, nil, WithWorkDir(dir), WithResultFunc(func(p Pair, r Result) error {
+		seen = append(seen, fmt.Sprintf("%s/%s/%d", p.Name, r.Method, r.WireBytes))
+		return nil
+	}))
+	if !errors.Is(err, context.Canceled) || rep == nil {
+		t.Fatalf("Run: %v, %v; want context.Canceled and a report", rep, err)
+	}
+	if d := cmp.Diff([]string{"a/m1/1", "a/m2/2"}, seen); d != "" {
+		t.Errorf("results seen (-want +got):\n%s", d)
+	}
+	var got []string
+	for _, p := range rep.Pairs {
+		for _, r := range p.Results {
+			got = append(got, fmt.Sprintf("%s/%s/%d", p.Name, r.Method, r.WireBytes))
+		}
+	}
+	if d := cmp.Diff(seen, got); d != "" || !rep.Interrupted {
+		t.Errorf("report (interrupted %v) (-want +got):\n%s", rep.Interrupted, d)
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil || !strings.Contains(md.String(), "Interrupted") {
+		t.Errorf("markdown: %v\n%s", err, md.String())
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "skiff-bench-*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}

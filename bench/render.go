@@ -64,6 +64,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			}
 		}
 	}
+	if r.Interrupted {
+		b.WriteString("\nInterrupted: only the results that finished are shown.\n")
+	}
 	if len(r.Pairs) > 0 {
 		b.WriteString("\nTimes are wall-clock, summed over the changed layers; \"-\": not measured (work done inside the harness, or nothing to do).\n")
 		if r.Memory != "" {

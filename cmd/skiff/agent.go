@@ -15,7 +15,7 @@ import (
 
 type agentOptions struct {
 	config   string
-	output   string // text | json
+	format   formatOptions
 	image    string
 	stateDir string
 }
@@ -24,16 +24,7 @@ func (o *agentOptions) addConfig(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.config, "config", agent.DefaultConfigPath, "agent configuration (YAML)")
 }
 
-func (o *agentOptions) addOutput(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-}
-
-func (o *agentOptions) checkOutput() error {
-	if o.output != "text" && o.output != "json" {
-		return usageError{fmt.Sprintf("--output %q: want text or json", o.output)}
-	}
-	return nil
-}
+func (o *agentOptions) addFormat(cmd *cobra.Command) { o.format.AddFlags(cmd, legacyOutput) }
 
 func newAgentCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
@@ -85,13 +76,10 @@ func newAgentCheckCommand(_ *globalOptions) *cobra.Command {
 	o := &agentOptions{}
 	var update bool
 	cmd := &cobra.Command{
-		Use:   "check --config FILE [--image NAME] [--update] [-o json]",
+		Use:   "check --config FILE [--image NAME] [--update] [--format json]",
 		Short: "Check once whether updates exist (and with --update, install them)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
 			a, err := loadAgent(o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -100,7 +88,7 @@ func newAgentCheckCommand(_ *globalOptions) *cobra.Command {
 		},
 	}
 	o.addConfig(cmd)
-	o.addOutput(cmd)
+	o.addFormat(cmd)
 	cmd.Flags().StringVar(&o.image, "image", "", "check only this image (default: all)")
 	cmd.Flags().BoolVar(&update, "update", false, "install the updates found")
 	return cmd
@@ -126,13 +114,13 @@ func runAgentCheck(ctx context.Context, a *agent.Agent, o *agentOptions, update 
 			res, err := a.Update(ctx, n)
 			if err != nil {
 				firstErr = cmpErr(firstErr, err)
-				if o.output == "text" {
+				if !o.format.json() {
 					fmt.Fprintf(out, "%s: %v\n", n, err)
 				}
 				continue
 			}
 			updates = append(updates, res)
-			if o.output == "text" {
+			if !o.format.json() {
 				printUpdate(out, res)
 			}
 			continue
@@ -140,17 +128,17 @@ func runAgentCheck(ctx context.Context, a *agent.Agent, o *agentOptions, update 
 		res, err := a.Check(ctx, n)
 		if err != nil {
 			firstErr = cmpErr(firstErr, err)
-			if o.output == "text" {
+			if !o.format.json() {
 				fmt.Fprintf(out, "%s: %v\n", n, err)
 			}
 			continue
 		}
 		checks = append(checks, res)
-		if o.output == "text" {
+		if !o.format.json() {
 			printCheck(out, res)
 		}
 	}
-	if o.output == "json" {
+	if o.format.json() {
 		var v any = checks
 		if update {
 			v = updates
@@ -222,9 +210,6 @@ another base image is refused and nothing changes.`,
 		Example: `  skiff agent apply /media/usb/web-1.5.skiff --config /etc/skiff/agent.yaml --image web`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
 			a, err := loadAgent(o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -236,7 +221,7 @@ another base image is refused and nothing changes.`,
 			if err != nil {
 				return err
 			}
-			if o.output == "json" {
+			if o.format.json() {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
 			printUpdate(cmd.OutOrStdout(), res)
@@ -244,7 +229,7 @@ another base image is refused and nothing changes.`,
 		},
 	}
 	o.addConfig(cmd)
-	o.addOutput(cmd)
+	o.addFormat(cmd)
 	cmd.Flags().StringVar(&o.image, "image", "", "the configured image to update")
 	_ = cmd.MarkFlagRequired("image")
 	return cmd
@@ -253,13 +238,10 @@ another base image is refused and nothing changes.`,
 func newAgentStatusCommand(_ *globalOptions) *cobra.Command {
 	o := &agentOptions{}
 	cmd := &cobra.Command{
-		Use:   "status [--config FILE | --state-dir DIR] [-o json]",
+		Use:   "status [--config FILE | --state-dir DIR] [--format json]",
 		Short: "Show what each image runs, when it was last checked and updated",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
 			dir := o.stateDir
 			if dir == "" {
 				cfg, err := agent.LoadConfig(o.config)
@@ -273,7 +255,7 @@ func newAgentStatusCommand(_ *globalOptions) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if o.output == "json" {
+			if o.format.json() {
 				return printJSON(out, st)
 			}
 			printStatus(out, st)
@@ -281,7 +263,7 @@ func newAgentStatusCommand(_ *globalOptions) *cobra.Command {
 		},
 	}
 	o.addConfig(cmd)
-	o.addOutput(cmd)
+	o.addFormat(cmd)
 	cmd.Flags().StringVar(&o.stateDir, "state-dir", "", "read the state of this directory instead of the config's state_dir")
 	return cmd
 }

@@ -97,7 +97,7 @@ func TestAgentBadInput(t *testing.T) {
 	}{
 		{[]string{"agent", "apply", "x.skiff", "--config", cfg, "--image", "nope"}, 2, `"nope" (configured: app)`},
 		{[]string{"agent", "apply", "x.skiff", "--config", cfg}, 2, "required flag"},
-		{[]string{"agent", "status", "--config", cfg, "-o", "yaml"}, 2, "want text or json"},
+		{[]string{"agent", "status", "--config", cfg, "-o", "yaml"}, 2, "--format table or json"},
 		{[]string{"agent", "check", "--config", cfg, "--image", "nope"}, 2, "nope"},
 		{[]string{"agent", "check", "--config", bad}, 1, `engine: "podman"`},
 		{[]string{"agent", "run", "--config", filepath.Join(dir, "missing.yaml")}, 1, "missing.yaml"},

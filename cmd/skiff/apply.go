@@ -2,16 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	gtransport "github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
@@ -27,17 +31,19 @@ type applyOptions struct {
 	memoryMiB           int64
 	replaceBase         bool
 	trust               trustOptions
+	format              formatOptions
 }
 
 func (o *applyOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVar(&o.base, "base", "", "the image the device has (the delta's base)")
 	fs.StringVar(&o.delta, "delta", "", "delta file (- for standard input)")
-	fs.StringVar(&o.output, "output", "", "where to write the target image (docker-archive:, oci:, oci-archive:, docker://, docker-daemon:)")
+	fs.StringVarP(&o.output, "output", "o", "", "where to write the target image (docker-archive:, oci:, oci-archive:, docker://, docker-daemon:)")
 	fs.Int64Var(&o.maxWindowMiB, "max-window", 512, "refuse deltas that need a larger zstd window (device memory), MiB")
 	fs.Int64Var(&o.memoryMiB, "memory", 16, "memory the apply aims to stay within, MiB (Go soft limit)")
 	fs.BoolVar(&o.replaceBase, "replace-base", false, "allow --output to name the base itself (the base is replaced by the target)")
 	o.trust.AddFlags(cmd, true)
+	o.format.AddFlags(cmd, legacyNone)
 	_ = cmd.MarkFlagRequired("base")
 	_ = cmd.MarkFlagRequired("delta")
 	_ = cmd.MarkFlagRequired("output")
@@ -46,7 +52,7 @@ func (o *applyOptions) AddFlags(cmd *cobra.Command) {
 func newApplyCommand(g *globalOptions) *cobra.Command {
 	o := &applyOptions{}
 	cmd := &cobra.Command{
-		Use:   "apply --base REF --delta FILE --output REF",
+		Use:   "apply --base REF --delta FILE -o REF",
 		Short: "Rebuild the target image from a delta and the base image, verified",
 		Long: `Rebuild the target image from the base image and a delta. The base must be
 the image the delta names; every payload, every rebuilt layer (its diff_id)
@@ -55,6 +61,9 @@ published only when complete. The base is never modified: an --output that
 names the base (the same file, layout tag, engine tag or registry tag) is
 refused unless --replace-base is given. The output's directory, engine or
 registry is checked before any work.
+
+A base that already is the delta's target (the same config digest) is not
+an error: skiff says "already up to date", writes nothing and exits 0.
 
 The delta's signature is checked first, against the public keys given with
 --trust (or $SKIFF_TRUSTED_KEYS): a delta not signed by one of them is
@@ -108,28 +117,127 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	if isTerminal(errOut) {
 		opts.Progress = progressPrinter(errOut)
 	}
-	res, err := delta.Apply(ctx, base, bufio.NewReaderSize(in, 64<<10), opts)
+	rec := &headerRecorder{r: in}
+	progress := opts.Progress
+	opts.Progress = func(done, total int64) {
+		rec.stop() // the body is being read: the base was accepted
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	res, err := delta.Apply(ctx, base, bufio.NewReaderSize(rec, 64<<10), opts)
 	if err != nil {
+		if target, ok := alreadyTarget(err, base, rec); ok {
+			if o.format.json() {
+				return printJSON(out, applyReport{UpToDate: true, ConfigDigest: target})
+			}
+			fmt.Fprintf(out, "already up to date: %s is the delta's target (%s); nothing written\n", o.base, target)
+			return nil
+		}
 		return fmt.Errorf("apply %s to %s: %w", o.delta, o.base, withTrustHint(err))
 	}
+	rec.stop()
 	defer res.Close()
 	if err := layerfs.Write(ctx, o.output, res.Image, g.refOptions()...); err != nil {
 		return err
 	}
 	m := res.Header.Manifest
+	if res.SignedBy == "" {
+		fmt.Fprintln(errOut, "warning: the delta's signature was not verified (--allow-unsigned)")
+	}
+	rep := applyReport{Output: o.output, ConfigDigest: m.Target.ConfigDigest.String(), Layers: len(m.Layers), SignedBy: res.SignedBy,
+		BaseSeconds: res.BaseTime.Seconds(), BodySeconds: res.BodyTime.Seconds(), RebuildSeconds: res.RebuildTime.Seconds(),
+		CompressSeconds: res.CompressTime.Seconds(), RebuiltBytes: res.RebuiltBytes}
+	if m.Target.Distribution != nil {
+		if d, err := res.Image.Digest(); err == nil {
+			rep.ManifestDigest = d.String()
+		}
+	}
+	if o.format.json() {
+		return printJSON(out, rep)
+	}
 	if res.SignedBy != "" {
 		fmt.Fprintf(out, "signature by trusted key %s verified\n", res.SignedBy)
-	} else {
-		fmt.Fprintln(errOut, "warning: the delta's signature was not verified (--allow-unsigned)")
 	}
 	fmt.Fprintf(out, "wrote %s: image %s, %d layers verified against their diff_ids\n", o.output, m.Target.ConfigDigest, len(m.Layers))
 	fmt.Fprintln(out, applyTimes(res.BaseTime, res.BodyTime, res.RebuildTime, res.CompressTime, res.RebuiltBytes))
-	if m.Target.Distribution != nil {
-		if d, err := res.Image.Digest(); err == nil {
-			fmt.Fprintf(out, "manifest %s reproduced: every compressed blob re-created and checked\n", d)
-		}
+	if rep.ManifestDigest != "" {
+		fmt.Fprintf(out, "manifest %s reproduced: every compressed blob re-created and checked\n", rep.ManifestDigest)
 	}
 	return nil
+}
+
+// applyReport is apply's --format json answer.
+type applyReport struct {
+	// UpToDate: the base already was the delta's target; nothing written.
+	UpToDate        bool    `json:"up_to_date"`
+	Output          string  `json:"output,omitempty"`
+	ConfigDigest    string  `json:"config_digest"`
+	ManifestDigest  string  `json:"manifest_digest,omitempty"` // when the delta reproduces it
+	Layers          int     `json:"layers,omitempty"`
+	SignedBy        string  `json:"signed_by,omitempty"` // the trusted key that verified
+	BaseSeconds     float64 `json:"base_seconds,omitempty"`
+	BodySeconds     float64 `json:"body_seconds,omitempty"`
+	RebuildSeconds  float64 `json:"rebuild_seconds,omitempty"`
+	CompressSeconds float64 `json:"compress_seconds,omitempty"`
+	RebuiltBytes    int64   `json:"rebuilt_bytes,omitempty"`
+}
+
+// alreadyTarget reports whether err refused a base that is the delta's
+// target itself, and returns that config digest. The header is read again
+// from what rec kept (a delta on standard input cannot be re-opened).
+func alreadyTarget(err error, base v1.Image, rec *headerRecorder) (string, bool) {
+	if !errors.Is(err, delta.ErrBaseMismatch) {
+		return "", false
+	}
+	h, herr := delta.ReadHeader(bytes.NewReader(rec.bytes()))
+	if herr != nil {
+		return "", false
+	}
+	cd, cerr := base.ConfigName()
+	if cerr != nil || cd.String() != h.Manifest.Target.ConfigDigest.String() {
+		return "", false
+	}
+	return cd.String(), true
+}
+
+// maxRecorded bounds what headerRecorder keeps: a header's largest size
+// (16 MiB, delta/FORMAT.md) and the read-ahead.
+const maxRecorded = 16<<20 + 1<<20
+
+// headerRecorder keeps the bytes read through it until stop, the start of
+// the delta's body: the header, for alreadyTarget.
+type headerRecorder struct {
+	r       io.Reader
+	mu      sync.Mutex
+	buf     []byte
+	stopped bool
+}
+
+func (h *headerRecorder) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.mu.Lock()
+	if !h.stopped {
+		if len(h.buf)+n > maxRecorded {
+			h.stopped, h.buf = true, nil
+		} else {
+			h.buf = append(h.buf, p[:n]...)
+		}
+	}
+	h.mu.Unlock()
+	return n, err
+}
+
+func (h *headerRecorder) stop() {
+	h.mu.Lock()
+	h.stopped, h.buf = true, nil
+	h.mu.Unlock()
+}
+
+func (h *headerRecorder) bytes() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.buf
 }
 
 // checkOutput finds, before any work, what would make the output fail or

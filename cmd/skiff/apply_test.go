@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/internal/imagetest"
+	"github.com/skiff-dev/skiff/layerfs"
 )
 
 // TestApplyOutputChecks: an --output that would replace the base is
@@ -88,5 +93,111 @@ func TestDiffOutputMissingDir(t *testing.T) {
 	_, _, err := run(t, "diff", "--from", "docker-archive:/nonexistent/a.tar", "--to", "docker-archive:/nonexistent/b.tar", "-o", out)
 	if err == nil || !strings.Contains(err.Error(), out) || strings.Contains(err.Error(), ".tmp-") || strings.Contains(err.Error(), "a.tar") {
 		t.Errorf("err %v, want one naming %s", err, out)
+	}
+}
+
+// TestApplyUpToDate: a delta applied to its own target says "already up
+// to date", exits 0 and writes nothing, from a file or standard input;
+// another wrong base is still refused with both images named.
+func TestApplyUpToDate(t *testing.T) {
+	from, to, _ := smallPair(t)
+	dir := t.TempDir()
+	upd := filepath.Join(dir, "u.skiff")
+	if _, errOut, err := run(t, "diff", "--from", from, "--to", to, "-o", upd, "--level", "1"); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	config := func(ref string) string {
+		out, _, err := run(t, "inspect", "--format", "json", ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep imageReport
+		json.Unmarshal([]byte(out), &rep)
+		return rep.ConfigDigest
+	}
+	target := config(to)
+	output := filepath.Join(dir, "out.tar")
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		stdin string
+	}{
+		{"file", []string{"--delta", upd}, ""},
+		{"stdin", []string{"--delta", "-"}, upd},
+		{"json", []string{"--delta", upd, "--format", "json"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.stdin != "" {
+				f, err := os.Open(tc.stdin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				old := os.Stdin
+				os.Stdin = f
+				defer func() { os.Stdin = old }()
+			}
+			args := append([]string{"apply", "--base", to, "-o", "docker-archive:" + output, "--allow-unsigned"}, tc.args...)
+			out, _, err := run(t, args...)
+			if err != nil {
+				t.Fatalf("apply to the target: %v", err)
+			}
+			if tc.name == "json" {
+				var rep applyReport
+				if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.UpToDate || rep.ConfigDigest != target {
+					t.Errorf("json: %v %+v\n%s", err, rep, out)
+				}
+			} else if want := "already up to date: " + to + " is the delta's target (" + target + ")"; !strings.Contains(out, want) {
+				t.Errorf("output %q lacks %q", out, want)
+			}
+			if _, err := os.Stat(output); !os.IsNotExist(err) {
+				t.Errorf("--output written: %v", err)
+			}
+		})
+	}
+	// Any other base is still refused, naming both images.
+	other := "oci:" + filepath.Join(dir, "other") + ":v1"
+	img := imagetest.Image(t, imagetest.LayerTar(t, imagetest.File{Name: "etc/other", Data: "another image\n"}))
+	if err := layerfs.Write(context.Background(), other, img); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "apply", "--base", other, "--delta", upd, "-o", "docker-archive:"+output, "--allow-unsigned")
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "another base image") || !strings.Contains(err.Error(), config(from)) {
+		t.Errorf("another base: %v", err)
+	}
+}
+
+// TestInspectDeltaSumsToFile: inspect counts a blob shared by several ops
+// (the zstd pack, a zstd-dict group) once: header, skeletons and encoder
+// bytes add up to the file (zstd-dict groups were counted per member).
+func TestInspectDeltaSumsToFile(t *testing.T) {
+	from, to, _ := smallPair(t)
+	upd := filepath.Join(t.TempDir(), "u.skiff")
+	if _, errOut, err := run(t, "diff", "--from", from, "--to", to, "-o", upd, "--level", "1"); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	out, _, err := run(t, "inspect", "--format", "json", upd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep deltaReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(upd)
+	defer f.Close()
+	h, err := delta.ReadHeader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := h.BodyOffset
+	for _, l := range rep.Layers {
+		sum += l.SkeletonBytes
+	}
+	for _, n := range rep.EncoderBytes {
+		sum += n
+	}
+	if sum != rep.Size {
+		t.Errorf("header %d + skeletons + encoders %v = %d, file is %d", h.BodyOffset, rep.EncoderBytes, sum, rep.Size)
 	}
 }

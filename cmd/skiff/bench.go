@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/skiff-dev/skiff/bench"
 	"github.com/skiff-dev/skiff/bench/corpus"
+	"github.com/skiff-dev/skiff/internal/atomicfile"
 	"github.com/skiff-dev/skiff/internal/example"
 )
 
@@ -26,7 +27,9 @@ type benchOptions struct {
 	pairs     []string
 	pairsFile string
 	methods   []string
-	json      bool
+	format    formatOptions
+	output    string
+	results   string
 	chart     string
 	workdir   string
 }
@@ -37,9 +40,11 @@ func (o *benchOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringArrayVar(&o.pairs, "pair", nil, "a pair of image references FROM=TO or NAME=FROM=TO (repeatable)")
 	fs.StringVar(&o.pairsFile, "pairs", "", "file of pairs, one `NAME FROM TO` per line (# comments)")
 	fs.StringSliceVar(&o.methods, "methods", nil, "methods to run, comma-separated (default all: "+strings.Join(bench.DefaultMethods(bench.Config{}).Names(), ", ")+")")
-	fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&o.chart, "chart", "", "also write a chart of the bytes on the wire (SVG) to this file")
 	fs.StringVar(&o.workdir, "workdir", "", "directory for the benchmark's temporary files (default --tmpdir, else $TMPDIR)")
+	fs.StringVarP(&o.output, "output", "o", "", "write the report to this file (default: standard output)")
+	fs.StringVar(&o.results, "results", "", "append each result, as it finishes, to this JSON-lines file (default with -o FILE: FILE.jsonl)")
+	o.format.AddFlags(cmd, legacyJSON)
 }
 
 func newBenchCommand(g *globalOptions) *cobra.Command {
@@ -59,11 +64,16 @@ executable's diff and apply); a tool that is missing is reported as "not
 installed" (` + "`make bench-deps`" + ` installs them). tar-diff and tar-patch are
 looked for in PATH, ./bin and next to this executable.
 
-Progress goes to standard error, the table (or --json) to standard output.
+Progress goes to standard error, the table (or --format json) to standard
+output or -o FILE. Each result is also appended, as soon as it is measured,
+to a JSON-lines file (--results; FILE.jsonl with -o FILE): one object
+{"pair": {...}, "result": {...}} per line, kept if skiff is killed. An
+interrupted run (^C, SIGTERM) writes the report of the results that
+finished, marked interrupted, and exits 130 or 143.
 Exit codes: 0 success, 1 failure (including a method that failed or rebuilt
 a layer that differs from the target), 2 usage error.`,
 		Example: `  skiff bench
-  skiff bench --corpus --chart docs/bench.svg
+  skiff bench --corpus --chart docs/bench.svg --format json -o bench.json
   skiff bench --pair app=docker-archive:old.tar=docker-archive:new.tar --methods skiff-4,pull-gzip,bsdiff`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -141,28 +151,58 @@ func runBench(ctx context.Context, o *benchOptions, g *globalOptions, out, errOu
 		pairs = []bench.Pair{{Name: "example", From: "docker-archive:" + p.OldArchive, To: "docker-archive:" + p.NewArchive}}
 	}
 
-	rep, err := bench.Run(ctx, pairs, methods, errOut, runOpts...)
-	if err != nil {
-		return err
-	}
-	rep.Memory = tools.MemoryProbe()
-	if o.chart != "" {
-		var buf bytes.Buffer
-		if err := rep.WriteSVG(&buf); err != nil {
+	// The report's file is created before any work, so a missing directory
+	// is found at once, not after an hour of measuring.
+	var dst *atomicfile.File
+	if o.output != "" {
+		if dst, err = atomicfile.Create(o.output); err != nil {
 			return err
 		}
-		if err := os.WriteFile(o.chart, buf.Bytes(), 0o644); err != nil {
+		defer dst.Abort()
+	}
+	journal := o.results
+	if journal == "" && o.output != "" {
+		journal = o.output + ".jsonl"
+	}
+	if journal != "" {
+		j, err := openJournal(journal)
+		if err != nil {
+			return fmt.Errorf("--results: %w", err)
+		}
+		defer j.Close()
+		runOpts = append(runOpts, bench.WithResultFunc(j.add))
+	}
+
+	rep, runErr := bench.Run(ctx, pairs, methods, errOut, runOpts...)
+	if rep == nil {
+		return runErr
+	}
+	// Interrupted: the finished results are still reported, then the
+	// context's error ends skiff with 128+signal.
+	rep.Memory = tools.MemoryProbe()
+	if o.chart != "" {
+		if err := atomicfile.Write(o.chart, rep.WriteSVG); err != nil {
 			return fmt.Errorf("--chart: %w", err)
 		}
 		fmt.Fprintf(errOut, "bench: wrote %s\n", o.chart)
 	}
-	if o.json {
-		err = rep.WriteJSON(out)
-	} else {
-		err = rep.WriteMarkdown(out)
+	write := rep.WriteMarkdown
+	if o.format.json() {
+		write = rep.WriteJSON
 	}
-	if err != nil {
+	if dst != nil {
+		if err := write(dst); err != nil {
+			return err
+		}
+		if err := dst.Commit(); err != nil {
+			return err
+		}
+		fmt.Fprintf(errOut, "bench: wrote %s\n", o.output)
+	} else if err := write(out); err != nil {
 		return err
+	}
+	if runErr != nil {
+		return runErr
 	}
 	var bad []string
 	for _, p := range rep.Pairs {
@@ -177,3 +217,31 @@ func runBench(ctx context.Context, o *benchOptions, g *globalOptions, out, errOu
 	}
 	return nil
 }
+
+// journal appends each finished result to a JSON-lines file, synced line
+// by line: what a killed run leaves is every result it finished.
+type journal struct{ f *os.File }
+
+func openJournal(path string) (*journal, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &journal{f: f}, nil
+}
+
+func (j *journal) add(p bench.Pair, r bench.Result) error {
+	line, err := json.Marshal(struct {
+		Pair   bench.Pair   `json:"pair"`
+		Result bench.Result `json:"result"`
+	}{p, r})
+	if err != nil {
+		return err
+	}
+	if _, err := j.f.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("--results %s: %w", j.f.Name(), err)
+	}
+	return j.f.Sync()
+}
+
+func (j *journal) Close() error { return j.f.Close() }

@@ -81,3 +81,40 @@ func TestBenchBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchOutputAndJournal: -o writes the report (valid JSON), and each
+// result was appended to FILE.jsonl as it finished (what an interrupted
+// or killed run keeps; bench.TestRunInterrupted covers the interrupt).
+func TestBenchOutputAndJournal(t *testing.T) {
+	from, to, _ := smallPair(t)
+	dir := t.TempDir()
+	report := filepath.Join(dir, "bench.json")
+	_, errOut, err := run(t, "bench", "--pair", "small="+from+"="+to, "--methods", "pull-gzip,file-dedupe", "--format", "json", "-o", report, "--workdir", dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	b, _ := os.ReadFile(report)
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Pairs) != 1 || len(rep.Pairs[0].Results) != 2 {
+		t.Fatalf("report: %v\n%s", err, b)
+	}
+	b, _ = os.ReadFile(report + ".jsonl")
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("journal: %q", b)
+	}
+	for i, l := range lines {
+		var e struct {
+			Pair   bench.Pair   `json:"pair"`
+			Result bench.Result `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Pair.Name != "small" || e.Result.Method != rep.Pairs[0].Results[i].Method {
+			t.Errorf("journal line %d: %v %q", i, err, l)
+		}
+	}
+	// A report file in a missing directory is refused before any work.
+	_, _, err = run(t, "bench", "--pair", "small="+from+"="+to, "--methods", "pull-gzip", "-o", filepath.Join(dir, "nope", "b.md"), "--workdir", dir)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "nope")) {
+		t.Errorf("missing directory: %v", err)
+	}
+}

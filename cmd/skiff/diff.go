@@ -23,7 +23,7 @@ type diffOptions struct {
 	level, jobs      int
 	memoryMiB        int64
 	dictMiB          int64
-	json             bool
+	format           formatOptions
 	verbose          bool
 	manifest         string
 	sign             []string
@@ -40,10 +40,10 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.IntVarP(&o.jobs, "jobs", "j", d.Jobs, "files encoded in parallel")
 	fs.Int64Var(&o.memoryMiB, "memory", d.MemoryCap>>20, "memory the per-file encoders may use at once, MiB (a file that needs more is diffed in chunks; the Go soft limit is set a third above it); the default is skiff serve's")
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
-	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.manifest, "manifest", "auto", "carry the target's registry manifest and gzip recipes so apply reproduces its manifest digest: auto (yes for registry and OCI targets), yes, no")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "also list the files that cost the most")
 	fs.StringArrayVar(&o.sign, "sign", nil, "sign the delta with this private key file (skiff key generate); repeatable (key rotation: old and new)")
+	o.format.AddFlags(cmd, legacyJSON)
 	_ = cmd.MarkFlagRequired("from")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("output")
@@ -181,7 +181,7 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 	if err := dst.Commit(); err != nil {
 		return err
 	}
-	if o.json {
+	if o.format.json() {
 		return printJSON(out, rep)
 	}
 	printDiffReport(out, o.output, rep)

@@ -17,14 +17,14 @@ import (
 )
 
 type inspectOptions struct {
-	output string // table or json
-	verify bool   // reassemble every layer and check its diff_id
+	format formatOptions
+	verify bool // reassemble every layer and check its diff_id
 	trust  trustOptions
 }
 
 func (o *inspectOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	o.format.AddFlags(cmd, legacyOutput)
 	fs.BoolVar(&o.verify, "verify", false, "also rebuild every layer from its skeleton and payloads and check it against its diff_id")
 	o.trust.AddFlags(cmd, false)
 }
@@ -49,15 +49,12 @@ rebuilt from its skeleton, and the rebuilt tar's sha256 must equal the
 layer's diff_id.`,
 		Example: `  skiff inspect update.skiff
   skiff inspect docker-archive:old.tar
-  skiff inspect --verify oci:./layout:app:2 -o json
+  skiff inspect --verify oci:./layout:app:2 --format json
   skiff inspect --insecure docker://127.0.0.1:5000/app:2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "table" && o.output != "json" {
-				return usageError{fmt.Sprintf("--output must be table or json, not %q", o.output)}
-			}
 			if isDeltaFile(args[0]) {
-				return runInspectDelta(args[0], o.output, o.trust.files(), cmd.OutOrStdout())
+				return runInspectDelta(args[0], o.format.format, o.trust.files(), cmd.OutOrStdout())
 			}
 			return runInspect(cmd.Context(), o, g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -122,13 +119,13 @@ func runInspect(ctx context.Context, o *inspectOptions, g *globalOptions, ref st
 		if err != nil {
 			return fmt.Errorf("%s: layer %d: %w", ref, i+1, err)
 		}
-		if o.output == "table" && o.verify {
+		if !o.format.json() && o.verify {
 			fmt.Fprintf(errOut, "layer %d/%d %s: %d entries, rebuilt %s byte for byte in %s\n",
 				i+1, len(layers), short(lr.DiffID.String()), lr.Entries, humanBytes(lr.TarSize), humanDuration(time.Duration(lr.Seconds*float64(time.Second))))
 		}
 		rep.Layers = append(rep.Layers, lr)
 	}
-	if o.output == "json" {
+	if o.format.json() {
 		return printJSON(out, rep)
 	}
 	printInspectTable(out, rep)
@@ -258,7 +255,7 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// printJSON writes v as indented JSON, the form of every -o json/--json.
+// printJSON writes v as indented JSON, the form of every --format json.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

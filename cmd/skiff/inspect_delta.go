@@ -98,17 +98,15 @@ func runInspectDelta(path, output string, trustFiles []string, out io.Writer) er
 		}
 		rep.Layers = append(rep.Layers, dl)
 	}
-	packCounted := false
+	// A blob shared by several ops (the zstd pack, a zstd-dict group) is
+	// counted once: the parts add up to the file.
+	counted := map[int]bool{}
 	for _, op := range m.Ops {
 		rep.EncoderFiles[op.Encoder]++
-		if op.Encoder == delta.EncZstd {
-			if !packCounted {
-				rep.EncoderBytes[op.Encoder] += m.Blobs[op.Blob].Size
-				packCounted = true
-			}
-			continue
+		if !counted[op.Blob] {
+			counted[op.Blob] = true
+			rep.EncoderBytes[op.Encoder] += m.Blobs[op.Blob].Size
 		}
-		rep.EncoderBytes[op.Encoder] += m.Blobs[op.Blob].Size
 	}
 	if output == "json" {
 		return printJSON(out, rep)

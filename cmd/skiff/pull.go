@@ -27,6 +27,7 @@ type pullOptions struct {
 	headers   []string
 	retries   int
 	parallel  int
+	format    formatOptions
 }
 
 func (o *pullOptions) AddFlags(cmd *cobra.Command) {
@@ -39,7 +40,20 @@ func (o *pullOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringArrayVarP(&o.headers, "header", "H", nil, `request header "Name: value" (http/https), e.g. "Authorization: Bearer TOKEN"`)
 	fs.IntVar(&o.retries, "retries", 20, "tries in a row that may fail without receiving anything new")
 	fs.IntVar(&o.parallel, "parallel", 4, "registry blobs fetched at once (docker://); --limit-rate caps them together")
+	o.format.AddFlags(cmd, legacyNone)
 	_ = cmd.MarkFlagRequired("output")
+}
+
+// pullReport is pull's --format json answer.
+type pullReport struct {
+	Output  string `json:"output"`
+	Size    int64  `json:"size"`
+	Digest  string `json:"digest,omitempty"` // the --digest checked (http/https)
+	Blobs   int    `json:"blobs,omitempty"`  // registry artifacts
+	Cached  int    `json:"cached_blobs,omitempty"`
+	Fetched int64  `json:"fetched_bytes"`
+	Resumed int64  `json:"resumed_bytes"`
+	Retries int    `json:"retries"`
 }
 
 func newPullCommand(g *globalOptions) *cobra.Command {
@@ -126,6 +140,9 @@ func runPull(ctx context.Context, o *pullOptions, g *globalOptions, src string, 
 		if err != nil {
 			return err
 		}
+		if o.format.json() {
+			return printJSON(out, pullReport{Output: o.output, Size: st.Size, Blobs: st.Blobs, Cached: st.Cached, Fetched: st.Bytes, Resumed: st.Resumed, Retries: st.Retries})
+		}
 		fmt.Fprintf(out, "wrote %s: %s in %d blobs; %d were in the cache, %s fetched, %s resumed, %d retries\n",
 			o.output, humanBytes(st.Size), st.Blobs, st.Cached, humanBytes(st.Bytes), humanBytes(st.Resumed), st.Retries)
 		return nil
@@ -162,6 +179,9 @@ func runPull(ctx context.Context, o *pullOptions, g *globalOptions, src string, 
 		fi, err := os.Stat(o.output)
 		if err != nil {
 			return err
+		}
+		if o.format.json() {
+			return printJSON(out, pullReport{Output: o.output, Size: fi.Size(), Digest: fo.Digest.String(), Fetched: st.Bytes, Resumed: st.Resumed, Retries: st.Retries})
 		}
 		check := "not verified (no --digest)"
 		if fo.Digest != "" {

@@ -22,11 +22,13 @@ import (
 
 type pushOptions struct {
 	subject string
+	format  formatOptions
 }
 
 func (o *pushOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVar(&o.subject, "subject", "", `the target image the delta belongs to, docker://REG/REPO:TAG or @sha256:...; "none" for no subject (default: the target manifest the delta carries, if any)`)
+	o.format.AddFlags(cmd, legacyNone)
 }
 
 func newPushCommand(g *globalOptions) *cobra.Command {
@@ -148,6 +150,18 @@ func runPush(ctx context.Context, o *pushOptions, g *globalOptions, file, dest s
 	}
 	if err != nil {
 		return err
+	}
+	if o.format.json() {
+		rep := struct {
+			Reference string `json:"reference"`
+			Digest    string `json:"digest"`
+			Blobs     int    `json:"blobs"`
+			Subject   string `json:"subject,omitempty"`
+		}{ref.String(), desc.Digest.String(), len(h.Manifest.Blobs) + 1, ""}
+		if subject != nil {
+			rep.Subject = subject.Digest.String()
+		}
+		return printJSON(out, rep)
 	}
 	fmt.Fprintln(out, desc.Digest)
 	if subject != nil {

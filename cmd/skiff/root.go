@@ -26,6 +26,10 @@ Image references:
   docker://HOST/REPO:TAG      a registry (--insecure for plain HTTP)
   docker-daemon:NAME:TAG      a Docker Engine via its API socket (DOCKER_HOST)
 
+Flags: -o/--output is where a command writes (a file, a reference); --format
+table|json is how it prints its answer. The spellings of the last release
+(--json; -o json|table|text on inspect and agent) still work, with a note.
+
 Exit codes: 0 success, 1 failure, 2 usage error; interrupted (temporary files
 removed): 130 SIGINT, 143 SIGTERM, 129 SIGHUP.`,
 		SilenceUsage:  true,

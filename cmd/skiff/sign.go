@@ -87,6 +87,7 @@ func newKeyCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	var name string
+	var format formatOptions
 	gen := &cobra.Command{
 		Use:   "generate -o NAME",
 		Short: "Make an ed25519 key pair: NAME.key (private, 0600) and NAME.pub",
@@ -107,11 +108,19 @@ keys skiff reads too.`,
 			if err != nil {
 				return err
 			}
+			if format.json() {
+				return printJSON(cmd.OutOrStdout(), struct {
+					KeyID   string `json:"key_id"`
+					Private string `json:"private"`
+					Public  string `json:"public"`
+				}{id.String(), name + ".key", name + ".pub"})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key %s: private %s.key, public %s.pub\n", id, name, name)
 			return nil
 		},
 	}
 	gen.Flags().StringVarP(&name, "output", "o", "", "name of the key files (NAME.key, NAME.pub; a .key or .pub suffix is dropped)")
+	format.AddFlags(gen, legacyNone)
 	cmd.AddCommand(gen)
 	return cmd
 }
@@ -141,6 +150,7 @@ type signOptions struct {
 	keys    []string
 	output  string
 	replace bool
+	format  formatOptions
 }
 
 func newSignCommand(g *globalOptions) *cobra.Command {
@@ -166,6 +176,7 @@ trusts the new one (delta/FORMAT.md, "Trust model").`,
 	fs.StringArrayVar(&o.keys, "key", nil, "private key file (PEM); repeatable")
 	fs.StringVarP(&o.output, "output", "o", "", "where to write the signed delta (default: in place)")
 	fs.BoolVar(&o.replace, "replace", false, "drop the existing signatures")
+	o.format.AddFlags(cmd, legacyNone)
 	_ = cmd.MarkFlagRequired("key")
 	return cmd
 }
@@ -197,6 +208,13 @@ func runSign(ctx context.Context, o *signOptions, path string, out io.Writer) er
 		return err
 	}
 	ids, _ := h.SignatureKeyIDs()
+	if o.format.json() {
+		return printJSON(out, struct {
+			Output       string   `json:"output"`
+			HeaderDigest string   `json:"header_digest"`
+			SignedBy     []string `json:"signed_by"`
+		}{dst, h.HeaderDigest().String(), ids})
+	}
 	fmt.Fprintf(out, "signed %s (header %s): keys %s\n", dst, h.HeaderDigest(), strings.Join(ids, ", "))
 	return nil
 }
