@@ -214,6 +214,9 @@ func printDiffReport(out io.Writer, path string, r *delta.Report) {
 	if r.Gunzipped > 0 {
 		fmt.Fprintf(out, "  (%d gzip files diffed by their content; the device re-compresses them exactly)\n", r.Gunzipped)
 	}
+	for _, st := range r.Streams {
+		fmt.Fprintf(out, "solid stream: %d files, %s -> %s (%s, %s window)\n", st.Files, humanBytes(st.Raw), humanBytes(st.Bytes), st.Codec, humanBytes(st.Window))
+	}
 	fmt.Fprintf(out, "skeletons %s, header %s\n", humanBytes(r.SkeletonBytes), humanBytes(r.HeaderBytes))
 	switch {
 	case r.Reproducible:
