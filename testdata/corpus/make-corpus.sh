@@ -458,6 +458,11 @@ chroot_install() {
   printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
   chmod 755 "$r/usr/sbin/policy-rc.d"
   cp /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+  # a cleaned rootfs has an empty /dev; apt and maintainer scripts need the basic nodes
+  # (clean_rootfs removes them again)
+  mknod -m 666 "$r/dev/null" c 1 3 && mknod -m 666 "$r/dev/zero" c 1 5 && mknod -m 666 "$r/dev/full" c 1 7 &&
+    mknod -m 666 "$r/dev/random" c 1 8 && mknod -m 666 "$r/dev/urandom" c 1 9 && mknod -m 666 "$r/dev/tty" c 5 0 ||
+    die "mknod in $r/dev failed"
   mount -t proc proc "$r/proc"
   chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C \
     sh -c 'apt-get -q update && apt-get -qy --no-install-recommends -o Dpkg::Options::=--force-confold install "$@"' sh "$@" >"$lg" 2>&1 || rc=$?
