@@ -475,7 +475,9 @@ build_apt() {
   local o=$1 r=$W/rootfs-apt t n
   need_root "the apt pair (chroot)"
   STEP="apt: old = os/old"
-  cp "$L/os/old.tar" "$o/old.tar" 2>/dev/null || die "the apt pair builds on layers/os/old.tar, which is missing (build the os pair)"
+  [ -f "$L/os/old.tar" ] || die "the apt pair builds on layers/os/old.tar, which is missing (build the os pair)"
+  # a hard link where possible (nothing rewrites a finished tar in place; os rebuilds replace it)
+  ln "$L/os/old.tar" "$o/old.tar" 2>/dev/null || cp "$L/os/old.tar" "$o/old.tar"
   cp "$L/os/old.packages" "$o/old.packages"
   STEP="apt: apt-get install $APT_PKGS"
   unpack_os_old "$r" apt
@@ -489,7 +491,7 @@ build_apt() {
   mktar "$r" "$o/new.tar" "$t" clamp
   safe_rm "$r"
   {
-    echo "old: a copy of layers/os/old.tar (sha256 $(sha256sum "$o/old.tar" | cut -c1-64)), the minbase rootfs"
+    echo "old: layers/os/old.tar (hard link or copy (sha256 $(sha256sum "$o/old.tar" | cut -c1-64)), the minbase rootfs"
     echo "new: os/old.tar unpacked + apt-get install --no-install-recommends $APT_PKGS ($n packages) from '$MIRROR $SUITE main' in a chroot (policy-rc.d: no services started); cleaned like the official images; mtimes clamped to @$t (newest InRelease Date); real owners"
     echo "image: one layer per side (a rebuilt base layer), so whole-layer tools see one old and one new tar"
     echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --clamp-mtime"
