@@ -491,7 +491,7 @@ build_apt() {
   mktar "$r" "$o/new.tar" "$t" clamp
   safe_rm "$r"
   {
-    echo "old: layers/os/old.tar (hard link or copy (sha256 $(sha256sum "$o/old.tar" | cut -c1-64)), the minbase rootfs"
+    echo "old: layers/os/old.tar (hard link or copy; sha256 $(sha256sum "$o/old.tar" | cut -c1-64), the minbase rootfs"
     echo "new: os/old.tar unpacked + apt-get install --no-install-recommends $APT_PKGS ($n packages) from '$MIRROR $SUITE main' in a chroot (policy-rc.d: no services started); cleaned like the official images; mtimes clamped to @$t (newest InRelease Date); real owners"
     echo "image: one layer per side (a rebuilt base layer), so whole-layer tools see one old and one new tar"
     echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --clamp-mtime"
