@@ -176,7 +176,7 @@ func TestPairsInput(t *testing.T) {
 			os.WriteFile(filepath.Join(root, "images", p, "new.tar"), nil, 0o644)
 		}
 		ps, err := Corpus(root)
-		if err != nil || len(ps) != 3 || ps[2].To != "docker-archive:"+filepath.Join(root, "images", "app", "new.tar") {
+		if err != nil || len(ps) != len(CorpusPairs) || ps[2].To != "docker-archive:"+filepath.Join(root, "images", "app", "new.tar") {
 			t.Errorf("Corpus = %v, %v", ps, err)
 		}
 	})

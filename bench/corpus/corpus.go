@@ -16,7 +16,7 @@ import (
 )
 
 // Pairs are the corpus pairs, in build order.
-var Pairs = []string{"os", "toolchain", "app"}
+var Pairs = []string{"os", "toolchain", "app", "npm", "apt", "python", "goarm64"}
 
 var (
 	// ErrUnknownPair reports a pair name that is not one of Pairs.
@@ -89,9 +89,12 @@ type pairSpec struct {
 func specFor(root, pair string) (pairSpec, error) {
 	layer := func(p, v string) string { return filepath.Join(root, "layers", p, v+".tar") }
 	switch pair {
-	case "os":
-		return pairSpec{[]string{layer("os", "old")}, []string{layer("os", "new")}}, nil
-	case "toolchain", "app":
+	case "os", "apt":
+		// One layer per side: a rebuilt base image (apt: minbase, then the same
+		// rootfs with packages installed, as one new layer).
+		return pairSpec{[]string{layer(pair, "old")}, []string{layer(pair, "new")}}, nil
+	case "toolchain", "app", "npm", "python", "goarm64":
+		// The pair's layer on top of the old Debian rootfs, shared by both sides.
 		base := layer("os", "old")
 		return pairSpec{[]string{base, layer(pair, "old")}, []string{base, layer(pair, "new")}}, nil
 	}

@@ -1,8 +1,8 @@
 // Package corpus turns the benchmark corpus's layer tars into real images.
 //
 // The corpus script writes uncompressed layer tars to
-// $SKIFF_CORPUS/layers/<pair>/{old,new}.tar for the pairs "os", "toolchain"
-// and "app". BuildImages assembles each pair into two images and writes them
+// $SKIFF_CORPUS/layers/<pair>/{old,new}.tar for the pairs in Pairs
+// ("os", "toolchain", "app", "npm", "apt", "python", "goarm64"). BuildImages assembles each pair into two images and writes them
 // the ways images reach skiff in practice:
 //
 //	images/<pair>/old.tar, new.tar   docker-archive, gzip layers (default level, like Docker)
@@ -10,8 +10,9 @@
 //	images/os/new-resaved.tar        new.tar as `docker save` writes it: uncompressed
 //	                                 layers, metadata members first, other member mtimes
 //
-// The "os" images are the os layer alone; "toolchain" and "app" put their
-// layer on top of the old os layer, so only the top layer changes.
+// The "os" and "apt" images are one rootfs layer each (a rebuilt base image);
+// "toolchain", "app", "npm", "python" and "goarm64" put their layer on top of
+// the old os layer, so only the top layer changes.
 // Output is deterministic and cached: a pair is rebuilt only when an output
 // is missing or older than an input, or with WithForce.
 package corpus

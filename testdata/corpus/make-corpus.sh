@@ -7,6 +7,14 @@
 #              with -trimpath, + LICENSE/NOTICE + an /etc/default config that changes
 #   os         Debian bookworm minbase (debootstrap); old = plain, new = fresh debootstrap
 #              + apt-get upgrade from bookworm-updates and bookworm-security
+#   npm        /app/node_modules of a Node app (react, react-dom, webpack, axios and their
+#              dependencies) from the lockfiles in npm/{old,new}/; each direct dependency
+#              moves one release, npm ci --ignore-scripts
+#   apt        os/old (minbase) -> the same rootfs + apt-get install nginx-light sqlite3,
+#              one rebuilt layer
+#   python     a layer on os/old: apt-get install python3 python3-flask + a Flask app in
+#              /app (v1) -> + python3-requests and app v2
+#   goarm64    node_exporter v1.8.1 -> v1.8.2 cross-built for linux/arm64 (like app)
 #
 # Output (default SKIFF_CORPUS=$HOME/.cache/skiff/corpus):
 #   $SKIFF_CORPUS/layers/<pair>/{old,new}.tar   the layer tars (uncompressed)
@@ -24,11 +32,11 @@ set -euo pipefail
 shopt -s inherit_errexit # errors inside $(...) abort too
 
 RECIPE_VERSION=1 # bump whenever a change below alters any output byte
-ALL_PAIRS="toolchain app os"
+ALL_PAIRS="toolchain app os npm apt python goarm64"
 
 usage() {
   cat <<EOF
-usage: $0 [--force] [--pairs "toolchain app os"] [--keep-work]
+usage: $0 [--force] [--pairs "toolchain app os npm apt python goarm64"] [--keep-work]
   --force       rebuild the selected pairs even if their stamp says they are current
   --pairs LIST  build only these pairs (space or comma separated; default: $ALL_PAIRS)
   --keep-work   keep \$SKIFF_CORPUS/work (module cache, staging trees, logs) afterwards
@@ -67,6 +75,12 @@ L=$C/layers W=$C/work
 GO_OLD=1.22.0 GO_NEW=1.22.1
 APP=github.com/prometheus/node_exporter APP_OLD=v1.7.0 APP_NEW=v1.8.0 APP_GO=$GO_NEW
 SUITE=bookworm
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+NPM_DIR=$HERE/npm                             # {old,new}/package{,-lock}.json, committed
+NPM_OLD_TIME=2024-03-20T00:00:00Z NPM_NEW_TIME=2024-05-15T00:00:00Z # fixed mtimes of the two sides
+ARM_OLD=v1.8.1 ARM_NEW=v1.8.2                 # node_exporter for goarm64, built with go$APP_GO
+APT_PKGS="nginx-light sqlite3"
+PY_OLD_PKGS="python3 python3-flask" PY_NEW_PKGS="python3 python3-flask python3-requests"
 
 log() { printf '[make-corpus %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -129,8 +143,14 @@ stamp_key() {
     toolchain) echo "skiff-corpus v$RECIPE_VERSION toolchain go$GO_OLD go$GO_NEW linux-amd64" ;;
     app) echo "skiff-corpus v$RECIPE_VERSION app $APP $APP_OLD $APP_NEW go$APP_GO linux-amd64" ;;
     os) echo "skiff-corpus v$RECIPE_VERSION os debian $SUITE minbase amd64" ;;
+    npm) echo "skiff-corpus v$RECIPE_VERSION npm locks $(cat "$NPM_DIR"/{old,new}/package{,-lock}.json | sha256sum | cut -c1-16) $NPM_OLD_TIME $NPM_NEW_TIME" ;;
+    apt) echo "skiff-corpus v$RECIPE_VERSION apt base os/old $(os_old_sum) +$APT_PKGS $SUITE main amd64" ;;
+    python) echo "skiff-corpus v$RECIPE_VERSION python base os/old $(os_old_sum) $PY_OLD_PKGS app-v1 -> $PY_NEW_PKGS app-v2 $SUITE main amd64" ;;
+    goarm64) echo "skiff-corpus v$RECIPE_VERSION goarm64 $APP $ARM_OLD $ARM_NEW go$APP_GO linux-arm64" ;;
   esac
 }
+# os_old_sum: sha256 prefix of layers/os/old.tar from its stamp (apt and python build on it)
+os_old_sum() { awk '$1 == "old" {print substr($4, 1, 16)}' "$L/os/.stamp" 2>/dev/null || true; }
 # cached PAIR -> 0 when layers/PAIR has a matching stamp and both tars with the recorded sizes
 cached() {
   local d=$L/$1 side bytes entries sum rest
@@ -357,6 +377,319 @@ EOF
   diff "$o/old.packages" "$o/new.packages" | grep '^[<>]' >>"$o/RECIPE.txt" || true
 }
 
+# ================================================================ 4. npm
+# /app of a Node application: package.json + package-lock.json from $NPM_DIR/<side>/ (the
+# locks pin every package by version and sha512 integrity, and carry no registry URLs),
+# node_modules installed by `npm ci --ignore-scripts` (registry tarballs are immutable),
+# plus a small server.js. Fixed owners and one fixed mtime per side.
+build_npm() {
+  local o=$1 side st t when
+  command -v npm >/dev/null || die "the npm pair needs npm (and node) on PATH"
+  for side in old new; do
+    when=$NPM_OLD_TIME
+    [ $side = new ] && when=$NPM_NEW_TIME
+    t=$(epoch "$when")
+    STEP="npm: npm ci ($side)"
+    st=$W/stage-npm-$side
+    safe_rm "$st"
+    mkdir -p "$st/app"
+    cp "$NPM_DIR/$side/package.json" "$NPM_DIR/$side/package-lock.json" "$st/app/"
+    app_server_js "$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$st/app/package.json")" >"$st/app/server.js"
+    log "npm/$side: npm ci --ignore-scripts ($(grep -c '"node_modules/' "$st/app/package-lock.json") packages)"
+    (cd "$st/app" && npm_config_cache=$W/npm-cache npm ci --ignore-scripts --no-audit --no-fund --no-update-notifier \
+      --omit-lockfile-registry-resolved) >"$W/npm-$side.log" 2>&1 ||
+      { tail -20 "$W/npm-$side.log" >&2; die "npm ci failed (log $W/npm-$side.log)"; }
+    chmod -R go-w,a+rX "$st"
+    mktar "$st" "$o/$side.tar" "$t" fixed
+    echo "$side: app/package.json + package-lock.json (testdata/corpus/npm/$side, lock sha256 $(sha256sum "$st/app/package-lock.json" | cut -c1-16)), app/node_modules by 'npm ci --ignore-scripts' (node $(node --version), npm $(npm --version)), app/server.js; direct deps: $(sed -n '/"dependencies"/,/}/s/^ *"\([^"]*\)": "\([^"]*\)".*/\1@\2/p' "$st/app/package.json" | tr '\n' ' '); every entry mtime=@$t ($when), owner 0:0" >>"$o/RECIPE.txt"
+    safe_rm "$st"
+  done
+  echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --owner=0 --group=0" >>"$o/RECIPE.txt"
+}
+app_server_js() {
+  cat <<EOF
+'use strict';
+// fleet-dashboard $1: serves the dashboard bundle and proxies the fleet API.
+const http = require('http');
+const path = require('path');
+const fs = require('fs');
+const axios = require('axios');
+
+const api = axios.create({ baseURL: process.env.FLEET_API || 'http://127.0.0.1:8080', timeout: 5000 });
+const dist = path.join(__dirname, 'dist');
+
+http.createServer(async (req, res) => {
+  if (req.url.startsWith('/api/')) {
+    try {
+      const r = await api.get(req.url.slice(4));
+      res.writeHead(r.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(r.data));
+    } catch (e) {
+      res.writeHead(502);
+      res.end(String(e.message));
+    }
+    return;
+  }
+  const f = path.join(dist, req.url === '/' ? 'index.html' : path.normalize(req.url));
+  fs.createReadStream(f).on('error', () => { res.writeHead(404); res.end(); }).pipe(res);
+}).listen(process.env.PORT || 3000, () => console.log('fleet-dashboard $1 listening'));
+EOF
+}
+
+# ================================================================ 5. apt, 6. python
+# Both start from layers/os/old.tar (a Debian minbase), unpacked as root, and install
+# packages in a chroot from the $SUITE main suite only (a point release; updates and
+# security are left out so the package versions do not move between builds).
+# unpack_os_old DEST: layers/os/old.tar extracted with owners, modes and mtimes
+unpack_os_old() {
+  [ -f "$L/os/old.tar" ] || die "$2 builds on layers/os/old.tar, which is missing (build the os pair)"
+  safe_rm "$1"
+  mkdir -p "$1"
+  tar -C "$1" --numeric-owner -xpf "$L/os/old.tar"
+}
+# chroot_install ROOT LOG PKG...: apt-get update + install --no-install-recommends in ROOT
+# from "$MIRROR $SUITE main"; services are not started (policy-rc.d), apt lists are left
+# for newest_release, and ROOT's own sources.list is restored afterwards.
+chroot_install() {
+  local r=$1 lg=$2 rc=0
+  shift 2
+  mv "$r/etc/apt/sources.list" "$r/etc/apt/sources.list.corpus"
+  echo "deb $MIRROR $SUITE main" >"$r/etc/apt/sources.list"
+  printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+  chmod 755 "$r/usr/sbin/policy-rc.d"
+  cp /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+  # a cleaned rootfs has an empty /dev; apt and maintainer scripts need the basic nodes
+  # (clean_rootfs removes them again)
+  mknod -m 666 "$r/dev/null" c 1 3 && mknod -m 666 "$r/dev/zero" c 1 5 && mknod -m 666 "$r/dev/full" c 1 7 &&
+    mknod -m 666 "$r/dev/random" c 1 8 && mknod -m 666 "$r/dev/urandom" c 1 9 && mknod -m 666 "$r/dev/tty" c 5 0 ||
+    die "mknod in $r/dev failed"
+  mount -t proc proc "$r/proc"
+  chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+    sh -c 'apt-get -q update && apt-get -qy --no-install-recommends -o Dpkg::Options::=--force-confold install "$@"' sh "$@" >"$lg" 2>&1 || rc=$?
+  umount "$r/proc"
+  rm -f "$r/usr/sbin/policy-rc.d"
+  mv "$r/etc/apt/sources.list.corpus" "$r/etc/apt/sources.list"
+  [ $rc = 0 ] || { tail -20 "$lg" >&2; die "apt-get install $* in the chroot failed (log $lg)"; }
+}
+build_apt() {
+  local o=$1 r=$W/rootfs-apt t n
+  need_root "the apt pair (chroot)"
+  STEP="apt: old = os/old"
+  [ -f "$L/os/old.tar" ] || die "the apt pair builds on layers/os/old.tar, which is missing (build the os pair)"
+  # a hard link where possible (nothing rewrites a finished tar in place; os rebuilds replace it)
+  ln "$L/os/old.tar" "$o/old.tar" 2>/dev/null || cp "$L/os/old.tar" "$o/old.tar"
+  cp "$L/os/old.packages" "$o/old.packages"
+  STEP="apt: apt-get install $APT_PKGS"
+  unpack_os_old "$r" apt
+  log "apt/new: apt-get install --no-install-recommends $APT_PKGS from $SUITE main"
+  chroot_install "$r" "$W/apt-install.log" $APT_PKGS
+  n=$(grep -c '^Unpacking' "$W/apt-install.log" || true)
+  t=$(newest_release "$r")
+  chroot "$r" dpkg-query -W -f '${Package} ${Version}\n' >"$o/new.packages"
+  clean_rootfs "$r"
+  STEP="apt: tar (new)"
+  mktar "$r" "$o/new.tar" "$t" clamp
+  safe_rm "$r"
+  {
+    echo "old: layers/os/old.tar (hard link or copy; sha256 $(sha256sum "$o/old.tar" | cut -c1-64), the minbase rootfs"
+    echo "new: os/old.tar unpacked + apt-get install --no-install-recommends $APT_PKGS ($n packages) from '$MIRROR $SUITE main' in a chroot (policy-rc.d: no services started); cleaned like the official images; mtimes clamped to @$t (newest InRelease Date); real owners"
+    echo "image: one layer per side (a rebuilt base layer), so whole-layer tools see one old and one new tar"
+    echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --clamp-mtime"
+    echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ). Packages added (> new):"
+    diff "$o/old.packages" "$o/new.packages" | grep '^[<>]' || true
+  } >>"$o/RECIPE.txt"
+}
+
+# tree_list DIR: one line per entry below DIR, "path<TAB>type mode uid gid size-or-0 link"
+# (directory sizes are 0), sorted bytewise; tree_sums DIR: "path<TAB>sha256" of the files.
+tree_list() {
+  (cd "$1" && find . -mindepth 1 -printf '%P\t%y %m %U %G %s %l\n') |
+    awk -F'\t' 'BEGIN{OFS="\t"} {split($2, a, " "); if (a[1] == "d") sub(/ [0-9]+ $/, " 0 ", $2); print}' | LC_ALL=C sort
+}
+tree_sums() {
+  (cd "$1" && find . -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0r sha256sum) |
+    sed 's/^\([0-9a-f]*\)  \(.*\)$/\2\t\1/'
+}
+# layer_diff BASE ROOT STAGE: write into STAGE the layer that turns BASE into ROOT, as
+# Docker and BuildKit store it: every added or changed entry (type, mode, owner, size,
+# link target or content), the parent directories of each, and a .wh.<name> whiteout
+# for each removed entry whose parent was not removed too. Prints the number of changed
+# entries and whiteouts.
+layer_diff() {
+  local base=$1 root=$2 st=$3 d=$W/layerdiff p
+  safe_rm "$d" "$st"
+  mkdir -p "$d" "$st"
+  tree_list "$base" >"$d/base.list"
+  tree_list "$root" >"$d/root.list"
+  tree_sums "$base" >"$d/base.sums"
+  tree_sums "$root" >"$d/root.sums"
+  { LC_ALL=C comm -13 "$d/base.list" "$d/root.list"; LC_ALL=C comm -13 "$d/base.sums" "$d/root.sums"; } |
+    cut -f1 | LC_ALL=C sort -u >"$d/changed"
+  LC_ALL=C comm -23 <(cut -f1 "$d/base.list") <(cut -f1 "$d/root.list") >"$d/removed"
+  # only the topmost removed entries get a whiteout
+  awk '{ for (i = 1; i <= n; i++) if (index($0, top[i] "/") == 1) next; top[++n] = $0; print }' "$d/removed" >"$d/whiteouts"
+  { cat "$d/changed"
+    awk '{ while (sub(/\/[^\/]*$/, "")) print }' "$d/changed" "$d/whiteouts"; } | LC_ALL=C sort -u >"$d/include"
+  if [ -s "$d/include" ]; then
+    tar -C "$root" --numeric-owner --no-recursion -cf - -T "$d/include" | tar -C "$st" --numeric-owner -xpf -
+  fi
+  while read -r p; do
+    case $p in */*) : >"$st/${p%/*}/.wh.${p##*/}" ;; *) : >"$st/.wh.$p" ;; esac
+  done <"$d/whiteouts"
+  echo "$(wc -l <"$d/changed") changed, $(wc -l <"$d/whiteouts") removed"
+  safe_rm "$d"
+}
+# python_app VERSION: /app/app.py of the Flask service; v2 adds an upstream check (requests)
+python_app() {
+  cat <<'EOF'
+"""fleet-agent-api: device inventory for the fleet dashboard (skiff corpus fixture)."""
+import json
+import os
+import sqlite3
+
+from flask import Flask, abort, jsonify, request
+EOF
+  if [ "$1" = 2 ]; then echo 'import requests'; fi
+  cat <<EOF
+
+VERSION = "$1.0.0"
+DB = os.environ.get("FLEET_DB", "/var/lib/fleet/devices.db")
+app = Flask(__name__)
+
+
+def db():
+    con = sqlite3.connect(DB)
+    con.row_factory = sqlite3.Row
+    con.execute("CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, image TEXT, seen INTEGER)")
+    return con
+
+
+@app.get("/healthz")
+def healthz():
+    return jsonify(status="ok", version=VERSION)
+
+
+@app.get("/devices")
+def devices():
+    with db() as con:
+        rows = con.execute("SELECT id, image, seen FROM devices ORDER BY id").fetchall()
+    return jsonify([dict(r) for r in rows])
+
+
+@app.put("/devices/<dev>")
+def report(dev):
+    body = request.get_json(force=True, silent=True) or {}
+    if "image" not in body:
+        abort(400, "missing image")
+    with db() as con:
+        con.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, strftime('%s','now'))", (dev, body["image"]))
+    return jsonify(id=dev, image=body["image"])
+EOF
+  if [ "$1" = 2 ]; then
+    cat <<'EOF'
+
+
+@app.get("/upstream")
+def upstream():
+    """Is the rollout server reachable? (new in 2.0)"""
+    url = os.environ.get("ROLLOUT_URL", "http://127.0.0.1:8080/healthz")
+    try:
+        r = requests.get(url, timeout=3)
+        return jsonify(url=url, status=r.status_code)
+    except requests.RequestException as e:
+        return jsonify(url=url, error=str(e)), 502
+EOF
+  fi
+  cat <<'EOF'
+
+
+if __name__ == "__main__":
+    app.run(host="0.0.0.0", port=int(os.environ.get("PORT", "8000")))
+EOF
+}
+build_python() {
+  local o=$1 side base=$W/rootfs-python-base r t n pk v ch
+  need_root "the python pair (chroot)"
+  STEP="python: unpack os/old"
+  unpack_os_old "$base" python
+  for side in old new; do
+    pk=$PY_OLD_PKGS v=1
+    [ $side = new ] && pk=$PY_NEW_PKGS v=2
+    r=$W/rootfs-python-$side
+    safe_rm "$r"
+    cp -a "$base" "$r"
+    STEP="python: apt-get install ($side)"
+    log "python/$side: apt-get install --no-install-recommends $pk + app v$v"
+    chroot_install "$r" "$W/python-$side.log" $pk
+    n=$(grep -c '^Unpacking' "$W/python-$side.log" || true)
+    t=$(newest_release "$r")
+    chroot "$r" dpkg-query -W -f '${Package} ${Version}\n' >"$o/$side.packages"
+    clean_rootfs "$r"
+    mkdir -p "$r/app"
+    python_app $v >"$r/app/app.py"
+    if [ $v = 2 ]; then printf 'flask\nrequests\n'; else printf 'flask\n'; fi >"$r/app/requirements.txt"
+    printf '[Unit]\nDescription=fleet-agent-api %s\n\n[Service]\nExecStart=/usr/bin/python3 /app/app.py\nRestart=always\n' "$v.0.0" >"$r/app/fleet-agent-api.service"
+    STEP="python: layer ($side)"
+    ch=$(layer_diff "$base" "$r" "$W/stage-python-$side")
+    mktar "$W/stage-python-$side" "$o/$side.tar" "$t" clamp
+    echo "$side: layer over os/old.tar (sha256 $(sha256sum "$L/os/old.tar" | cut -c1-16)): apt-get install --no-install-recommends $pk ($n packages) from '$MIRROR $SUITE main' in a chroot, cleaned like the official images, + /app v$v.0.0 (app.py, requirements.txt, a systemd unit); the layer holds what changed against os/old ($ch; parents included, whiteouts for removals); mtimes clamped to @$t (newest InRelease Date); real owners" >>"$o/RECIPE.txt"
+    safe_rm "$r" "$W/stage-python-$side"
+  done
+  safe_rm "$base"
+  {
+    echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --clamp-mtime"
+    echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ). Package changes (< old, > new):"
+    diff "$o/old.packages" "$o/new.packages" | grep '^[<>]' || true
+  } >>"$o/RECIPE.txt"
+}
+
+# ================================================================ 7. goarm64
+# node_exporter cross-built for linux/arm64 with go$APP_GO, otherwise as the app pair.
+# go install puts cross-compiled binaries in $GOPATH/bin/linux_arm64 (GOBIN must be unset).
+build_goarm64() {
+  local o=$1 side v info dir when rev t st tc harch pv gp
+  harch=$(go env GOHOSTARCH)
+  tc=$W/go$APP_GO-$harch
+  STEP="goarm64: go$APP_GO toolchain"
+  if [ ! -x "$tc/bin/go" ]; then
+    log "goarm64: fetching go$APP_GO (linux-$harch) to build with"
+    safe_rm "$tc"
+    unzip_toolchain "$APP_GO" "$tc" "$harch" >/dev/null
+  fi
+  for side in old new; do
+    v=$ARM_OLD
+    [ $side = new ] && v=$ARM_NEW
+    STEP="goarm64: node_exporter $v"
+    info=$(gomod "$APP@$v")
+    dir=$(echo "$info" | jfield Dir)
+    when=$(grep -o '"Time":"[^"]*"' "$(echo "$info" | jfield Info)" | cut -d'"' -f4)
+    rev=$(grep -o '"Hash":"[0-9a-f]*"' "$(echo "$info" | jfield Info)" | cut -d'"' -f4 || true)
+    [ -n "$when" ] || die "no Time in the module proxy's info for $APP@$v"
+    [ -n "$rev" ] || { log "WARN: no Origin.Hash for $APP@$v; Revision=unknown"; rev=unknown; }
+    t=$(epoch "$when")
+    st=$W/stage-goarm64-$side
+    gp=$W/gopath-arm64
+    safe_rm "$st" "$gp/bin"
+    mkdir -p "$st/usr/local/bin" "$st/usr/local/share/doc/node_exporter" "$st/etc/default"
+    log "goarm64/$side: go install $APP@$v with go$APP_GO for linux/arm64"
+    pv=github.com/prometheus/common/version
+    (cd "$W" && env -u GOBIN GOPATH="$gp" GOARCH=arm64 "$tc/bin/go" install -trimpath \
+      -ldflags "-X $pv.Version=${v#v} -X $pv.Revision=$rev -X $pv.Branch=HEAD -X $pv.BuildUser=root@corpus -X $pv.BuildDate=$(date -u -d "$when" +%Y%m%d-%H:%M:%S)" \
+      "$APP@$v") >"$W/goarm64-$side.log" 2>&1 || { tail -20 "$W/goarm64-$side.log" >&2; die "building $APP@$v for arm64 failed (log $W/goarm64-$side.log)"; }
+    [ -x "$gp/bin/linux_arm64/node_exporter" ] || die "go install $APP@$v for arm64 left no $gp/bin/linux_arm64/node_exporter"
+    mv "$gp/bin/linux_arm64/node_exporter" "$st/usr/local/bin/node_exporter"
+    install -m 0644 "$dir/LICENSE" "$dir/NOTICE" "$st/usr/local/share/doc/node_exporter/"
+    printf '%s\n' '# managed by fleet-config rev 42' \
+      'NODE_EXPORTER_ARGS="--web.listen-address=:9100 --collector.textfile.directory=/var/lib/node_exporter/textfile --no-collector.wifi"' \
+      >"$st/etc/default/node_exporter"
+    chmod -R go-w,a+rX "$st"
+    mktar "$st" "$o/$side.tar" "$t" fixed
+    echo "$side: $APP@$v (rev $rev) via 'go install -trimpath' with go$APP_GO, CGO_ENABLED=0 GOOS=linux GOARCH=arm64, + LICENSE, NOTICE, etc/default/node_exporter (same on both sides); every entry mtime=@$t (module time), owner 0:0" >>"$o/RECIPE.txt"
+    safe_rm "$st"
+  done
+  echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --owner=0 --group=0" >>"$o/RECIPE.txt"
+}
+
 # ================================================================ main
 T_START=$(date +%s)
 todo=()
@@ -368,6 +701,16 @@ for p in $ALL_PAIRS; do
     todo+=("$p")
   fi
 done
+# apt and python build on layers/os/old.tar: make os first when it is missing or stale,
+# and rebuild them whenever os is rebuilt (their stamps name os/old's digest).
+if [[ " ${todo[*]} " == *" os "* ]]; then
+  for p in apt python; do
+    if want_pair $p && [[ " ${todo[*]} " != *" $p "* ]]; then todo+=("$p"); fi
+  done
+elif [[ " ${todo[*]} " == *" apt "* || " ${todo[*]} " == *" python "* ]] && ! cached os; then
+  log "os: needed by apt/python and not cached; building it first"
+  todo=(os "${todo[@]}")
+fi
 
 if [ ${#todo[@]} -gt 0 ]; then
   STEP="tools"

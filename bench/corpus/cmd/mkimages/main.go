@@ -1,6 +1,6 @@
 // Command mkimages turns the corpus's layer tars into images:
 //
-//	go run ./bench/corpus/cmd/mkimages [-root DIR] [-pairs os,app,toolchain] [-force]
+//	go run ./bench/corpus/cmd/mkimages [-root DIR] [-pairs os,app,npm,...] [-force]
 //
 // It writes $root/images/<pair>/... (see package corpus) and prints what it
 // did. Exit status 1 on error, 2 on bad flags.
