@@ -35,8 +35,8 @@ type fakeEngine struct {
 	manifests map[string][]byte // manifest digest -> manifest (ctrdStore)
 	// wrongConfig: loaded manifests name another config (ctrdStore).
 	wrongConfig bool
-	saves     int
-	loadErr string            // load answers with this error message
+	saves       int
+	loadErr     string // load answers with this error message
 }
 
 var inspectPath = regexp.MustCompile(`^/v[0-9.]+/images/(.+)/json$`)
