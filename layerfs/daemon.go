@@ -245,9 +245,35 @@ var configCache = struct {
 }{m: map[string]string{}}
 
 // InspectDaemon describes the image the engine holds under nameOrID (a
-// name, the engine's ID, or for the classic store a config digest). The
-// error wraps ErrImageNotFound when the engine has no such image.
+// name, the engine's ID, or a config digest: the containerd store, which
+// does not know images by it, is searched). The error wraps
+// ErrImageNotFound when the engine has no such image.
 func InspectDaemon(ctx context.Context, cli *client.Client, nameOrID string) (DaemonImage, error) {
+	di, err := inspectDaemon(ctx, cli, nameOrID)
+	if !errors.Is(err, ErrImageNotFound) || !imageIDRe.MatchString(nameOrID) {
+		return di, err
+	}
+	want := nameOrID
+	if !strings.HasPrefix(want, "sha256:") {
+		want = "sha256:" + want
+	}
+	list, lerr := cli.ImageList(ctx, client.ImageListOptions{All: true})
+	if lerr != nil {
+		return DaemonImage{}, fmt.Errorf("list images in engine at %s: %v: %w", engineHost(), lerr, ErrEngine)
+	}
+	for _, s := range list.Items {
+		if s.ID == want {
+			continue // asked already
+		}
+		d, ierr := inspectDaemon(ctx, cli, s.ID)
+		if ierr == nil && d.ConfigDigest == want {
+			return d, nil
+		}
+	}
+	return di, err
+}
+
+func inspectDaemon(ctx context.Context, cli *client.Client, nameOrID string) (DaemonImage, error) {
 	insp, err := cli.ImageInspect(ctx, nameOrID)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
