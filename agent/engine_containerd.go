@@ -629,13 +629,23 @@ func (e *ContainerdEngine) Load(ctx context.Context, img v1.Image, ref string) e
 		return err
 	}
 	if err := e.importImage(ctx, img, ref, newID.String()); err != nil {
-		if retained != "" {
-			// ref still names the old image: the retained record is
-			// redundant (the failed import must leave nothing behind).
-			uctx := context.WithoutCancel(ctx)
-			if now, rerr := e.record(uctx, ref); rerr == nil && now.Digest == oldTarget {
-				e.ctr(uctx, nil, 64<<10, "images", "rm", retained)
+		// A failed import leaves nothing behind: ctr may have made the
+		// record before its unpack failed (1.x, --local), so ref gets
+		// its old target back, and the retained record goes.
+		uctx := context.WithoutCancel(ctx)
+		now, rerr := e.record(uctx, ref)
+		switch {
+		case rerr != nil && !errors.Is(rerr, ErrNoImage):
+			// Cannot tell: keep the retained record.
+		case retained == "" && rerr == nil:
+			e.ctr(uctx, nil, 64<<10, "images", "rm", ref)
+		case retained != "" && (rerr != nil || now.Digest != oldTarget):
+			if _, terr := e.ctr(uctx, nil, 64<<10, "images", "tag", "--force", retained, ref); terr != nil {
+				return errors.Join(err, fmt.Errorf("name the replaced image %s again: %w", ref, terr))
 			}
+			e.ctr(uctx, nil, 64<<10, "images", "rm", retained)
+		case retained != "":
+			e.ctr(uctx, nil, 64<<10, "images", "rm", retained)
 		}
 		return err
 	}
