@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -163,5 +164,42 @@ func TestFailedCheckAfterLoadRollsBack(t *testing.T) {
 	st, _ = a.Status()
 	if s := st.Images["web"]; s.Failed != nil || s.LastError != "" {
 		t.Errorf("after the update: %+v", s)
+	}
+}
+
+// TestRunWaitsOutAFailedTarget: the run loop does not count a check that
+// found the failed target still backing off as a new failure; it sleeps
+// until the backoff ends.
+func TestRunWaitsOutAFailedTarget(t *testing.T) {
+	p := testPair(t)
+	d := newDevice(t, p)
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	a := newAgent(t, d.config(t, serverSource("http://127.0.0.1:9"), ""), WithClock(clk))
+	until := clk.now.Add(3 * time.Hour)
+	if _, err := a.state.Update("web", func(s *ImageState) {
+		s.Failed = &FailedInstall{Target: p.newID, Count: 1, Until: until}
+		s.Failures = 1
+		s.NextCheck = clk.now
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	a.cycle = func(ctx context.Context, image string) (time.Duration, error) {
+		calls++
+		if calls > 1 {
+			cancel()
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("update web: %w: until then", ErrBackoff)
+	}
+	if err := a.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := a.Status()
+	s := st.Images["web"]
+	if s.Failures != 1 || !s.NextCheck.Equal(until) {
+		t.Errorf("after a check during the backoff: failures %d, next check %s; want 1 and %s", s.Failures, s.NextCheck, until)
 	}
 }
