@@ -337,9 +337,10 @@ func isManifestOrIndex(mt string) bool {
 }
 
 // daemonConfigDigest reads the config digest that manifest names from the
-// engine's save stream of image id: the manifest blob is small and comes
-// before the layers, so the stream is closed as soon as it has been read.
-// The answer is cached (content addressed).
+// engine's save stream of image id. The stream is closed as soon as the
+// manifest blob has been read; Docker 28 writes the blobs in digest order,
+// so at worst the whole image is read (the Engine API has no call for one
+// blob). The answer is cached for the process (content addressed).
 func daemonConfigDigest(ctx context.Context, cli *client.Client, id, manifest string, platforms []ocispec.Platform) (string, error) {
 	key := manifest
 	configCache.Lock()
