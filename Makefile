@@ -52,7 +52,7 @@ integration: corpus infra-up ## integration tests against real engines and the c
 	@echo "== engines: Docker 28.5.2 (containerd image store), containerd 2.4.2 (ctr 2.4.2)"
 	. $(INFRA)/env.sh && export DOCKER_HOST=$$DOCKER28_HOST CONTAINERD_ADDRESS=$$CONTAINERD2_ADDRESS SKIFF_CTR=$$CTR2 && \
 	  SKIFF_CORPUS_IMAGES="$(SKIFF_CORPUS)/images/app/new.tar" \
-	  $(GO) test -count=1 -tags integration -timeout 20m -run IntegrationDaemon -v ./layerfs/ 2>&1 | \
+	  $(GO) test -count=1 -tags integration -timeout 20m -run 'IntegrationDaemon|IntegrationManifestToEngine' -v ./layerfs/ ./delta/ 2>&1 | \
 	  $(TESTLOG) ; exit $${PIPESTATUS[0]}
 	. $(INFRA)/env.sh && export DOCKER_HOST=$$DOCKER28_HOST CONTAINERD_ADDRESS=$$CONTAINERD2_ADDRESS SKIFF_CTR=$$CTR2 && \
 	  $(GO) test -count=1 -tags integration -timeout 30m -run Integration -v ./agent/ ./cmd/skiff/ 2>&1 | \
