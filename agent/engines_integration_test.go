@@ -27,11 +27,16 @@ type lyingAfterLoad struct {
 	Engine
 	ref   string
 	lying bool
+	// afterLoad, if set, is called after the real load.
+	afterLoad func(ctx context.Context)
 }
 
 func (l *lyingAfterLoad) Load(ctx context.Context, img v1.Image, ref string) error {
 	if err := l.Engine.Load(ctx, img, ref); err != nil {
 		return err
+	}
+	if l.afterLoad != nil {
+		l.afterLoad(ctx)
 	}
 	l.lying = true
 	return nil
@@ -54,14 +59,14 @@ func (l *lyingAfterLoad) Restore(ctx context.Context, ref, previous string) erro
 // post-load check fails, and checks that the old image is back under ref,
 // the retained name is gone, the hook did not run and one failure is
 // recorded. gone reports whether the failed image left the engine.
-func rollbackOnEngine(t *testing.T, e Engine, c *Config, ref string, gone func() bool) {
+func rollbackOnEngine(t *testing.T, e Engine, c *Config, ref string, afterLoad func(context.Context), gone func() bool) {
 	t.Helper()
 	p := testPair(t)
 	ctx := context.Background()
 	if err := e.Load(ctx, p.old, ref); err != nil {
 		t.Fatal(err)
 	}
-	l := &lyingAfterLoad{Engine: e, ref: ref}
+	l := &lyingAfterLoad{Engine: e, ref: ref, afterLoad: afterLoad}
 	a := newAgent(t, c, WithEngine("web", l))
 	_, err := a.ApplyFile(ctx, "web", writeFile(t, t.TempDir(), "fw.skiff", p.forward))
 	if !errors.Is(err, ErrVerify) {
@@ -110,9 +115,28 @@ func TestIntegrationDockerRollback(t *testing.T) {
 	untag()
 	t.Cleanup(untag)
 	cli := dockerClient(t)
-	rollbackOnEngine(t, &DockerEngine{TempDir: t.TempDir()}, engineConfig(t, d, "docker", ref, ""), ref, func() bool {
-		_, err := layerfs.InspectDaemon(context.Background(), cli, p.newID)
-		return errors.Is(err, layerfs.ErrImageNotFound)
+	// The failed image, by the engine's own ID (the containerd store's is
+	// its manifest digest), is gone, or (the classic store, whose ID is the
+	// config digest) kept only under names others gave it.
+	var loaded string
+	rollbackOnEngine(t, &DockerEngine{TempDir: t.TempDir()}, engineConfig(t, d, "docker", ref, ""), ref, func(ctx context.Context) {
+		di, err := layerfs.InspectDaemon(ctx, cli, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded = di.EngineID
+	}, func() bool {
+		di, err := layerfs.InspectDaemon(context.Background(), cli, loaded)
+		if errors.Is(err, layerfs.ErrImageNotFound) {
+			return true
+		}
+		for _, tag := range di.RepoTags {
+			if strings.HasPrefix(tag, "skiff-agent-test/rollback") {
+				return false
+			}
+		}
+		t.Logf("the failed image %s stays under others' names %v", loaded, di.RepoTags)
+		return err == nil && len(di.RepoTags) > 0
 	})
 }
 
@@ -164,7 +188,7 @@ func TestIntegrationContainerdRollback(t *testing.T) {
 	}
 	cleanup()
 	t.Cleanup(cleanup)
-	rollbackOnEngine(t, e, engineConfig(t, d, "containerd", ref, "containerd: {namespace: skiff-agent-test}\n"), ref, func() bool {
+	rollbackOnEngine(t, e, engineConfig(t, d, "containerd", ref, "containerd: {namespace: skiff-agent-test}\n"), ref, nil, func() bool {
 		recs, err := e.images(context.Background())
 		if err != nil {
 			t.Fatal(err)
