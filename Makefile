@@ -36,16 +36,27 @@ corpus: ## build the realistic corpus (real software; ~10 min the first time, ca
 	bash testdata/corpus/make-corpus.sh
 	$(GO) run ./bench/corpus/cmd/mkimages -root "$(SKIFF_CORPUS)"
 
-infra-up: ## install and start Docker Engine, containerd and the registry on loopback
+infra-up: ## install and start Docker Engine 20.10 and 28.5.2, containerd 1.6 and 2.4.2 and the registry on loopback (28.5.2 and 2.4.2 built once, ~12 min, cached in ~/.cache/skiff/tools)
 	bash testdata/infra/start-infra.sh
 
 infra-down: ## stop what infra-up started
 	bash testdata/infra/stop-infra.sh
 
-integration: corpus infra-up ## integration tests against real engines and the corpus
+TESTLOG := grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic| )|exact|_test.go'
+
+integration: corpus infra-up ## integration tests against real engines and the corpus: Docker 20.10 + containerd 1.6 (Debian), then Docker 28.5.2 (containerd image store) + containerd 2.4.2
+	@echo "== engines: Docker 20.10 (classic store), containerd 1.6 (Debian)"
 	. $(INFRA)/env.sh && SKIFF_CORPUS_IMAGES="$(SKIFF_CORPUS)/images/app/new.tar" \
 	  $(GO) test -count=1 -tags integration -timeout 40m -run Integration -v ./... 2>&1 | \
-	  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic| )|exact|_test.go' ; exit $${PIPESTATUS[0]}
+	  $(TESTLOG) ; exit $${PIPESTATUS[0]}
+	@echo "== engines: Docker 28.5.2 (containerd image store), containerd 2.4.2 (ctr 2.4.2)"
+	. $(INFRA)/env.sh && export DOCKER_HOST=$$DOCKER28_HOST CONTAINERD_ADDRESS=$$CONTAINERD2_ADDRESS SKIFF_CTR=$$CTR2 && \
+	  SKIFF_CORPUS_IMAGES="$(SKIFF_CORPUS)/images/app/new.tar" \
+	  $(GO) test -count=1 -tags integration -timeout 20m -run 'IntegrationDaemon|IntegrationManifestToEngine' -v ./layerfs/ ./delta/ 2>&1 | \
+	  $(TESTLOG) ; exit $${PIPESTATUS[0]}
+	. $(INFRA)/env.sh && export DOCKER_HOST=$$DOCKER28_HOST CONTAINERD_ADDRESS=$$CONTAINERD2_ADDRESS SKIFF_CTR=$$CTR2 && \
+	  $(GO) test -count=1 -tags integration -timeout 30m -run Integration -v ./agent/ ./cmd/skiff/ 2>&1 | \
+	  $(TESTLOG) ; exit $${PIPESTATUS[0]}
 
 fuzz: ## run every fuzz target of the module for FUZZTIME each (default 30s; or e.g. 10000x) and print the executions
 	FUZZTIME=$(FUZZTIME) GO=$(GO) bash testdata/fuzz/run.sh

@@ -32,6 +32,9 @@ var (
 	ErrVerify = errors.New("loaded image differs from the target")
 	// ErrServer: the rollout server refused or answered nonsense.
 	ErrServer = errors.New("rollout server error")
+	// ErrBackoff: the install of this target failed after its load (and
+	// was rolled back) and is not tried again before its backoff ends.
+	ErrBackoff = errors.New("a failed update of this target is backing off")
 	// ErrHook: the post-update hook failed.
 	ErrHook = errors.New("update hook failed")
 	// ErrUnknownImage: no image of that name in the config.

@@ -50,6 +50,14 @@ type retainedRemover interface {
 	RemoveRetained(ctx context.Context, ref, id string) error
 }
 
+// restorer is an engine that can undo a load whose result failed its
+// checks: ref names the image previous (a config digest; "" = nothing)
+// again, the retained name Load gave it is dropped, and the image the
+// failed load added is removed unless other names refer to it.
+type restorer interface {
+	Restore(ctx context.Context, ref, previous string) error
+}
+
 // ErrNotOurs: an image the agent replaced now has names it did not give
 // it; it is left to whoever gave them, and the agent forgets it.
 var ErrNotOurs = errors.New("the image has names the agent did not give it")

@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -62,13 +63,20 @@ type ContainerdEngine struct {
 	// $SKIFF_CTR, else "ctr".
 	Ctr string
 
-	cfg         ContainerdConfig
-	platform    string // OS/ARCH[/VARIANT] as given, "" = this host's
+	cfg      ContainerdConfig
+	platform string // OS/ARCH[/VARIANT] as given, "" = this host's
+	version  struct {
+		once  sync.Once
+		major int // of ctr; 0 if unknown
+	}
 	want        v1.Platform
 	platformErr error
 }
 
-var _ Engine = (*ContainerdEngine)(nil)
+var (
+	_ Engine   = (*ContainerdEngine)(nil)
+	_ restorer = (*ContainerdEngine)(nil)
+)
 
 // NewContainerdEngine makes an engine for containerd at cfg.Address ("" =
 // ctr's default: $CONTAINERD_ADDRESS, else /run/containerd/containerd.sock).
@@ -126,7 +134,7 @@ type ctrError struct {
 }
 
 func (e *ctrError) Error() string {
-	msg := e.stderr
+	msg := ctrMessage(e.stderr)
 	if msg == "" {
 		msg = "no error output"
 	}
@@ -134,6 +142,20 @@ func (e *ctrError) Error() string {
 }
 
 func (e *ctrError) Unwrap() error { return ErrContainerd }
+
+// ctrMessage is ctr's stderr without its warnings about the daemon (ctr 2.2+
+// prints "DEPRECATION: The support for cgroup v1 is deprecated …" on every
+// command on a cgroup-v1 host): what is left says what failed.
+func ctrMessage(stderr string) string {
+	var keep []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "DEPRECATION: ") || strings.Contains(l, "Failed to check deprecations") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.TrimSpace(strings.Join(keep, "\n"))
+}
 
 // isNotFound reports whether err is ctr saying an object does not exist.
 func isNotFound(err error) bool {
@@ -201,7 +223,43 @@ func (e *ContainerdEngine) ctrCommand(ctx context.Context, args ...string) (*exe
 	}
 	full = append(full, "--namespace", e.cfg.Namespace, "--connect-timeout", ctrConnectTimeout)
 	full = append(full, args...)
-	return exec.CommandContext(ctx, argv[0], full...), strings.Join(append([]string{argv[0]}, full...), " "), nil
+	cmd := exec.CommandContext(ctx, argv[0], full...)
+	// ctr 2.x asks the daemon for deprecations and prints them on stderr;
+	// they are the operator's business, not the agent's.
+	cmd.Env = append(os.Environ(), "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1")
+	return cmd, strings.Join(append([]string{argv[0]}, full...), " "), nil
+}
+
+// ctrMajor is the major version of ctr (`ctr --version`: "ctr
+// github.com/containerd/containerd/v2 v2.4.2"), 0 if it cannot be told.
+func (e *ContainerdEngine) ctrMajor(ctx context.Context) int {
+	e.version.once.Do(func() {
+		argv := e.command()
+		out, err := exec.CommandContext(ctx, argv[0], append(argv[1:], "--version")...).Output()
+		if err != nil {
+			return
+		}
+		e.version.major = parseCtrMajor(string(out))
+	})
+	return e.version.major
+}
+
+// parseCtrMajor reads the major version from `ctr --version` output; 0 if
+// there is none.
+func parseCtrMajor(out string) int {
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		return 0
+	}
+	v := strings.TrimPrefix(f[len(f)-1], "v")
+	if i := strings.IndexAny(v, ".-~+"); i >= 0 {
+		v = v[:i]
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // start starts cmd, naming a missing ctr.
@@ -559,17 +617,51 @@ func (e *ContainerdEngine) Load(ctx context.Context, img v1.Image, ref string) e
 	if err != nil {
 		return err
 	}
+	retained, oldTarget := "", ""
 	if old, err := e.resolveRef(ctx, ref); err == nil {
 		if oldID := old.m.Config.Digest.String(); oldID != newID.String() {
-			if _, err := e.ctr(ctx, nil, 64<<10, "images", "tag", "--force", ref, retainedName(ref, oldID)); err != nil {
+			retained, oldTarget = retainedName(ref, oldID), old.record.Digest
+			if _, err := e.ctr(ctx, nil, 64<<10, "images", "tag", "--force", ref, retained); err != nil {
 				return fmt.Errorf("keep the replaced image: %w", err)
 			}
 		}
 	} else if !errors.Is(err, ErrNoImage) {
 		return err
 	}
+	if err := e.importImage(ctx, img, ref, newID.String()); err != nil {
+		// A failed import leaves nothing behind: ctr may have made the
+		// record before its unpack failed (1.x, --local), so ref gets
+		// its old target back, and the retained record goes.
+		uctx := context.WithoutCancel(ctx)
+		now, rerr := e.record(uctx, ref)
+		switch {
+		case rerr != nil && !errors.Is(rerr, ErrNoImage):
+			// Cannot tell: keep the retained record.
+		case retained == "" && rerr == nil:
+			e.ctr(uctx, nil, 64<<10, "images", "rm", ref)
+		case retained != "" && (rerr != nil || now.Digest != oldTarget):
+			if _, terr := e.ctr(uctx, nil, 64<<10, "images", "tag", "--force", retained, ref); terr != nil {
+				return errors.Join(err, fmt.Errorf("name the replaced image %s again: %w", ref, terr))
+			}
+			e.ctr(uctx, nil, 64<<10, "images", "rm", retained)
+		case retained != "":
+			e.ctr(uctx, nil, 64<<10, "images", "rm", retained)
+		}
+		return err
+	}
+	return nil
+}
 
+// importImage streams img to `ctr images import` as ref and checks the
+// record it made. ctr 2.x imports through containerd's transfer service,
+// which unpacks only into the snapshotters of its unpack_config ("no
+// unpack platforms defined" for any other); --local imports in ctr as
+// 1.x did, with any snapshotter.
+func (e *ContainerdEngine) importImage(ctx context.Context, img v1.Image, ref, newID string) error {
 	args := []string{"images", "import", "--platform", e.platformString()}
+	if e.ctrMajor(ctx) >= 2 {
+		args = append(args, "--local")
+	}
 	if e.cfg.Unpack == nil || *e.cfg.Unpack {
 		if e.cfg.Snapshotter != "" {
 			args = append(args, "--snapshotter", e.cfg.Snapshotter)
@@ -585,7 +677,7 @@ func (e *ContainerdEngine) Load(ctx context.Context, img v1.Image, ref string) e
 		pw.CloseWithError(err)
 		werr <- err
 	}()
-	_, err = e.ctr(ctx, pr, 1<<20, args...)
+	_, err := e.ctr(ctx, pr, 1<<20, args...)
 	pr.CloseWithError(errors.New("ctr stopped reading"))
 	if werr := <-werr; werr != nil && err == nil {
 		err = werr
@@ -600,8 +692,37 @@ func (e *ContainerdEngine) Load(ctx context.Context, img v1.Image, ref string) e
 	if err != nil {
 		return err
 	}
-	if got := r.m.Config.Digest.String(); got != newID.String() {
+	if got := r.m.Config.Digest.String(); got != newID {
 		return fmt.Errorf("containerd image %s has config %s, want %s: %w", ref, got, newID, ErrVerify)
+	}
+	return nil
+}
+
+// Restore puts previous back under ref after a failed load: ref's record
+// gets the retained record's target again and the retained record is
+// deleted (with previous "" ref's record is deleted); the failed image's
+// content goes with containerd's garbage collection once no record names
+// it.
+func (e *ContainerdEngine) Restore(ctx context.Context, ref, previous string) error {
+	if previous == "" {
+		if _, err := e.ctr(ctx, nil, 64<<10, "images", "rm", ref); err != nil && !isNotFound(err) {
+			return fmt.Errorf("delete containerd image %s: %w", ref, err)
+		}
+		return nil
+	}
+	retained := retainedName(ref, previous)
+	r, err := e.resolveRef(ctx, retained)
+	if err != nil {
+		return fmt.Errorf("the replaced image: %w", err)
+	}
+	if got := r.m.Config.Digest.String(); got != previous {
+		return fmt.Errorf("containerd image %s is %s, not %s: %w", retained, got, previous, ErrNoImage)
+	}
+	if _, err := e.ctr(ctx, nil, 64<<10, "images", "tag", "--force", retained, ref); err != nil {
+		return fmt.Errorf("name %s %s again: %w", previous, ref, err)
+	}
+	if _, err := e.ctr(ctx, nil, 64<<10, "images", "rm", retained); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete containerd image %s: %w", retained, err)
 	}
 	return nil
 }

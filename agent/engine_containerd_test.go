@@ -26,10 +26,14 @@ import (
 // in an OCI layout directory: `images ls` prints the table in DIR/images
 // (ignoring filters: the engine must pick the exact name), `content get`
 // prints a blob or fails as ctr does, anything else fails. Each call's
-// arguments are appended to DIR/calls.
+// arguments are appended to DIR/calls. Like ctr 2.2+ on a cgroup-v1 host
+// (ignoring CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS), every call prints a
+// deprecation warning on stderr first: successful calls must not fail on
+// it, and failed ones must not report it as their error.
 const fakeCtr = `#!/bin/sh
 dir=$(dirname "$0")
 echo "$*" >> "$dir/calls"
+echo 'time="2026-12-03T19:12:25Z" level=warning msg="DEPRECATION: The support for cgroup v1 is deprecated since containerd v2.2 and will be removed by no later than May 2029. Upgrade the host to use cgroup v2."' >&2
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--address|--namespace|--connect-timeout) shift 2 ;;
@@ -448,5 +452,37 @@ func TestContainerdBaseStreams(t *testing.T) {
 		if !errors.Is(err, ErrContainerd) || !strings.Contains(err.Error(), errHas) {
 			t.Errorf("layer %d: read error %v, want ErrContainerd saying %q", i, err, errHas)
 		}
+	}
+}
+
+func TestParseCtrMajor(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		want int
+	}{
+		{"ctr github.com/containerd/containerd/v2 2.4.2+unknown\n", 2},
+		{"ctr github.com/containerd/containerd/v2 v2.2.0\n", 2},
+		{"ctr github.com/containerd/containerd 1.6.20~ds1\n", 1},
+		{"ctr github.com/k3s-io/containerd v1.7.27-k3s1\n", 1},
+		{"", 0},
+		{"ctr version unknown", 0},
+	} {
+		if got := parseCtrMajor(tc.out); got != tc.want {
+			t.Errorf("parseCtrMajor(%q) = %d, want %d", tc.out, got, tc.want)
+		}
+	}
+}
+
+// ctr 2.2+ on a cgroup-v1 host prints a deprecation warning before any
+// error: the error text is the error.
+func TestCtrMessageDropsDeprecations(t *testing.T) {
+	stderr := `time="2026-12-03T19:12:25Z" level=warning msg="DEPRECATION: The support for cgroup v1 is deprecated since containerd v2.2 and will be removed by no later than May 2029. Upgrade the host to use cgroup v2."
+ctr: image "x": not found`
+	e := &ctrError{cmd: "ctr images ls", status: 1, stderr: stderr}
+	if got, want := e.Error(), `ctr images ls: exit status 1: ctr: image "x": not found`; got != want {
+		t.Errorf("error %q, want %q", got, want)
+	}
+	if got := ctrMessage(`time="x" level=warning msg="DEPRECATION: cgroup v1"`); got != "" {
+		t.Errorf("only a warning: %q, want empty", got)
 	}
 }

@@ -26,6 +26,7 @@ type DockerEngine struct {
 var (
 	_ Engine          = (*DockerEngine)(nil)
 	_ retainedRemover = (*DockerEngine)(nil)
+	_ restorer        = (*DockerEngine)(nil)
 )
 
 func (e *DockerEngine) dial(ctx context.Context) (*client.Client, error) {
@@ -40,22 +41,32 @@ func (e *DockerEngine) dial(ctx context.Context) (*client.Client, error) {
 	return cli, nil
 }
 
-// Inspect asks the engine about ref.
+// Inspect asks the engine about ref. The ID is the config digest on
+// either image store (layerfs.InspectDaemon); with the containerd image
+// store the manifest digest is known too.
 func (e *DockerEngine) Inspect(ctx context.Context, ref string) (ImageInfo, error) {
 	cli, err := e.dial(ctx)
 	if err != nil {
 		return ImageInfo{}, err
 	}
 	defer cli.Close()
-	insp, err := cli.ImageInspect(ctx, ref)
+	di, err := inspectDocker(ctx, cli, ref)
 	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return ImageInfo{}, fmt.Errorf("docker image %s: %w", ref, ErrNoImage)
-		}
-		return ImageInfo{}, fmt.Errorf("docker image %s: %v: %w", ref, err, layerfs.ErrEngine)
+		return ImageInfo{}, err
 	}
-	info := ImageInfo{ID: insp.ID, DiffIDs: insp.RootFS.Layers, RepoDigests: insp.RepoDigests}
-	return info, nil
+	return ImageInfo{ID: di.ConfigDigest, DiffIDs: di.DiffIDs, ManifestDigest: di.ManifestDigest, RepoDigests: di.RepoDigests}, nil
+}
+
+// inspectDocker is layerfs.InspectDaemon with the agent's errors.
+func inspectDocker(ctx context.Context, cli *client.Client, ref string) (layerfs.DaemonImage, error) {
+	di, err := layerfs.InspectDaemon(ctx, cli, ref)
+	if errors.Is(err, layerfs.ErrImageNotFound) {
+		return di, fmt.Errorf("docker image %s: %w", ref, ErrNoImage)
+	}
+	if err != nil {
+		return di, fmt.Errorf("docker image %s: %w", ref, err)
+	}
+	return di, nil
 }
 
 // Base saves the image from the engine (docker-daemon:REF).
@@ -74,10 +85,11 @@ func (e *DockerEngine) Base(ctx context.Context, ref string) (v1.Image, func() e
 	return img, img.Close, nil
 }
 
-// Load loads img into the engine as ref; layerfs checks that the engine's
-// image ID is img's config digest. The image ref named before is tagged
-// with its retained name (REF-skiff-<12 hex of its ID>) first, so that it
-// stays reachable and Remove can later drop exactly that name.
+// Load loads img into the engine as ref; layerfs checks that the loaded
+// image has img's config digest and diff_ids. The image ref named before
+// is tagged with its retained name (REF-skiff-<12 hex of its config
+// digest>) first, so that it stays reachable and Remove can later drop
+// exactly that name.
 func (e *DockerEngine) Load(ctx context.Context, img v1.Image, ref string) error {
 	newID, err := img.ConfigName()
 	if err != nil {
@@ -89,28 +101,79 @@ func (e *DockerEngine) Load(ctx context.Context, img v1.Image, ref string) error
 	}
 	defer cli.Close()
 	retained := ""
-	old, err := cli.ImageInspect(ctx, ref)
+	old, err := inspectDocker(ctx, cli, ref)
 	switch {
-	case err == nil && old.ID != newID.String():
-		retained = retainedName(ref, old.ID)
-		if _, err := cli.ImageTag(ctx, client.ImageTagOptions{Source: old.ID, Target: retained}); err != nil {
-			return fmt.Errorf("keep the replaced image %s as %s: %v: %w", old.ID, retained, err, layerfs.ErrEngine)
+	case err == nil && old.ConfigDigest != newID.String():
+		retained = retainedName(ref, old.ConfigDigest)
+		if _, err := cli.ImageTag(ctx, client.ImageTagOptions{Source: old.EngineID, Target: retained}); err != nil {
+			return fmt.Errorf("keep the replaced image %s as %s: %v: %w", old.ConfigDigest, retained, err, layerfs.ErrEngine)
 		}
-	case err != nil && !cerrdefs.IsNotFound(err):
-		return fmt.Errorf("docker image %s: %v: %w", ref, err, layerfs.ErrEngine)
+	case err != nil && !errors.Is(err, ErrNoImage):
+		return err
 	}
 	if err := layerfs.Write(ctx, "docker-daemon:"+ref, img); err != nil {
 		if retained != "" {
 			// If ref still names the old image, the retained name is
 			// redundant: untag it (the image keeps ref).
 			uctx := context.WithoutCancel(ctx)
-			if now, ierr := cli.ImageInspect(uctx, ref); ierr == nil && now.ID == old.ID {
+			if now, ierr := inspectDocker(uctx, cli, ref); ierr == nil && now.EngineID == old.EngineID {
 				cli.ImageRemove(uctx, retained, client.ImageRemoveOptions{})
 			}
 		}
 		return err
 	}
 	return nil
+}
+
+// Restore puts previous back under ref after a failed load: ref is tagged
+// onto the retained image again and the retained name dropped; the image
+// the failed load left is removed if no name refers to it any more (with
+// previous "" ref itself is removed).
+func (e *DockerEngine) Restore(ctx context.Context, ref, previous string) error {
+	cli, err := e.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	failed, ferr := inspectDocker(ctx, cli, ref)
+	if ferr != nil && !errors.Is(ferr, ErrNoImage) {
+		return ferr
+	}
+	if previous == "" {
+		if ferr == nil {
+			if _, err := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+				return fmt.Errorf("remove docker image %s: %v: %w", ref, err, layerfs.ErrEngine)
+			}
+		}
+		return nil
+	}
+	if ferr == nil && failed.ConfigDigest == previous {
+		return nil
+	}
+	retained := retainedName(ref, previous)
+	prev, err := inspectDocker(ctx, cli, retained)
+	if err != nil {
+		return fmt.Errorf("the replaced image: %w", err)
+	}
+	if prev.ConfigDigest != previous {
+		return fmt.Errorf("docker image %s is %s, not %s: %w", retained, prev.ConfigDigest, previous, ErrNoImage)
+	}
+	if _, err := cli.ImageTag(ctx, client.ImageTagOptions{Source: prev.EngineID, Target: ref}); err != nil {
+		return fmt.Errorf("tag %s as %s again: %v: %w", previous, ref, err, layerfs.ErrEngine)
+	}
+	var errs []error
+	if _, err := cli.ImageRemove(ctx, retained, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("untag %s: %v: %w", retained, err, layerfs.ErrEngine))
+	}
+	if ferr == nil && failed.EngineID != prev.EngineID {
+		// The failed image, if nothing else names it now.
+		if now, err := inspectDocker(ctx, cli, failed.EngineID); err == nil && len(now.RepoTags) == 0 {
+			if _, err := cli.ImageRemove(ctx, failed.EngineID, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove the failed image %s: %v: %w", failed.EngineID, err, layerfs.ErrEngine))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Remove drops the retained names of image id (any REF-skiff-<12 hex>);
@@ -135,19 +198,16 @@ func (e *DockerEngine) removeRetained(ctx context.Context, ref, id string) error
 		return err
 	}
 	defer cli.Close()
-	insp, err := cli.ImageInspect(ctx, id)
+	insp, err := e.findImage(ctx, cli, ref, id)
 	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("docker image %s: %w", id, ErrNoImage)
-		}
-		return fmt.Errorf("docker image %s: %v: %w", id, err, layerfs.ErrEngine)
+		return err
 	}
-	names, byID, err := dockerRemoval(ref, id, insp.ID, insp.RepoTags)
+	names, byID, err := dockerRemoval(ref, id, insp.ConfigDigest, insp.RepoTags)
 	if err != nil {
 		return err
 	}
 	if byID {
-		names = []string{insp.ID}
+		names = []string{insp.EngineID}
 	}
 	var errs []error
 	for _, n := range names {
@@ -156,6 +216,49 @@ func (e *DockerEngine) removeRetained(ctx context.Context, ref, id string) error
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// findImage finds the image of config digest id: by that ID (the classic
+// store), else by ref's retained name of it, else (ref "" or that name
+// gone) among all images, by retained names of id and then by config
+// digest (the containerd store knows images only by their manifest).
+func (e *DockerEngine) findImage(ctx context.Context, cli *client.Client, ref, id string) (layerfs.DaemonImage, error) {
+	if di, err := inspectDocker(ctx, cli, id); err == nil && di.ConfigDigest == id {
+		return di, nil
+	} else if err != nil && !errors.Is(err, ErrNoImage) {
+		return di, err
+	}
+	if ref != "" {
+		if di, err := inspectDocker(ctx, cli, retainedName(ref, id)); err == nil && di.ConfigDigest == id {
+			return di, nil
+		} else if err != nil && !errors.Is(err, ErrNoImage) {
+			return di, err
+		}
+	}
+	list, err := cli.ImageList(ctx, client.ImageListOptions{All: true})
+	if err != nil {
+		return layerfs.DaemonImage{}, fmt.Errorf("list docker images: %v: %w", err, layerfs.ErrEngine)
+	}
+	// Images with a retained name of id first: they are likely it.
+	var first, rest []string
+	for _, s := range list.Items {
+		named := false
+		for _, t := range s.RepoTags {
+			named = named || isRetainedName(t, id)
+		}
+		if named {
+			first = append(first, s.ID)
+		} else {
+			rest = append(rest, s.ID)
+		}
+	}
+	for _, eid := range append(first, rest...) {
+		di, err := inspectDocker(ctx, cli, eid)
+		if err == nil && di.ConfigDigest == id {
+			return di, nil
+		}
+	}
+	return layerfs.DaemonImage{}, fmt.Errorf("docker image %s: %w", id, ErrNoImage)
 }
 
 // dockerRemoval decides how to remove image id (inspected: its ID is got,
@@ -199,7 +302,9 @@ func sameDockerName(a, b string) bool {
 	return na.Name() == nb.Name()
 }
 
-// InUse lists the image IDs of all containers, running or not.
+// InUse lists the config digests of the images of all containers, running
+// or not (the containerd store gives containers' images by manifest or
+// index digest: each is resolved).
 func (e *DockerEngine) InUse(ctx context.Context) (map[string]bool, error) {
 	cli, err := e.dial(ctx)
 	if err != nil {
@@ -211,8 +316,21 @@ func (e *DockerEngine) InUse(ctx context.Context) (map[string]bool, error) {
 		return nil, fmt.Errorf("list docker containers: %v: %w", err, layerfs.ErrEngine)
 	}
 	used := map[string]bool{}
+	seen := map[string]bool{}
 	for _, c := range res.Items {
+		if c.ImageID == "" || seen[c.ImageID] {
+			continue
+		}
+		seen[c.ImageID] = true
 		used[c.ImageID] = true
+		di, err := inspectDocker(ctx, cli, c.ImageID)
+		if errors.Is(err, ErrNoImage) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		used[di.ConfigDigest] = true
 	}
 	return used, nil
 }

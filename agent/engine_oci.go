@@ -31,6 +31,7 @@ type OCIEngine struct {
 var (
 	_ Engine          = (*OCIEngine)(nil)
 	_ retainedRemover = (*OCIEngine)(nil)
+	_ restorer        = (*OCIEngine)(nil)
 )
 
 func (e *OCIEngine) ref(name string) string { return "oci:" + e.Dir + ":" + name }
@@ -140,6 +141,62 @@ func (e *OCIEngine) remove(ctx context.Context, id string, drop func(name string
 	}
 	if len(keep) == len(im.Manifests) {
 		return fmt.Errorf("%w: no retained image %s in %s", ErrNoImage, id, e.Dir)
+	}
+	im.Manifests = keep
+	out, err := json.MarshalIndent(im, "", "   ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(p, out); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return gcLayout(ctx, layout.Path(e.Dir))
+}
+
+// Restore puts previous back under ref after a failed load: the retained
+// entry is renamed ref (replacing the failed one; with previous "" ref's
+// entry is dropped), in one atomic rewrite of index.json under the
+// layout's lock, and the blobs only the failed image used are deleted.
+func (e *OCIEngine) Restore(ctx context.Context, ref, previous string) error {
+	unlock, err := flock.Dir(ctx, e.Dir, nil)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", e.Dir, err)
+	}
+	defer unlock()
+	p := filepath.Join(e.Dir, "index.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	retained := ""
+	if previous != "" {
+		retained = retainedName(ref, previous)
+	}
+	found := previous == ""
+	keep := make([]v1.Descriptor, 0, len(im.Manifests))
+	for _, d := range im.Manifests {
+		switch d.Annotations[refNameAnnotation] {
+		case ref:
+			continue
+		case retained:
+			if retained != "" {
+				ann := map[string]string{}
+				for k, v := range d.Annotations {
+					ann[k] = v
+				}
+				ann[refNameAnnotation] = ref
+				d.Annotations = ann
+				found = true
+			}
+		}
+		keep = append(keep, d)
+	}
+	if !found {
+		return fmt.Errorf("%w: no retained image %s (%s) in %s", ErrNoImage, previous, retained, e.Dir)
 	}
 	im.Manifests = keep
 	out, err := json.MarshalIndent(im, "", "   ")

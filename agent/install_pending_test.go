@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -167,8 +168,8 @@ func (f *failingLoad) Load(ctx context.Context, img v1.Image, ref string) error 
 
 // TestInstallPendingSettled: a pending install the engine did not load is
 // dropped (and the update then done normally); a load that fails leaves
-// no pending install unless the engine holds the target, which the next
-// run then finishes.
+// no pending install; one that fails after loading puts the old image
+// back and backs off before the next try.
 func TestInstallPendingSettled(t *testing.T) {
 	p := testPair(t)
 	fs := &fakeServer{t: t, p: p, delta: p.forward}
@@ -217,10 +218,19 @@ func TestInstallPendingSettled(t *testing.T) {
 			}
 			st, _ := a.Status()
 			s := st.Images["web"]
-			if got := s.Install != nil; got != loaded {
-				t.Fatalf("pending install after the failed load: %+v, want pending: %v", s.Install, loaded)
+			if s.Install != nil || d.running(t).ID != p.oldID {
+				t.Fatalf("after the failed load: pending %+v, running %s, want none and the old image", s.Install, d.running(t).ID)
+			}
+			if got := s.Failed != nil; got != loaded {
+				t.Fatalf("failed install %+v, want recorded: %v", s.Failed, loaded)
 			}
 			eng.broken = false
+			if loaded {
+				if _, err := a.Update(ctx, "web"); !errors.Is(err, ErrBackoff) {
+					t.Fatalf("an update during the backoff: %v, want ErrBackoff", err)
+				}
+				a.state.Update("web", func(s *ImageState) { s.Failed.Until = time.Now().Add(-time.Second) })
+			}
 			res, err := a.Update(ctx, "web")
 			if err != nil {
 				t.Fatal(err)
@@ -232,7 +242,7 @@ func TestInstallPendingSettled(t *testing.T) {
 				t.Errorf("hook runs: %q, want one", runs)
 			}
 			st, _ = a.Status()
-			if s := st.Images["web"]; s.Install != nil || s.Current.ConfigDigest != p.newID || !cmp.Equal(s.Previous, []string{p.oldID}) {
+			if s := st.Images["web"]; s.Install != nil || s.Failed != nil || s.Current.ConfigDigest != p.newID || !cmp.Equal(s.Previous, []string{p.oldID}) {
 				t.Errorf("state: %+v", s)
 			}
 		})

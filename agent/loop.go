@@ -105,6 +105,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		checked := a.clock.Now()
 		s, serr := a.state.Update(due, func(s *ImageState) {
+			if errors.Is(err, ErrBackoff) && s.Failed != nil {
+				// Not a new failure: wait out the failed target's
+				// backoff.
+				s.NextCheck = s.Failed.Until
+				return
+			}
 			if err != nil {
 				s.Failures++
 				if !errors.Is(err, context.Canceled) {

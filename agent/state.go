@@ -41,6 +41,9 @@ type ImageState struct {
 	// the install (state, hook, prune) if the engine holds the target, or
 	// drops it if the engine still holds the old image.
 	Install *PendingInstall `json:"install,omitempty"`
+	// Failed is the last target whose install failed after its load (and
+	// was rolled back): it is not tried again before Failed.Until.
+	Failed *FailedInstall `json:"failed,omitempty"`
 	// WantedDelta is the digest of the delta the last check asked for;
 	// downloads in work_dir/deltas no image wants are removed.
 	WantedDelta string `json:"wanted_delta,omitempty"`
@@ -56,6 +59,20 @@ type PendingInstall struct {
 	// Via is how the target was made: "delta", "full-pull" or "file".
 	Via   string    `json:"via,omitempty"`
 	Since time.Time `json:"since,omitzero"`
+}
+
+// FailedInstall is a target whose install failed after its load.
+type FailedInstall struct {
+	// Target is the config digest of the image that failed.
+	Target string `json:"target"`
+	// Via is how it was made: "delta", "full-pull" or "file".
+	Via string `json:"via,omitempty"`
+	// Count is how many installs of Target failed in a row.
+	Count int       `json:"count"`
+	At    time.Time `json:"at,omitzero"`
+	// Until is when Target may be tried again (backoff_min·2^(Count-1),
+	// capped at backoff_max, drawn from the upper half).
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Current identifies an image.

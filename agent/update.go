@@ -75,12 +75,37 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 	if !cr.Update || cr.Pending {
 		return res, nil
 	}
+	if err := a.backingOff(im.Name, cr.Target); err != nil {
+		// The failure is recorded already: not again.
+		return res, fmt.Errorf("update %s: %w", image, err)
+	}
 	if err := a.update(ctx, im, cr, res); err != nil {
 		err = fmt.Errorf("update %s: %w", image, err)
 		a.recordError(im.Name, err)
 		return res, err
 	}
 	return res, nil
+}
+
+// backingOff returns an ErrBackoff error if target is the image whose
+// install failed after its load and its backoff has not ended.
+func (a *Agent) backingOff(image string, target *Current) error {
+	if target == nil {
+		return nil
+	}
+	st, err := a.state.Load()
+	if err != nil {
+		return err
+	}
+	s := st.Images[image]
+	if s == nil || s.Failed == nil || s.Failed.Target != target.ConfigDigest {
+		return nil
+	}
+	if now := a.clock.Now(); now.Before(s.Failed.Until) {
+		return fmt.Errorf("%w: %d failed install(s) of %s (last %s), next try after %s", ErrBackoff,
+			s.Failed.Count, target.ConfigDigest, s.Failed.At.Format(time.RFC3339), s.Failed.Until.Format(time.RFC3339))
+	}
+	return nil
 }
 
 func (a *Agent) recordError(image string, err error) {
@@ -286,11 +311,51 @@ func (a *Agent) loadPending(ctx context.Context, im *ImageConfig, img v1.Image, 
 	if err != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 		defer cancel()
-		a.settleInstall(sctx, im)
-		return err
+		if errors.Is(err, context.Canceled) {
+			// Stopped, not failed: the next run settles it.
+			a.settleInstall(sctx, im)
+			return err
+		}
+		return a.rollback(sctx, im, previous, *target, via, err)
 	}
 	crash(ctx, "loaded")
 	return nil
+}
+
+// rollback undoes a load that failed (in the engine or in the check after
+// it) after it changed what ref names: the engine puts previous back under
+// ref and removes what the load added, and the target is recorded as
+// failed, not tried again before its backoff (ErrBackoff). A load that
+// changed nothing (a full disk while writing) needs neither. It returns
+// cause, joined with a failure to roll back.
+func (a *Agent) rollback(ctx context.Context, im *ImageConfig, previous string, target Current, via string, cause error) error {
+	eng := a.engines[im.Name]
+	cur, err := eng.Inspect(ctx, im.Ref)
+	changed := (err == nil && cur.ID != previous) || (errors.Is(err, ErrNoImage) && previous != "")
+	r, ok := eng.(restorer)
+	if !changed || !ok {
+		a.settleInstall(ctx, im)
+		return cause
+	}
+	a.log.Warn("the load failed; restoring the previous image", "image", im.Name, "ref", im.Ref, "previous", previous, "err", cause)
+	if rerr := r.Restore(ctx, im.Ref, previous); rerr != nil {
+		cause = errors.Join(cause, fmt.Errorf("restore %s to %s: %w", im.Ref, previous, rerr))
+	}
+	a.settleInstall(ctx, im)
+	now := a.clock.Now().UTC()
+	if _, err := a.state.Update(im.Name, func(s *ImageState) {
+		f := s.Failed
+		if f == nil || f.Target != target.ConfigDigest {
+			f = &FailedInstall{Target: target.ConfigDigest}
+		}
+		f.Count++
+		f.Via, f.At = via, now
+		f.Until = NextCheck(now, im.Policy, f.Count, 0, a.rng).UTC()
+		s.Failed = f
+	}); err != nil {
+		cause = errors.Join(cause, err)
+	}
+	return cause
 }
 
 // settleTimeout bounds how long a failed load waits for the engine to say
@@ -380,6 +445,7 @@ func (a *Agent) finish(ctx context.Context, im *ImageConfig, old ImageInfo, targ
 		s.LastError = ""
 		s.Available = nil
 		s.WantedDelta = ""
+		s.Failed = nil
 		if old.ID != "" && old.ID != target.ConfigDigest {
 			prev := []string{old.ID}
 			for _, p := range s.Previous {

@@ -1,6 +1,7 @@
 package layerfs
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/opencontainers/go-digest"
 )
 
 // fakeEngine serves the four Docker Engine API calls the daemon transport
@@ -26,14 +28,22 @@ type fakeEngine struct {
 	byID    map[string][]byte // image ID -> docker-archive
 	tags    map[string]string // RepoTag -> image ID
 	wrongID bool              // inspect reports an ID that is not the config digest
-	loadErr string            // load answers with this error message
+	// ctrdStore: act as the containerd image store: the image ID is a
+	// manifest digest (inspect's Id and Descriptor), the config digest is
+	// no name, and a save carries the manifest blob first.
+	ctrdStore bool
+	manifests map[string][]byte // manifest digest -> manifest (ctrdStore)
+	// wrongConfig: loaded manifests name another config (ctrdStore).
+	wrongConfig bool
+	saves       int
+	loadErr     string // load answers with this error message
 }
 
 var inspectPath = regexp.MustCompile(`^/v[0-9.]+/images/(.+)/json$`)
 
 func startFakeEngine(t *testing.T) *fakeEngine {
 	t.Helper()
-	e := &fakeEngine{byID: map[string][]byte{}, tags: map[string]string{}}
+	e := &fakeEngine{byID: map[string][]byte{}, tags: map[string]string{}, manifests: map[string][]byte{}}
 	sock := filepath.Join(t.TempDir(), "engine.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -72,6 +82,12 @@ func (e *fakeEngine) serve(w http.ResponseWriter, r *http.Request) {
 		if e.wrongID {
 			id = "sha256:" + strings.Repeat("0", 64)
 		}
+		if e.ctrdStore {
+			m := e.manifests[id]
+			json.NewEncoder(w).Encode(map[string]any{"Id": id, "Os": "linux", "Architecture": "amd64",
+				"Descriptor": map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": id, "size": len(m)}})
+			return
+		}
 		json.NewEncoder(w).Encode(map[string]string{"Id": id})
 	case strings.HasSuffix(p, "/images/get"):
 		names := r.URL.Query()["names"]
@@ -83,6 +99,15 @@ func (e *fakeEngine) serve(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			notFound(names[0])
 			return
+		}
+		e.saves++
+		if e.ctrdStore {
+			// The manifest blob first, then the docker-archive.
+			m := e.manifests[names[0]]
+			tw := tar.NewWriter(w)
+			tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + strings.TrimPrefix(names[0], "sha256:"), Size: int64(len(m)), Mode: 0o644})
+			tw.Write(m)
+			tw.Flush()
 		}
 		w.Write(b)
 	case strings.HasSuffix(p, "/images/load"):
@@ -103,9 +128,20 @@ func (e *fakeEngine) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		cfg, _ := img.ConfigName()
 		m, _ := tarball.LoadManifest(opener)
-		e.byID[cfg.String()] = b
+		id := cfg.String()
+		if e.ctrdStore {
+			cd := id
+			if e.wrongConfig {
+				cd = "sha256:" + strings.Repeat("1", 64)
+			}
+			man, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+				"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": 1}})
+			id = digest.FromBytes(man).String()
+			e.manifests[id] = man
+		}
+		e.byID[id] = b
 		for _, tag := range m[0].RepoTags {
-			e.tags[tag] = cfg.String()
+			e.tags[tag] = id
 		}
 		json.NewEncoder(w).Encode(map[string]string{"stream": "Loaded image: " + strings.Join(m[0].RepoTags, ",") + "\n"})
 	default:
@@ -138,6 +174,53 @@ func TestWriteOpenDaemonFakeEngine(t *testing.T) {
 	}
 	if ents, _ := filepath.Glob(filepath.Join(tmp, "*")); len(ents) != 0 {
 		t.Errorf("Close left %v", ents)
+	}
+}
+
+// With the containerd image store the engine's image ID is the manifest
+// digest: Write verifies the load by the config digest the manifest names
+// (issue 12: it failed with ErrImageIDMismatch), Open and InspectDaemon
+// report the config digest, and a second inspect reads the cache.
+func TestDaemonContainerdStoreFakeEngine(t *testing.T) {
+	ctx := context.Background()
+	e := startFakeEngine(t)
+	e.ctrdStore = true
+	src := seededImage(t, 97, 2)
+	want := summarize(t, src)
+	if err := Write(ctx, "docker-daemon:skiff/fake:1", src); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	id := e.tags["skiff/fake:1"]
+	if id == want.ConfigDigest.String() {
+		t.Fatalf("fake engine: ID %s is the config digest", id)
+	}
+	img, err := Open(ctx, "docker-daemon:skiff/fake:1", WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if diff := cmp.Diff(want, summarize(t, img)); diff != "" {
+		t.Errorf("Open (-want +got):\n%s", diff)
+	}
+	img.Close()
+	cli, err := dialEngine(ctx, Ref{Transport: TransportDaemon, Name: "skiff/fake:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	saves := e.saves
+	di, err := InspectDaemon(ctx, cli, "skiff/fake:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.ConfigDigest != want.ConfigDigest.String() || di.EngineID != id || di.ManifestDigest != id || !di.ContainerdStore {
+		t.Errorf("InspectDaemon = %+v, want config %s, engine ID and manifest %s", di, want.ConfigDigest, id)
+	}
+	if e.saves != saves {
+		t.Errorf("InspectDaemon saved the image again (%d saves), want the cached config digest", e.saves-saves)
+	}
+	e.wrongConfig = true
+	if err := Write(ctx, "docker-daemon:skiff/fake:2", seededImage(t, 96, 1)); !errors.Is(err, ErrImageIDMismatch) {
+		t.Errorf("Write with a wrong manifest: %v, want ErrImageIDMismatch", err)
 	}
 }
 

@@ -36,11 +36,13 @@ func engineImageID(t *testing.T, ctx context.Context, ref string) string {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	insp, err := cli.ImageInspect(ctx, ref)
+	// The config digest, whichever image store the engine uses (the
+	// containerd store's image ID is the manifest digest).
+	di, err := InspectDaemon(ctx, cli, ref)
 	if err != nil {
 		t.Fatalf("inspect %s: %v", ref, err)
 	}
-	return insp.ID
+	return di.ConfigDigest
 }
 
 func TestIntegrationDaemonRoundTrip(t *testing.T) {

@@ -9,9 +9,15 @@
 #               -> $INFRA/containerd/containerd.sock
 #   registry    Debian docker-registry (CNCF distribution 2.8), plain HTTP
 #               -> http://$REGISTRY_ADDR  (default 127.0.0.1:5000)
+#   containerd2 containerd 2.4.2 built from the Go module proxy (build-engines.sh, cached in
+#               $SKIFF_TOOLS), CRI disabled -> $INFRA/containerd2/containerd.sock
+#   docker28    Docker Engine 28.5.2 dockerd built from the module cache (build-engines.sh),
+#               containerd image store on ("containerd-snapshotter": true), snapshotter
+#               native, on containerd2 (so it needs containerd2) -> unix://$INFRA/docker28.sock
 #
-# Writes $INFRA/env.sh exporting DOCKER_HOST, CONTAINERD_ADDRESS and REGISTRY (host:port);
-# source it: `. /tmp/skiff-infra/env.sh`.
+# Writes $INFRA/env.sh exporting DOCKER_HOST, CONTAINERD_ADDRESS and REGISTRY (host:port), and
+# for the modern engines DOCKER28_HOST, CONTAINERD2_ADDRESS and CTR2 (the ctr 2.4.2 to use
+# with it, e.g. SKIFF_CTR=$CTR2); source it: `. /tmp/skiff-infra/env.sh`.
 #
 # Idempotent: a daemon whose recorded PID is alive, runs the expected binary and answers
 # its readiness probe is left alone. PIDs are recorded in $INFRA/pids/<name>.pid and
@@ -21,14 +27,22 @@
 #   INFRA                  state directory                (default /tmp/skiff-infra)
 #   REGISTRY_ADDR          registry listen host:port      (default 127.0.0.1:5000)
 #   DOCKER_STORAGE_DRIVER  vfs | overlay2                 (default vfs; works everywhere)
-#   COMPONENTS             subset of "docker containerd registry" (default: all three)
-#   SKIP_INSTALL=1         never call apt-get; fail if a binary is missing
+#   COMPONENTS             subset of "docker containerd registry containerd2 docker28"
+#                          (default: all five)
+#   DOCKER28_STORAGE_DRIVER containerd snapshotter of docker28: native | overlayfs (default native)
+#   SKIFF_TOOLS            where build-engines.sh caches its builds (default ~/.cache/skiff/tools)
+#   SKIP_INSTALL=1         never call apt-get or build; fail if a binary is missing
 set -euo pipefail
 
 INFRA=${INFRA:-/tmp/skiff-infra}
 REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}
 DOCKER_STORAGE_DRIVER=${DOCKER_STORAGE_DRIVER:-vfs}
-COMPONENTS=${COMPONENTS:-docker containerd registry}
+COMPONENTS=${COMPONENTS:-docker containerd registry containerd2 docker28}
+DOCKER28_STORAGE_DRIVER=${DOCKER28_STORAGE_DRIVER:-native}
+SKIFF_TOOLS=${SKIFF_TOOLS:-$HOME/.cache/skiff/tools}
+CONTAINERD2_DIR=$SKIFF_TOOLS/containerd-2.4.2
+DOCKER28_DIR=$SKIFF_TOOLS/docker-28.5.2
+HERE=$(cd "$(dirname "$0")" && pwd)
 PIDS=$INFRA/pids
 LOGS=$INFRA/logs
 
@@ -38,8 +52,9 @@ has() { case " $COMPONENTS " in *" $1 "*) return 0 ;; esac; return 1; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 for c in $COMPONENTS; do
-  case $c in docker | containerd | registry) ;; *) die "unknown component '$c' in COMPONENTS (want docker, containerd, registry)" ;; esac
+  case $c in docker | containerd | registry | containerd2 | docker28) ;; *) die "unknown component '$c' in COMPONENTS (want docker, containerd, registry, containerd2, docker28)" ;; esac
 done
+if has docker28 && ! has containerd2; then die "COMPONENTS: docker28 runs on containerd2; add containerd2"; fi
 case $REGISTRY_ADDR in
   *:*) REG_HOST=${REGISTRY_ADDR%:*} REG_PORT=${REGISTRY_ADDR##*:} ;;
   *) die "REGISTRY_ADDR='$REGISTRY_ADDR' must be host:port, e.g. 127.0.0.1:5000" ;;
@@ -65,6 +80,11 @@ install_pkgs() {
     command -v ctr >/dev/null || want+=(containerd)
   fi
   if has registry; then command -v docker-registry >/dev/null || want+=(docker-registry); fi
+  # docker28 needs a docker CLI for its readiness probe and runc to run containers: Debian's.
+  if has docker28; then
+    command -v docker >/dev/null || want+=(docker.io)
+    command -v runc >/dev/null || want+=(runc)
+  fi
   command -v curl >/dev/null || want+=(curl)
   command -v flock >/dev/null || want+=(util-linux)
   if [ ${#want[@]} -eq 0 ]; then log "packages already installed"; return 0; fi
@@ -91,14 +111,32 @@ install_pkgs() {
   fi
 }
 
+# build_engines -> the cached containerd 2.4.2 and dockerd 28.5.2 (built once, ~5 min each)
+build_engines() {
+  local want=()
+  if has containerd2 && [ ! -e "$CONTAINERD2_DIR/.complete" ]; then want+=(containerd2); fi
+  if has docker28 && [ ! -e "$DOCKER28_DIR/.complete" ]; then want+=(docker28); fi
+  if [ ${#want[@]} -eq 0 ]; then
+    if has containerd2 || has docker28; then log "engine builds cached in $SKIFF_TOOLS"; fi
+    return 0
+  fi
+  [ "${SKIP_INSTALL:-0}" = 1 ] && die "SKIP_INSTALL=1 but not built: ${want[*]} (run $HERE/build-engines.sh)"
+  log "building ${want[*]} (once; cached in $SKIFF_TOOLS; log $LOGS/build-engines.log)"
+  SKIFF_TOOLS=$SKIFF_TOOLS ENGINES="${want[*]}" bash "$HERE/build-engines.sh" >"$LOGS/build-engines.log" 2>&1 || {
+    tail -30 "$LOGS/build-engines.log" >&2
+    die "build-engines.sh failed; full log in $LOGS/build-engines.log"
+  }
+}
+
 # ---------------------------------------------------------------- daemons
 # running NAME BINARY -> 0 if pids/NAME.pid holds a live process whose executable is BINARY
+# (a name on PATH or an absolute path; the executables' base names are compared)
 running() {
   local f=$PIDS/$1.pid pid
   [ -s "$f" ] || return 1
   pid=$(cat "$f")
   [ -d "/proc/$pid" ] || return 1
-  [ "$(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)")" = "$2" ]
+  [ "$(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)")" = "$(basename "$2")" ]
 }
 
 # start NAME BINARY READY_CMD -- ARGS...
@@ -167,6 +205,49 @@ EOT
   start containerd containerd "ctr -a $d/containerd.sock version" -- --config "$d/config.toml"
 }
 
+start_containerd2() {
+  local d=$INFRA/containerd2
+  mkdir -p "$d/root" "$d/state"
+  cat >"$d/config.toml" <<EOT
+version = 3
+root = "$d/root"
+state = "$d/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+[grpc]
+  address = "$d/containerd.sock"
+[ttrpc]
+  address = "$d/containerd.sock.ttrpc"
+[debug]
+  address = "$d/debug.sock"
+[metrics]
+  address = ""
+EOT
+  running containerd2 "$CONTAINERD2_DIR/containerd" || rm -f "$d/containerd.sock" "$d/containerd.sock.ttrpc" "$d/debug.sock"
+  # Its shim must be the 2.4.2 one: first on PATH for the daemon.
+  PATH=$CONTAINERD2_DIR:$PATH start containerd2 "$CONTAINERD2_DIR/containerd" \
+    "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 $CONTAINERD2_DIR/ctr -a $d/containerd.sock version" -- --config "$d/config.toml"
+}
+
+start_docker28() {
+  local d=$INFRA/docker28
+  mkdir -p "$d/root" "$d/exec"
+  # The containerd image store; the snapshotter is the storage driver (vfs is no containerd
+  # snapshotter name). No docker-proxy is installed: no userland proxy.
+  cat >"$d/daemon.json" <<EOT
+{"features": {"containerd-snapshotter": true}}
+EOT
+  running docker28 "$DOCKER28_DIR/dockerd" || rm -f "$d/exec/dockerd.pid" "$INFRA/docker28.sock"
+  start docker28 "$DOCKER28_DIR/dockerd" "docker -H unix://$INFRA/docker28.sock version" -- \
+    --config-file "$d/daemon.json" \
+    --containerd "$INFRA/containerd2/containerd.sock" \
+    --storage-driver="$DOCKER28_STORAGE_DRIVER" \
+    --data-root "$d/root" --exec-root "$d/exec" \
+    --pidfile "$d/exec/dockerd.pid" \
+    --host "unix://$INFRA/docker28.sock" \
+    --userland-proxy=false \
+    --iptables=false --ip6tables=false --bridge=none --ip-forward=false --ip-masq=false
+}
+
 # port_listener -> description of whoever listens on $REG_PORT (empty if nobody)
 port_listener() {
   if command -v ss >/dev/null; then
@@ -218,6 +299,11 @@ write_env() {
     has docker && echo "export DOCKER_HOST=unix://$INFRA/docker.sock"
     has containerd && echo "export CONTAINERD_ADDRESS=$INFRA/containerd/containerd.sock"
     has registry && echo "export REGISTRY=$REGISTRY_ADDR"
+    if has containerd2; then
+      echo "export CONTAINERD2_ADDRESS=$INFRA/containerd2/containerd.sock"
+      echo "export CTR2=$CONTAINERD2_DIR/ctr"
+    fi
+    has docker28 && echo "export DOCKER28_HOST=unix://$INFRA/docker28.sock"
     true
   } >"$tmp"
   mv "$tmp" "$INFRA/env.sh"
@@ -226,10 +312,13 @@ write_env() {
 # ---------------------------------------------------------------- main
 T0=$(now_ms)
 install_pkgs
+build_engines
 T1=$(now_ms)
 has docker && start_docker
 has containerd && start_containerd
 has registry && start_registry
+has containerd2 && start_containerd2
+has docker28 && start_docker28
 write_env
 log "install $(((T1 - T0) / 1000)).$(((T1 - T0) % 1000 / 100))s, start $((($(now_ms) - T1) / 1000)).$((($(now_ms) - T1) % 1000 / 100))s; pids: $(cd "$PIDS" && grep -H . ./*.pid 2>/dev/null | sed 's|^\./||; s|\.pid:|=|' | tr '\n' ' ')"
 log "use: . $INFRA/env.sh"

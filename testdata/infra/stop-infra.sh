@@ -15,18 +15,24 @@ log() { printf '[stop-infra %s] %s\n' "$(date +%T)" "$*" >&2; }
 exec 9>"$INFRA/.lock"
 flock 9
 
-declare -A BIN=([dockerd]=dockerd [containerd]=containerd [registry]=docker-registry)
+declare -A BIN=([dockerd]=dockerd [containerd]=containerd [registry]=docker-registry [docker28]=dockerd [containerd2]=containerd)
+declare -A SOCK=([containerd]=$INFRA/containerd/containerd.sock [containerd2]=$INFRA/containerd2/containerd.sock
+  [dockerd]=$INFRA/docker.sock [docker28]=$INFRA/docker28.sock)
+SKIFF_TOOLS=${SKIFF_TOOLS:-$HOME/.cache/skiff/tools}
+CTR2=$SKIFF_TOOLS/containerd-2.4.2/ctr
+export CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1
 
 # containerd leaves runc shims (and their containers) running after it exits.
 cleanup_containerd_tasks() {
-  local a=$INFRA/containerd/containerd.sock ns t
+  local a=${SOCK[$1]} ns t ctr=ctr
   [ -S "$a" ] || return 0
-  for ns in $(ctr -a "$a" namespaces ls -q 2>/dev/null); do
-    for t in $(ctr -a "$a" -n "$ns" tasks ls -q 2>/dev/null); do
+  [ "$1" = containerd2 ] && [ -x "$CTR2" ] && ctr=$CTR2
+  for ns in $($ctr -a "$a" namespaces ls -q 2>/dev/null); do
+    for t in $($ctr -a "$a" -n "$ns" tasks ls -q 2>/dev/null); do
       log "killing containerd task $ns/$t"
-      ctr -a "$a" -n "$ns" tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
+      $ctr -a "$a" -n "$ns" tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
       for _ in $(seq 1 20); do
-        ctr -a "$a" -n "$ns" tasks delete "$t" >/dev/null 2>&1 && break
+        $ctr -a "$a" -n "$ns" tasks delete "$t" >/dev/null 2>&1 && break
         sleep 0.25
       done
     done
@@ -35,7 +41,7 @@ cleanup_containerd_tasks() {
 
 # dockerd would give each running container a 10 s stop timeout; kill them first.
 kill_docker_containers() {
-  local s=$INFRA/docker.sock ids
+  local s=${SOCK[$1]} ids
   [ -S "$s" ] || return 0
   ids=$(docker -H "unix://$s" ps -q 2>/dev/null) || return 0
   if [ -n "$ids" ]; then
@@ -60,8 +66,10 @@ stop_one() {
     rm -f "$f"
     return 0
   fi
-  [ "$name" = containerd ] && cleanup_containerd_tasks
-  [ "$name" = dockerd ] && kill_docker_containers
+  case $name in
+    containerd | containerd2) cleanup_containerd_tasks "$name" ;;
+    dockerd | docker28) kill_docker_containers "$name" ;;
+  esac
   log "stopping $name pid $pid"
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 60); do
@@ -76,11 +84,12 @@ stop_one() {
   rm -f "$f"
 }
 
-for n in registry containerd dockerd; do stop_one "$n"; done
-rm -f "$INFRA/docker.sock" "$INFRA/docker-exec/dockerd.pid"
+# docker28 runs on containerd2: it stops first.
+for n in registry docker28 containerd2 containerd dockerd; do stop_one "$n"; done
+rm -f "$INFRA/docker.sock" "$INFRA/docker-exec/dockerd.pid" "$INFRA/docker28.sock" "$INFRA/docker28/exec/dockerd.pid"
 if [ "${PURGE:-0}" = 1 ]; then
   log "purging state under $INFRA"
   rm -rf "$INFRA/docker" "$INFRA/docker-exec" "$INFRA/containerd/root" "$INFRA/containerd/state" \
-    "$INFRA/registry/data" "$INFRA/env.sh"
+    "$INFRA/registry/data" "$INFRA/docker28" "$INFRA/containerd2/root" "$INFRA/containerd2/state" "$INFRA/env.sh"
 fi
 log "done"
