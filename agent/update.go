@@ -158,7 +158,8 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 			return err
 		}
 		a.log.Info("pulling delta", "image", im.Name, "artifact", cr.Delta.Artifact)
-		if err := transport.Pull(ctx, ref, dst, filepath.Join(a.cfg.WorkDir, "blobs"), a.remoteOptions(ctx)...); err != nil {
+		// The agent's own client carries every request (proxy, CA, timeouts).
+		if _, err := transport.PullWithOptions(ctx, ref, dst, filepath.Join(a.cfg.WorkDir, "blobs"), transport.PullOptions{Client: a.client, Remote: a.remoteOptions(ctx)}); err != nil {
 			return err
 		}
 		if fi, err := os.Stat(dst); err == nil {
