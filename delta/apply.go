@@ -601,18 +601,11 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, base
 	if zTarget.Growth() < 0 || outSize > a.m.Limits.MaxExpanded {
 		return fmt.Errorf("%w: bsdiff-x86 expanded size %d over the declared %d", ErrLimit, outSize, a.m.Limits.MaxExpanded)
 	}
-	lo := exefilter.Analyze(base, baseSize, xp.Layout.Forms)
-	tmp, err := os.CreateTemp(a.work, "xbase-")
+	tmp, tn, cleanup, err := a.transformBase(base, baseSize, xp, zBase)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	src := zsections.NewExpander(exefilter.NewEncoder(io.NewSectionReader(base, 0, baseSize), lo), zBase)
-	tn, err := io.Copy(tmp, src)
-	if err != nil {
-		return fmt.Errorf("transforming base: %w", asCorrupt(err))
-	}
+	defer cleanup()
 	dec, err := patchDecompressor(bbr, op.Coder, a.m.Limits.MaxWindow)
 	if err != nil {
 		return err
@@ -798,4 +791,22 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.fn(*p.done, p.total)
 	}
 	return n, err
+}
+
+// transformBase writes E(T(base)), bsdiff-x86's base (FORMAT.md), to a
+// scratch file the patcher reads by random access; cleanup removes it.
+func (a *applier) transformBase(base io.ReaderAt, baseSize int64, xp exefilter.Params, zBase zsections.Params) (*os.File, int64, func(), error) {
+	lo := exefilter.Analyze(base, baseSize, xp.Layout.Forms)
+	tmp, err := os.CreateTemp(a.work, "xbase-")
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
+	src := zsections.NewExpander(exefilter.NewEncoder(io.NewSectionReader(base, 0, baseSize), lo), zBase)
+	n, err := io.Copy(tmp, src)
+	if err != nil {
+		cleanup()
+		return nil, 0, nil, fmt.Errorf("transforming base: %w", asCorrupt(err))
+	}
+	return tmp, n, cleanup, nil
 }

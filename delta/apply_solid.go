@@ -70,18 +70,12 @@ func (a *applier) applyResidue(ctx context.Context, op Op, r *bufio.Reader) erro
 		if zTarget.Growth() < 0 || size > a.m.Limits.MaxExpanded {
 			return fmt.Errorf("%w: bsdiff-x86 expanded size %d over the declared %d", ErrLimit, size, a.m.Limits.MaxExpanded)
 		}
-		lo := exefilter.Analyze(base, baseSize, xp.Layout.Forms)
-		tmp, err := os.CreateTemp(a.work, "xbase-")
+		tmp, n, cleanup, err := a.transformBase(base, baseSize, xp, zBase)
 		if err != nil {
 			return err
 		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
-		src := zsections.NewExpander(exefilter.NewEncoder(io.NewSectionReader(base, 0, baseSize), lo), zBase)
-		if baseSize, err = io.Copy(tmp, src); err != nil {
-			return fmt.Errorf("transforming base: %w", asCorrupt(err))
-		}
-		base = tmp
+		defer cleanup()
+		base, baseSize = tmp, n
 	}
 	out, err := os.CreateTemp(a.work, "patched-")
 	if err != nil {
