@@ -638,11 +638,22 @@ func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
 	if l.SkeletonPlain {
 		zdict = nil
 	}
-	dec, err := newDecoder(br, a.m.Limits.MaxWindow, zdict)
-	if err != nil {
-		return err
+	var dec io.Reader
+	if l.SkeletonCodec == CodecBrotli {
+		r, done, err := openStream(br, Stream{Codec: CodecBrotli, Window: a.m.Limits.MaxWindow}, a.m.Limits.MaxWindow)
+		if err != nil {
+			return err
+		}
+		defer done()
+		dec = r
+	} else {
+		zd, err := newDecoder(br, a.m.Limits.MaxWindow, zdict)
+		if err != nil {
+			return err
+		}
+		defer zd.Close()
+		dec = zd
 	}
-	defer dec.Close()
 	p := filepath.Join(a.work, fmt.Sprintf("target-%d.skel", i))
 	f, err := os.Create(p)
 	if err != nil {

@@ -523,6 +523,13 @@ func solidCases(t *testing.T, good []byte) []craftCase {
 	edit := func(fn func(s *Stream, m *Manifest)) []byte {
 		return c.edit(func(m *Manifest) { fn(&m.Streams[0], m) })
 	}
+	add("unknown skeleton codec", c.edit(func(m *Manifest) {
+		for i := range m.Layers {
+			if m.Layers[i].Skeleton != nil {
+				m.Layers[i].SkeletonCodec = "lz4"
+			}
+		}
+	}), ErrBadDelta, "skeleton codec")
 	add("unknown codec", edit(func(s *Stream, _ *Manifest) { s.Codec = "lz4" }), ErrBadDelta, `unknown codec "lz4"`)
 	add("window over the declared limit", edit(func(s *Stream, m *Manifest) { s.Window = m.Limits.MaxWindow * 2 }), ErrLimit, "window")
 	add("no ops", edit(func(s *Stream, _ *Manifest) { s.Ops = nil }), ErrBadDelta, "has no ops")

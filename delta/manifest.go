@@ -142,6 +142,10 @@ type Layer struct {
 	// (the dictionary layer's skeleton is then only a skeleton delta's
 	// base), so a reader need not hold it as one.
 	SkeletonPlain bool `json:"skeleton_plain,omitempty"`
+	// SkeletonCodec (version 3) is "" for a zstd frame or "brotli" for a
+	// brotli stream of the skeleton delta (SkeletonDelta and SkeletonPlain
+	// set: no dictionary).
+	SkeletonCodec string `json:"skeleton_codec,omitempty"`
 }
 
 // Blob is a run of bytes in the delta body.
@@ -249,6 +253,13 @@ func (m *Manifest) validate() error {
 			}
 			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) || ((l.SkeletonDelta || l.SkeletonPlain) && l.DictLayer < 0) {
 				return bad("layer %d: dictionary layer %d out of range", i, l.DictLayer)
+			}
+			switch {
+			case l.SkeletonCodec == "":
+			case l.SkeletonCodec != CodecBrotli || !l.SkeletonDelta || !l.SkeletonPlain:
+				return bad("layer %d: skeleton codec %q (brotli codes a plain skeleton delta)", i, l.SkeletonCodec)
+			case m.Version < 3:
+				return bad("layer %d: a brotli skeleton needs manifest version 3", i)
 			}
 			skeletons++
 		default:

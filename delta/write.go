@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/skiff-dev/skiff/layerfs"
@@ -58,6 +59,19 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 			return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
 		}
 		m.Layers[i].SkeletonDelta, m.Layers[i].SkeletonPlain = isDelta, plain
+		if d.opts.Solid && isDelta && d.opts.BrotliQuality != 0 {
+			// Version 3: a skeleton delta needs no dictionary, so brotli
+			// may code it; kept where smaller (npm pair: 35.2 -> 30.5 KB).
+			bb, bwin, ok, err := brotliSkeleton(li.skeleton, baseInfo[dict].skeleton, len(b))
+			if err != nil {
+				return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
+			}
+			if ok {
+				b, window = bb, bwin
+				m.Layers[i].SkeletonCodec, m.Layers[i].SkeletonPlain = CodecBrotli, true
+				m.Version = max(m.Version, 3)
+			}
+		}
 		m.Limits.MaxSkeleton = max(m.Limits.MaxSkeleton, rawSize)
 		j, err := addBlob(b, "")
 		if err != nil {
@@ -390,3 +404,34 @@ func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.E
 var maxSkeletonDict = 4 << 20 // a variable for tests
 
 const plainSkeletonWindow = 1 << 20
+
+// brotliSkeleton codes the skeleton delta of the target skeleton in file
+// path against the base skeleton in file base with brotli (quality 11, a
+// window covering it) and returns it when it is smaller than than bytes.
+func brotliSkeleton(path, base string, than int) (blob []byte, window int64, ok bool, err error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	b, err := os.ReadFile(base)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	var d bytes.Buffer
+	if err := layerfs.DiffSkeleton(b, raw, &d); err != nil {
+		return nil, 0, false, err
+	}
+	lgwin := streamWindowBits(int64(d.Len()))
+	var out bytes.Buffer
+	w := brotli.NewWriterOptions(&out, brotli.WriterOptions{Quality: 11, LGWin: lgwin})
+	if _, err := (&pieceWriter{w: w, piece: 64 << 10}).Write(d.Bytes()); err != nil {
+		return nil, 0, false, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, 0, false, err
+	}
+	if out.Len() >= than {
+		return nil, 0, false, nil
+	}
+	return out.Bytes(), 1 << lgwin, true, nil
+}

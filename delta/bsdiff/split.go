@@ -9,12 +9,13 @@ import (
 
 // SplitEmitter collects a delta in the *split* form skiff's solid streams
 // carry (delta/FORMAT.md, version 3): uvarint(n) ‖ n control triples
-// (uvarint(Add) ‖ uvarint(Copy) ‖ varint(Seek)) ‖ every diff byte ‖ every
-// extra byte. Keeping like with like (controls, then the diff bytes, mostly
+// (uvarint(Add) ‖ uvarint(Copy) ‖ varint(Seek)) ‖ every diff byte, zero
+// runs coded by length (ZeroRuns) ‖ every extra byte. Keeping like with like (controls, then the diff bytes, mostly
 // zeros, then the literal bytes) lets the compressor that follows model
 // each kind on its own: on an npm update, 18.0 KB with brotli instead of
 // 20.2 KB for the interleaved streaming form.
 type SplitEmitter struct {
+	zr                 []byte // the diff bytes as ZeroRuns, once Size or Bytes asked
 	ctrl               []byte
 	n                  int
 	diff, extra        []byte
@@ -36,7 +37,100 @@ func (s *SplitEmitter) EmitControl(c Control) error {
 }
 
 // EmitDiff records diff bytes.
-func (s *SplitEmitter) EmitDiff(p []byte) error { s.diff = append(s.diff, p...); return nil }
+func (s *SplitEmitter) EmitDiff(p []byte) error { s.diff = append(s.diff, p...); s.zr = nil; return nil }
+
+func (s *SplitEmitter) zeroRuns() []byte {
+	if s.zr == nil {
+		s.zr = AppendZeroRuns(make([]byte, 0, 64), s.diff)
+	}
+	return s.zr
+}
+
+// minZeroRun is the shortest run of zeros that ends a literal run: a
+// shorter one costs less inside it than the two lengths a new run needs.
+const minZeroRun = 8
+
+// AppendZeroRuns appends b coded as zero runs: uvarint(z) ‖ uvarint(l) ‖
+// l literal bytes, repeated, meaning z zero bytes then the l bytes, each
+// run making at least one byte. A diff block of bsdiff is mostly zeros
+// (the file matched its base there): coded so, the stream's compressor
+// sees about a fortieth of the bytes (npm pair: 5.3 MB of diff bytes, 96%
+// zeros) and its window reaches across far more files.
+func AppendZeroRuns(dst, b []byte) []byte {
+	for i := 0; i < len(b); {
+		z := i
+		for z < len(b) && b[z] == 0 {
+			z++
+		}
+		// The literal run ends at the next run of minZeroRun zeros, or the end.
+		l, zeros := z, 0
+		for l < len(b) {
+			if b[l] == 0 {
+				zeros++
+				if zeros == minZeroRun {
+					l -= minZeroRun - 1
+					break
+				}
+			} else {
+				zeros = 0
+			}
+			l++
+		}
+		if l == len(b) {
+			// Trailing zeros belong to no literal.
+			for l > z && b[l-1] == 0 {
+				l--
+			}
+		}
+		dst = binary.AppendUvarint(dst, uint64(z-i))
+		dst = binary.AppendUvarint(dst, uint64(l-z))
+		dst = append(dst, b[z:l]...)
+		i = l
+	}
+	return dst
+}
+
+// zeroRunReader expands ZeroRuns read from r, left bytes in all.
+type zeroRunReader struct {
+	r           io.Reader
+	br          io.ByteReader
+	left        int64
+	zeros, lits int64
+}
+
+func (z *zeroRunReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for z.zeros == 0 && z.lits == 0 {
+		if z.left == 0 {
+			return 0, io.EOF
+		}
+		a, err1 := binary.ReadUvarint(z.br)
+		b, err2 := binary.ReadUvarint(z.br)
+		if err := firstErr(err1, err2); err != nil {
+			return 0, fmt.Errorf("%w: split bsdiff: zero run: %v", ErrCorruptPatch, err)
+		}
+		if a+b == 0 || a > uint64(z.left) || b > uint64(z.left)-a {
+			return 0, fmt.Errorf("%w: split bsdiff: zero run (%d, %d) for %d bytes left", ErrCorruptPatch, a, b, z.left)
+		}
+		z.zeros, z.lits = int64(a), int64(b)
+	}
+	if z.zeros > 0 {
+		n := int(min(int64(len(p)), z.zeros))
+		clear(p[:n])
+		z.zeros -= int64(n)
+		z.left -= int64(n)
+		return n, nil
+	}
+	n, err := io.ReadFull(z.r, p[:min(int64(len(p)), z.lits)])
+	z.lits -= int64(n)
+	z.left -= int64(n)
+	if err != nil {
+		return n, fmt.Errorf("%w: split bsdiff: literal bytes: %v", ErrCorruptPatch, err)
+	}
+	return n, nil
+}
 
 // EmitExtra records extra bytes.
 func (s *SplitEmitter) EmitExtra(p []byte) error { s.extra = append(s.extra, p...); return nil }
@@ -46,13 +140,13 @@ func (s *SplitEmitter) OutSize() int64 { return s.outSize }
 
 // Size is the length of the split form.
 func (s *SplitEmitter) Size() int {
-	return binary.PutUvarint(make([]byte, binary.MaxVarintLen64), uint64(s.n)) + len(s.ctrl) + len(s.diff) + len(s.extra)
+	return binary.PutUvarint(make([]byte, binary.MaxVarintLen64), uint64(s.n)) + len(s.ctrl) + len(s.zeroRuns()) + len(s.extra)
 }
 
 // WriteTo writes the split form.
 func (s *SplitEmitter) WriteTo(w io.Writer) (int64, error) {
 	var total int64
-	for _, b := range [][]byte{binary.AppendUvarint(nil, uint64(s.n)), s.ctrl, s.diff, s.extra} {
+	for _, b := range [][]byte{binary.AppendUvarint(nil, uint64(s.n)), s.ctrl, s.zeroRuns(), s.extra} {
 		n, err := w.Write(b)
 		total += int64(n)
 		if err != nil {
@@ -67,7 +161,7 @@ func (s *SplitEmitter) Bytes() []byte {
 	out := make([]byte, 0, s.Size())
 	out = binary.AppendUvarint(out, uint64(s.n))
 	out = append(out, s.ctrl...)
-	out = append(out, s.diff...)
+	out = append(out, s.zeroRuns()...)
 	return append(out, s.extra...)
 }
 
@@ -155,11 +249,16 @@ func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.
 	}
 	dbuf := make([]byte, chunkSize)
 	obuf := make([]byte, chunkSize)
+	var adds int64
+	if err := each(func(add, _, _, _ int64) error { adds += add; return nil }); err != nil {
+		return err
+	}
+	zr := &zeroRunReader{r: r, br: br, left: adds}
 	err = each(func(add, _, newPos, oldPos int64) error {
 		for left := add; left > 0; {
 			k := min(left, int64(len(dbuf)))
 			d := dbuf[:k]
-			if _, err := io.ReadFull(r, d); err != nil {
+			if _, err := io.ReadFull(zr, d); err != nil {
 				return bad("diff bytes: %v", err)
 			}
 			o := obuf[:k]

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -137,6 +138,52 @@ func FuzzApplySplit(f *testing.F) {
 		out, err := applySplit(t, old, patch, size)
 		if err == nil && int64(len(out)) > size {
 			t.Fatalf("wrote %d bytes for a %d-byte file", len(out), size)
+		}
+	})
+}
+
+func TestZeroRuns(t *testing.T) {
+	cases := [][]byte{
+		nil,
+		{0},
+		{1},
+		make([]byte, 1000),
+		append(make([]byte, 20), 1, 2, 3),
+		{1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0},
+		bytes.Repeat([]byte{0, 0, 0, 0, 0, 0, 0, 9}, 100),
+	}
+	for i, c := range cases {
+		enc := AppendZeroRuns(nil, c)
+		got := make([]byte, len(c))
+		z := &zeroRunReader{r: bytes.NewReader(enc), br: bytes.NewReader(nil), left: int64(len(c))}
+		r := bytes.NewReader(enc)
+		z.r, z.br = r, r
+		if _, err := io.ReadFull(z, got); err != nil && len(c) > 0 {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !bytes.Equal(got, c) && len(c) > 0 {
+			t.Fatalf("case %d: round trip differs", i)
+		}
+		if r.Len() != 0 {
+			t.Fatalf("case %d: %d coded bytes left unread", i, r.Len())
+		}
+	}
+	if n := len(AppendZeroRuns(nil, make([]byte, 1<<20))); n > 8 {
+		t.Errorf("1 MiB of zeros codes to %d bytes", n)
+	}
+}
+
+func FuzzZeroRuns(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		enc := AppendZeroRuns(nil, b)
+		r := bytes.NewReader(enc)
+		got := make([]byte, len(b))
+		if _, err := io.ReadFull(&zeroRunReader{r: r, br: r, left: int64(len(b))}, got); err != nil && len(b) > 0 {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, b) || r.Len() != 0 {
+			t.Fatal("round trip differs")
 		}
 	})
 }
