@@ -54,11 +54,14 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		}
 		dict := bestDictLayer(li, baseInfo)
 		m.Layers[i].DictLayer = dict
-		b, window, rawSize, isDelta, plain, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level())
+		b, window, rawSize, isDelta, plain, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level(), d.opts.Solid)
 		if err != nil {
 			return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
 		}
 		m.Layers[i].SkeletonDelta, m.Layers[i].SkeletonPlain = isDelta, plain
+		if d.opts.Solid && isDelta {
+			m.Version = max(m.Version, 3) // its headers may leave checksums out
+		}
 		if d.opts.Solid && isDelta && d.opts.BrotliQuality != 0 {
 			// Version 3: a skeleton delta needs no dictionary, so brotli
 			// may code it; kept where smaller (npm pair: 35.2 -> 30.5 KB).
@@ -340,7 +343,7 @@ func bestDictLayer(li *layerInfo, baseInfo []*layerInfo) int {
 // against that layer's skeleton, both with it as zstd dictionary, and keeps
 // the smaller: the delta wins when headers changed (say every mtime), the
 // raw form when they did not.
-func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel) (blob []byte, window, rawSize int64, isDelta, plain bool, err error) {
+func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel, sums bool) (blob []byte, window, rawSize int64, isDelta, plain bool, err error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, 0, false, false, err
@@ -382,7 +385,11 @@ func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.E
 		return blob, window, int64(len(raw)), false, false, err
 	}
 	var d bytes.Buffer
-	if err := layerfs.DiffSkeleton(base, raw, &d); err != nil {
+	diffSkel := layerfs.DiffSkeleton
+	if sums {
+		diffSkel = layerfs.DiffSkeletonSums // version 3 readers compute checksums
+	}
+	if err := diffSkel(base, raw, &d); err != nil {
 		return nil, 0, 0, false, false, err
 	}
 	dblob, dwindow, err := compress(d.Bytes())
@@ -418,10 +425,13 @@ func brotliSkeleton(path, base string, than int) (blob []byte, window int64, ok 
 		return nil, 0, false, err
 	}
 	var d bytes.Buffer
-	if err := layerfs.DiffSkeleton(b, raw, &d); err != nil {
+	if err := layerfs.DiffSkeletonSums(b, raw, &d); err != nil {
 		return nil, 0, false, err
 	}
-	lgwin := streamWindowBits(int64(d.Len()))
+	// A 1 MiB window, as plain zstd skeletons have: the device holds the
+	// base skeleton besides, and a skeleton delta's matches are near (the
+	// toolchain's 5.8 MB skeleton in an 8 MiB window put apply at 37 MiB).
+	lgwin := min(streamWindowBits(int64(d.Len())), 20)
 	var out bytes.Buffer
 	w := brotli.NewWriterOptions(&out, brotli.WriterOptions{Quality: 11, LGWin: lgwin})
 	if _, err := (&pieceWriter{w: w, piece: 64 << 10}).Write(d.Bytes()); err != nil {

@@ -20,7 +20,67 @@ const (
 	// tagPayloadXor: uvarint(size) ‖ 32 bytes XORed with the matched base
 	// entry's payload digest.
 	tagPayloadXor = 0x12
+	// tagHeaderXorSum: as tagHeaderXor, but every tar header block of the
+	// group has its checksum field (8 bytes at 148) in the canonical form
+	// (6 octal digits, NUL, space) of its unsigned sum, so the XOR bytes
+	// there are left zero and the patcher computes the field. A checksum
+	// changes with every changed mtime or size and differs from header to
+	// header: npm pair, 23 KB of its 30.5 KB brotli'd skeleton delta were
+	// headers, mostly their checksums. Only readers of delta manifest
+	// version 3 know this tag (DiffSkeletonSums).
+	tagHeaderXorSum = 0x13
 )
+
+// headerBlocks returns the offsets of the tar header blocks of header group
+// g (meta headers and the entry's own), false if g is not such a sequence.
+func headerBlocks(g []byte) ([]int, bool) {
+	var offs []int
+	for off := 0; off+blockSize <= len(g); {
+		hdr := g[off : off+blockSize]
+		offs = append(offs, off)
+		if t := hdr[156]; isMetaType(t) || t == typePAXGlob {
+			_, padded, err := metaDataLen(hdr)
+			if err != nil || padded > int64(len(g)-off-blockSize) {
+				return nil, false
+			}
+			off += blockSize + int(padded)
+			continue
+		}
+		return offs, off+blockSize == len(g)
+	}
+	return nil, false
+}
+
+// canonicalSum writes the checksum of header block b into its field as
+// GNU tar, Go's archive/tar and bsdtar do: 6 octal digits, NUL, space.
+func canonicalSum(b []byte) {
+	var sum int64
+	for i, c := range b {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		sum += int64(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+}
+
+// canonicalSums reports whether every header block of g holds the
+// canonical form of its checksum.
+func canonicalSums(g []byte) bool {
+	offs, ok := headerBlocks(g)
+	if !ok {
+		return false
+	}
+	var b [blockSize]byte
+	for _, off := range offs {
+		copy(b[:], g[off:off+blockSize])
+		canonicalSum(b[:])
+		if !bytes.Equal(b[148:156], g[off+148:off+156]) {
+			return false
+		}
+	}
+	return true
+}
 
 // skelEntry is one entry of a base skeleton: where its header group is in
 // the raw skeleton bytes and its payload digest.
@@ -88,6 +148,17 @@ func recordLen(r record) int {
 // and so is the payload digest after it. The result compresses far better
 // than the target itself; PatchSkeleton turns it back.
 func DiffSkeleton(base, target []byte, w io.Writer) error {
+	return diffSkeleton(base, target, w, false)
+}
+
+// DiffSkeletonSums is DiffSkeleton that leaves out the checksums of
+// headers whose checksums are canonical (tagHeaderXorSum), for the device
+// to compute. PatchSkeleton reads both forms.
+func DiffSkeletonSums(base, target []byte, w io.Writer) error {
+	return diffSkeleton(base, target, w, true)
+}
+
+func diffSkeleton(base, target []byte, w io.Writer, sums bool) error {
 	entries, byName, err := indexSkeleton(base)
 	if err != nil {
 		return fmt.Errorf("base skeleton: %w", err)
@@ -118,7 +189,12 @@ func DiffSkeleton(base, target []byte, w io.Writer) error {
 			}
 			if i, ok := byName[e.Name]; ok && entries[i].n == len(rec.data) {
 				matched = i
-				buf = append(buf[:0], tagHeaderXor)
+				tag := byte(tagHeaderXor)
+				omitSums := sums && canonicalSums(rec.data)
+				if omitSums {
+					tag = tagHeaderXorSum
+				}
+				buf = append(buf[:0], tag)
 				buf = binary.AppendVarint(buf, int64(i-prev-1))
 				buf = binary.AppendUvarint(buf, uint64(len(rec.data)))
 				bw.Write(buf)
@@ -126,6 +202,12 @@ func DiffSkeleton(base, target []byte, w io.Writer) error {
 				b := base[entries[i].off : entries[i].off+entries[i].n]
 				for k := range x {
 					x[k] = rec.data[k] ^ b[k]
+				}
+				if omitSums {
+					offs, _ := headerBlocks(rec.data)
+					for _, off := range offs {
+						clear(x[off+148 : off+156])
+					}
 				}
 				bw.Write(x)
 				prev = i
@@ -188,7 +270,7 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			return bad("ends before its End record")
 		}
 		switch tag {
-		case tagHeaderXor:
+		case tagHeaderXor, tagHeaderXorSum:
 			delta, err := binary.ReadVarint(br)
 			if err != nil {
 				return bad("entry index: %v", err)
@@ -211,6 +293,15 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			b := base[entries[i].off : entries[i].off+entries[i].n]
 			for k := range data {
 				data[k] ^= b[k]
+			}
+			if tag == tagHeaderXorSum {
+				offs, ok := headerBlocks(data)
+				if !ok {
+					return bad("rebuilt header group of base entry %d is not a sequence of tar headers", i)
+				}
+				for _, off := range offs {
+					canonicalSum(data[off : off+blockSize])
+				}
 			}
 			rec := record{tag: tagHeader, n: int64(n), data: data}
 			if err := check.record(rec); err != nil {
