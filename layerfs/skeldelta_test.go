@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -39,26 +40,32 @@ func TestSkeletonDeltaRoundTrip(t *testing.T) {
 	for _, c := range tartest.Cases(2) {
 		pairs["case "+c.Name] = [2][]byte{skeletonOf(t, tartest.Cases(1)[len(tartest.Cases(1))-1].Data), skeletonOf(t, c.Data)}
 	}
+	diffs := map[string]func(base, target []byte, w io.Writer) error{"xor": DiffSkeleton, "sums": DiffSkeletonSums}
 	for name, p := range pairs {
-		t.Run(name, func(t *testing.T) {
-			var d bytes.Buffer
-			if err := DiffSkeleton(p[0], p[1], &d); err != nil {
-				t.Fatal(err)
-			}
-			var out bytes.Buffer
-			if err := PatchSkeleton(p[0], bytes.NewReader(d.Bytes()), &out); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(out.Bytes(), p[1]) {
-				t.Fatalf("patched skeleton differs")
-			}
-			// Every truncation fails cleanly.
-			for n := 0; n < d.Len(); n += 1 + d.Len()/50 {
-				if err := PatchSkeleton(p[0], bytes.NewReader(d.Bytes()[:n]), io.Discard); !errors.Is(err, ErrBadSkeleton) {
-					t.Fatalf("truncated at %d: err = %v", n, err)
+		for dn, diff := range diffs {
+			t.Run(name+"/"+dn, func(t *testing.T) {
+				var d bytes.Buffer
+				if err := diff(p[0], p[1], &d); err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
+				if dn == "sums" && name == "mtimes and a file changed" && !bytes.Contains(d.Bytes(), []byte{tagHeaderXorSum}) {
+					t.Error("no header left its checksum out")
+				}
+				var out bytes.Buffer
+				if err := PatchSkeleton(p[0], bytes.NewReader(d.Bytes()), &out); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(out.Bytes(), p[1]) {
+					t.Fatalf("patched skeleton differs")
+				}
+				// Every truncation fails cleanly.
+				for n := 0; n < d.Len(); n += 1 + d.Len()/50 {
+					if err := PatchSkeleton(p[0], bytes.NewReader(d.Bytes()[:n]), io.Discard); !errors.Is(err, ErrBadSkeleton) {
+						t.Fatalf("truncated at %d: err = %v", n, err)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -79,4 +86,40 @@ func FuzzPatchSkeleton(f *testing.F) {
 			t.Fatalf("PatchSkeleton wrote a skeleton Walk rejects: %v", err)
 		}
 	})
+}
+
+// TestSkeletonDeltaOddChecksum: a header whose checksum is not in the
+// canonical form keeps it in the delta (HeaderXor), so the target comes
+// back byte for byte.
+func TestSkeletonDeltaOddChecksum(t *testing.T) {
+	odd := func(tb []byte) []byte {
+		tb = bytes.Clone(tb)
+		var sum int64
+		for i, c := range tb[:512] {
+			if i >= 148 && i < 156 {
+				c = ' '
+			}
+			sum += int64(c)
+		}
+		copy(tb[148:156], fmt.Sprintf("%07o\x00", sum)) // 7 digits and NUL, as some writers do
+		return tb
+	}
+	files := sampleFiles()
+	newer := make([]tarFile, len(files))
+	for i, f := range files {
+		f.hdr.ModTime = f.hdr.ModTime.Add(time.Hour)
+		newer[i] = f
+	}
+	base := skeletonOf(t, odd(mkTar(t, tar.FormatUSTAR, files...)))
+	target := skeletonOf(t, odd(mkTar(t, tar.FormatUSTAR, newer...)))
+	var d, out bytes.Buffer
+	if err := DiffSkeletonSums(base, target, &d); err != nil {
+		t.Fatal(err)
+	}
+	if err := PatchSkeleton(base, bytes.NewReader(d.Bytes()), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), target) {
+		t.Fatal("patched skeleton differs")
+	}
 }
