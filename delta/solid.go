@@ -26,8 +26,10 @@ import (
 // content shared between new files is paid for about once.
 
 // maxStreamWindow is the largest window a stream's codec may use: the
-// device holds this much history while decoding.
-const maxStreamWindow = 8 << 20
+// device holds this much history while decoding. 4 MiB: the toolchain
+// apply peaked at 33.0 MiB RSS with 8 MiB and at 30.9 MiB with 4, for 0.02%
+// more bytes (apt pair: 0.3% more).
+const maxStreamWindow = 4 << 20
 
 // brotliQuality picks the brotli quality for a stream of raw bytes:
 // quality 11 is the smallest and slowest (about 1 MB/s in Go on
