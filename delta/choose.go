@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -36,6 +37,14 @@ func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
 	// Biggest first, so the long ones overlap instead of ending alone.
 	order := slices.Clone(plans)
 	slices.SortStableFunc(order, func(a, b *planned) int { return cmp.Compare(b.size, a.size) })
+	var encoded atomic.Int64
+	total := int64(0)
+	for _, p := range order {
+		if p.base != "" {
+			total++
+		}
+	}
+	d.progress(PhaseEncode, 0, total)
 	for _, p := range order {
 		if p.base == "" {
 			continue // plain zstd, in the pack
@@ -62,7 +71,11 @@ func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
 				return err
 			}
 			defer sem.Release(need)
-			return d.encodeOne(ctx, p, useBsdiff, chunk)
+			if err := d.encodeOne(ctx, p, useBsdiff, chunk); err != nil {
+				return err
+			}
+			d.progress(PhaseEncode, encoded.Add(1), total)
+			return nil
 		})
 	}
 	return g.Wait()

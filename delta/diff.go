@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
@@ -59,6 +61,12 @@ type Options struct {
 	// WorkDir holds the content store and temporary blobs (default: a new
 	// temporary directory, removed afterwards).
 	WorkDir string
+	// Progress, if set, is told what the diff is doing: phase is one of
+	// PhaseLayers (done of total layers taken apart), PhaseEncode (files
+	// encoded) and PhaseWrite (the solid stream's raw bytes compressed,
+	// done = total once written). Calls may come from several goroutines,
+	// one at a time; the delta does not depend on them.
+	Progress func(phase string, done, total int64)
 	// Signers sign the delta's header (ed25519 keys, e.g. an
 	// ed25519.PrivateKey from sign.LoadPrivateKey); none: unsigned.
 	Signers []crypto.Signer
@@ -88,6 +96,23 @@ func (o *Options) check() error {
 		return fmt.Errorf("memory cap %d: must be at least 1 MiB", o.MemoryCap)
 	}
 	return nil
+}
+
+// Phases reported to Options.Progress.
+const (
+	PhaseLayers = "taking layers apart"
+	PhaseEncode = "encoding files"
+	PhaseWrite  = "compressing the solid stream"
+)
+
+// progress reports to Options.Progress, serialised.
+func (d *differ) progress(phase string, done, total int64) {
+	if d.opts.Progress == nil {
+		return
+	}
+	d.progressMu.Lock()
+	defer d.progressMu.Unlock()
+	d.opts.Progress(phase, done, total)
 }
 
 // Report summarises a delta.
@@ -160,10 +185,11 @@ func Diff(ctx context.Context, base, target Source, w io.Writer, opts Options) (
 }
 
 type differ struct {
-	opts  Options
-	store *layerfs.Store
-	work  string
-	rep   *Report
+	progressMu sync.Mutex
+	opts       Options
+	store      *layerfs.Store
+	work       string
+	rep        *Report
 }
 
 // layerInfo is a disassembled layer.
@@ -228,6 +254,14 @@ func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, d.opts.Jobs))
+	var done atomic.Int64
+	total := int64(len(baseLayers))
+	for i := range targetLayers {
+		if !slices.Contains(baseIDs, targetIDs[i]) {
+			total++
+		}
+	}
+	d.progress(PhaseLayers, 0, total)
 	for i, l := range baseLayers {
 		g.Go(func() error {
 			li, err := d.disassemble(gctx, l, fmt.Sprintf("base-%d", i), nil)
@@ -235,6 +269,7 @@ func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []
 				return fmt.Errorf("base layer %d: %w", i, err)
 			}
 			baseInfo[i] = li
+			d.progress(PhaseLayers, done.Add(1), total)
 			return nil
 		})
 	}
@@ -252,6 +287,7 @@ func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []
 				return fmt.Errorf("target layer %d: %w", i, err)
 			}
 			targetInfo[i] = li
+			d.progress(PhaseLayers, done.Add(1), total)
 			return nil
 		})
 	}

@@ -281,8 +281,12 @@ func (d *differ) writeStreams(ctx context.Context, m *Manifest, plans []*planned
 	if err := f.Close(); err != nil {
 		return err
 	}
+	d.progress(PhaseWrite, 0, n)
 	cs, err := compressStream(ctx, rawPath, n, d.level(), d.opts.BrotliQuality != 0, d.work)
 	os.Remove(rawPath)
+	if err == nil {
+		d.progress(PhaseWrite, n, n)
+	}
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ layer's headers are compressed against the base layer's headers.`,
 		Example: `  skiff diff --from docker-archive:old.tar --to docker-archive:new.tar -o update.skiff --sign release.key`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDiff(cmd.Context(), o, g, cmd.OutOrStdout())
+			return runDiff(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	o.AddFlags(cmd)
@@ -137,7 +137,7 @@ func (o *diffOptions) deltaOptions() (delta.Options, error) {
 	return opts, nil
 }
 
-func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Writer) error {
+func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out, errOut io.Writer) error {
 	opts, err := o.deltaOptions()
 	if err != nil {
 		return err
@@ -173,6 +173,9 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out io.Write
 			return err
 		}
 		defer os.RemoveAll(opts.WorkDir)
+	}
+	if isTerminal(errOut) {
+		opts.Progress = diffProgress(errOut)
 	}
 	rep, err := delta.Diff(ctx, base, target, dst, opts)
 	if err != nil {
@@ -227,5 +230,31 @@ func printDiffReport(out io.Writer, path string, r *delta.Report) {
 	if r.ChangedBlobs > 0 {
 		fmt.Fprintf(out, "pulling the changed layers: %s; the delta is %.1f%% of that (%.1fx smaller)\n",
 			humanBytes(r.ChangedBlobs), 100*float64(r.DeltaBytes)/float64(r.ChangedBlobs), float64(r.ChangedBlobs)/float64(max(r.DeltaBytes, 1)))
+	}
+}
+
+// diffProgress draws the diff's phases on one terminal line: layers taken
+// apart, files encoded, the solid stream compressed.
+func diffProgress(w io.Writer) func(phase string, done, total int64) {
+	last := ""
+	return func(phase string, done, total int64) {
+		var line string
+		switch phase {
+		case delta.PhaseWrite:
+			line = fmt.Sprintf("%s (%s)", phase, humanBytes(total))
+			if done == total {
+				line += " done"
+			}
+		default:
+			line = fmt.Sprintf("%s: %d of %d", phase, done, total)
+		}
+		if line == last {
+			return
+		}
+		last = line
+		fmt.Fprintf(w, "\r\033[K%s", line)
+		if phase == delta.PhaseWrite && done == total {
+			fmt.Fprintln(w)
+		}
 	}
 }
