@@ -15,12 +15,12 @@ import (
 // each kind on its own: on an npm update, 18.0 KB with brotli instead of
 // 20.2 KB for the interleaved streaming form.
 type SplitEmitter struct {
-	zr                 []byte // the diff bytes as ZeroRuns, once Size or Bytes asked
-	ctrl               []byte
-	n                  int
-	diff, extra        []byte
-	Pos                int64 // old position the patcher will be at, as in StreamEmitter
-	outSize            int64
+	zr          []byte // the diff bytes as ZeroRuns, once Size or Bytes asked
+	ctrl        []byte
+	n           int
+	diff, extra []byte
+	Pos         int64 // old position the patcher will be at, as in StreamEmitter
+	outSize     int64
 }
 
 var _ Emitter = (*SplitEmitter)(nil)
@@ -37,7 +37,11 @@ func (s *SplitEmitter) EmitControl(c Control) error {
 }
 
 // EmitDiff records diff bytes.
-func (s *SplitEmitter) EmitDiff(p []byte) error { s.diff = append(s.diff, p...); s.zr = nil; return nil }
+func (s *SplitEmitter) EmitDiff(p []byte) error {
+	s.diff = append(s.diff, p...)
+	s.zr = nil
+	return nil
+}
 
 func (s *SplitEmitter) zeroRuns() []byte {
 	if s.zr == nil {
