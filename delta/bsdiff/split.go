@@ -200,7 +200,7 @@ func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.
 	}
 	sw := bufio.NewWriterSize(spill, 32<<10)
 	var rec [24]byte
-	var total int64
+	var total, adds int64 // output bytes, of them diff bytes
 	for i := uint64(0); i < n; i++ {
 		add, err1 := binary.ReadUvarint(br)
 		cp, err2 := binary.ReadUvarint(br)
@@ -215,6 +215,7 @@ func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.
 			return bad("seek %d", seek)
 		}
 		total += int64(add + cp)
+		adds += int64(add)
 		binary.LittleEndian.PutUint64(rec[0:], add)
 		binary.LittleEndian.PutUint64(rec[8:], cp)
 		binary.LittleEndian.PutUint64(rec[16:], uint64(seek))
@@ -253,10 +254,6 @@ func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.
 	}
 	dbuf := make([]byte, chunkSize)
 	obuf := make([]byte, chunkSize)
-	var adds int64
-	if err := each(func(add, _, _, _ int64) error { adds += add; return nil }); err != nil {
-		return err
-	}
 	zr := &zeroRunReader{r: r, br: br, left: adds}
 	err = each(func(add, _, newPos, oldPos int64) error {
 		for left := add; left > 0; {
