@@ -197,12 +197,8 @@ func compressPatch(raw []byte, coder patchCoder) ([]byte, error) {
 	}
 	// Feed it in pieces: andybalholm/brotli compresses one huge Write
 	// worse (3% on a 1.2 MB binary) than the same bytes in pieces.
-	for len(raw) > 0 {
-		n := min(len(raw), 64<<10)
-		if _, err := enc.Write(raw[:n]); err != nil {
-			return nil, err
-		}
-		raw = raw[n:]
+	if _, err := (&pieceWriter{w: enc, piece: 64 << 10}).Write(raw); err != nil {
+		return nil, err
 	}
 	if err := enc.Close(); err != nil {
 		return nil, err
