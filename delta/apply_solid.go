@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -54,17 +55,25 @@ func (a *applier) applyStream(ctx context.Context, s Stream, br io.Reader) error
 // offset into a scratch file, which then streams, through the inverse
 // transforms where there are any, into the store.
 func (a *applier) applyResidue(ctx context.Context, op Op, r *bufio.Reader) error {
-	base, baseSize, done, err := a.opBase(ctx, op)
-	if err != nil {
-		return err
+	var base io.ReaderAt = bytes.NewReader(nil) // a new executable's base: the empty file
+	var baseSize int64
+	if !newExecutable(op) {
+		f, n, done, err := a.opBase(ctx, op)
+		if err != nil {
+			return err
+		}
+		defer done()
+		base, baseSize = f, n
 	}
-	defer done()
 	var xp exefilter.Params
 	var zBase, zTarget zsections.Params
 	size := outSize(op)
 	if op.Encoder == EncBsdiffX86 {
 		if err := readX86Params(r, &xp, &zBase, &zTarget); err != nil {
 			return err
+		}
+		if newExecutable(op) && len(zBase.Sections) != 0 {
+			return fmt.Errorf("%w: op for %s: compressed sections in the empty base", ErrCorrupt, op.Target)
 		}
 		size += zTarget.Growth()
 		if zTarget.Growth() < 0 || size > a.m.Limits.MaxExpanded {

@@ -47,7 +47,10 @@ func (d *differ) encodeAll(ctx context.Context, plans []*planned) error {
 	d.progress(PhaseEncode, 0, total)
 	for _, p := range order {
 		if p.base == "" {
-			continue // plain zstd, in the pack
+			if d.opts.Solid && d.opts.BsdiffX86 && p.size >= minNewExecutable {
+				g.Go(func() error { return d.encodeNew(ctx, p, sem) })
+			}
+			continue // plain zstd, in the pack or a stream
 		}
 		g.Go(func() error {
 			// bsdiff holds base, target, the suffix array (4 bytes per base
@@ -234,6 +237,55 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 		p.dropBase()
 	}
 	return nil
+}
+
+// minNewExecutable is the smallest new file tried as a new executable:
+// below it the transform parameters cost about what they win.
+const minNewExecutable = 16 << 10
+
+// encodeNew carries a new x86-64 ELF file through bsdiff-x86's transforms
+// against the empty base (manifest version 4, FORMAT.md "New
+// executables") where that residue compresses smaller than the file: it
+// holds the file, its transformed and expanded forms and the residue.
+// Other new files stay plain zstd stream members.
+func (d *differ) encodeNew(ctx context.Context, p *planned, sem *semaphore.Weighted) error {
+	rc, err := d.store.Open(ctx, p.content)
+	if err != nil {
+		return err
+	}
+	var magic [4]byte
+	_, err = io.ReadFull(rc, magic[:])
+	rc.Close()
+	if err != nil || string(magic[:]) != "\x7fELF" {
+		return nil
+	}
+	need := 6*p.size + 16<<20
+	if need > d.opts.MemoryCap {
+		return nil
+	}
+	if err := sem.Acquire(ctx, need); err != nil {
+		return err
+	}
+	defer sem.Release(need)
+	tgt, err := d.readPayload(ctx, p.content)
+	if err != nil {
+		return err
+	}
+	prefix, raw, n, expanded, ok, err := bsdiffX86Raw(ctx, nil, tgt, true)
+	if err != nil || !ok {
+		return err
+	}
+	z, err := plainZstdSize(tgt, d.level())
+	if err != nil {
+		return err
+	}
+	x, err := plainZstdSize(append(prefix, raw...), d.level())
+	if err != nil || x >= z {
+		return err
+	}
+	p.op.Encoder, p.expanded, p.controls, p.zstdSize = EncBsdiffX86, expanded, n, int64(z)
+	p.cost = int64(float64(x) * solidShare)
+	return d.keepResidue(p, &rawPatch{prefix: prefix, raw: raw, expanded: expanded, controls: n})
 }
 
 // solidShare is what a residue or a new file costs in a solid stream, as a

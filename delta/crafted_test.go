@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -182,7 +183,7 @@ func craftedCases(t *testing.T, good []byte, target v1.Image, bsdiffDelta []byte
 	add("header is not zstd", c.rawManifestFrame([]byte("not a zstd frame at all")), ErrBadDelta, "manifest")
 
 	// Manifest: versions, unknown fields and encoders.
-	add("unknown manifest version", c.edit(func(m *Manifest) { m.Version = 4 }), ErrBadDelta, "manifest version 4")
+	add("unknown manifest version", c.edit(func(m *Manifest) { m.Version = maxVersion + 1 }), ErrBadDelta, fmt.Sprintf("manifest version %d", maxVersion+1))
 	add("a pack in a version 3 manifest", c.edit(func(m *Manifest) { m.Version = 3 }), ErrBadDelta, "out of order")
 	add("manifest version 0", c.edit(func(m *Manifest) { m.Version = 0 }), ErrBadDelta, "manifest version 0")
 	js, _ := json.Marshal(m0)
@@ -541,6 +542,19 @@ func solidCases(t *testing.T, good []byte) []craftCase {
 	add("blob out of order", edit(func(s *Stream, _ *Manifest) { s.Blob = 0 }), ErrBadDelta, "out of order")
 	add("stream blob truncated", c.body(func(b [][]byte) [][]byte { b[1] = b[1][:len(b[1])/2]; return b }), ErrCorrupt)
 	add("stream blob altered", c.body(func(b [][]byte) [][]byte { b[1][len(b[1])/2] ^= 0x40; return b }), ErrCorrupt)
+	add("new executable in a version 3 manifest", edit(func(s *Stream, m *Manifest) {
+		m.Ops[s.Ops[0]].Encoder, m.Ops[s.Ops[0]].Base = EncBsdiffX86, -1
+	}), ErrBadDelta, "version 4")
+	add("plain member read as a new executable", edit(func(s *Stream, m *Manifest) {
+		m.Version = 4
+		for _, k := range s.Ops {
+			if m.Ops[k].Encoder == EncZstd {
+				m.Ops[k].Encoder = EncBsdiffX86
+				return
+			}
+		}
+		t.Fatal("the tiny pair's stream has no plain member")
+	}), ErrCorrupt)
 	if c.h.Manifest.Streams[0].Codec == CodecBrotli {
 		add("brotli window smaller than the stream's", edit(func(s *Stream, _ *Manifest) { s.Window = 1 << 10 }), ErrCorrupt, "window")
 	}

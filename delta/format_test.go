@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/skiff-dev/skiff/internal/example"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
@@ -64,6 +66,60 @@ func TestDeltaGolden(t *testing.T) {
 	if encs[EncZstd] == 0 || encs[EncZstdDict]+encs[EncBsdiff] == 0 || h.Manifest.Layers[0].BaseLayer == nil {
 		t.Errorf("the tiny pair should exercise reuse, zstd and a patch encoder: %v", encs)
 	}
+}
+
+// TestNewExecutableGolden pins manifest version 4: a new x86-64 ELF file
+// goes through bsdiff-x86's transforms against the empty base (FORMAT.md
+// "New executables"), and the delta is smaller than with it as plain
+// content; the same pair without the encoder stays version 3.
+func TestNewExecutableGolden(t *testing.T) {
+	base, _ := tinyPair(t)
+	layers, err := base.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sharedTar, err := io.ReadAll(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := example.Executable("skiffd", 96<<10)
+	target := imagetest.Image(t, sharedTar, imagetest.LayerTar(t,
+		imagetest.File{Name: "usr/bin/skiffd", Data: string(exe)},
+		imagetest.File{Name: "etc/skiffd.conf", Data: "port: 8080\n"},
+	))
+	want := checkGolden(t, "newelf-v4.skiff", base, target, DefaultOptions())
+	h, err := ReadHeader(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, op := range h.Manifest.Ops {
+		found = found || newExecutable(op)
+	}
+	if h.Manifest.Version != 4 || !found {
+		t.Fatalf("version %d, new executable op %v: want version 4 with one", h.Manifest.Version, found)
+	}
+	plain := DefaultOptions()
+	plain.BsdiffX86 = false
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, plain); err != nil {
+		t.Fatal(err)
+	}
+	h3, err := ReadHeader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h3.Manifest.Version != 3 {
+		t.Errorf("without bsdiff-x86: version %d, want 3", h3.Manifest.Version)
+	}
+	if len(want) >= buf.Len() {
+		t.Errorf("new executable through the transforms: %d bytes, as plain content %d", len(want), buf.Len())
+	}
+	t.Logf("new executable: %d bytes through the transforms, %d as plain content", len(want), buf.Len())
 }
 
 func FuzzReadHeader(f *testing.F) {

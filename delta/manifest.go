@@ -192,11 +192,12 @@ type GzipOp struct {
 }
 
 // Manifest versions: 2 adds Op.Gzip; 3 replaces the pack and the
-// per-op bsdiff blobs by solid streams. A writer uses the lowest version
-// that can express its delta.
+// per-op bsdiff blobs by solid streams; 4 lets a bsdiff-x86 stream member
+// have no base (a new executable, FORMAT.md "New executables"). A writer
+// uses the lowest version that can express its delta.
 const (
 	minVersion = 1
-	maxVersion = 3
+	maxVersion = 4
 )
 
 // maxBrotliWindow is the largest brotli window a stream may declare
@@ -328,7 +329,14 @@ func (m *Manifest) validate() error {
 			if op.Encoder == EncZstd && op.Base != -1 {
 				return bad("op %d: a plain zstd op has no base", k)
 			}
-			if op.Encoder != EncZstd && (op.Base < 0 || op.Base >= m.Base.Payloads) {
+			if newExecutable(op) {
+				if m.Version < 4 {
+					return bad("op %d: a bsdiff-x86 op without a base needs manifest version 4", k)
+				}
+				if op.Gzip != nil && op.Gzip.BaseSize != 0 {
+					return bad("op %d: a bsdiff-x86 op without a base has no base content to decompress", k)
+				}
+			} else if op.Encoder != EncZstd && (op.Base < 0 || op.Base >= m.Base.Payloads) {
 				return bad("op %d: base payload %d out of range (%d)", k, op.Base, m.Base.Payloads)
 			}
 			if op.Coder != "" {
@@ -548,3 +556,8 @@ func (h *Header) HeaderDigest() digest.Digest {
 	s := sha256.Sum256(h.Raw)
 	return digest.NewDigestFromBytes(digest.SHA256, s[:])
 }
+
+// newExecutable reports whether op is a bsdiff-x86 op whose base is the
+// empty file (manifest version 4): a new executable carried through the
+// transforms.
+func newExecutable(op Op) bool { return op.Encoder == EncBsdiffX86 && op.Base == -1 }

@@ -172,6 +172,9 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		m.Ops = append(m.Ops, p.op)
 		m.Limits.MaxPayload = max(m.Limits.MaxPayload, p.op.Size)
 		m.Limits.MaxExpanded = max(m.Limits.MaxExpanded, p.op.Size, p.expanded)
+		if newExecutable(p.op) {
+			m.Version = max(m.Version, 4)
+		}
 		if g := p.op.Gzip; g != nil {
 			m.Version = max(m.Version, 2)
 			m.Limits.MaxExpanded = max(m.Limits.MaxExpanded, g.Size, g.BaseSize)

@@ -155,3 +155,8 @@ func opaque(label, magic string, size int) []byte {
 	copy(b, magic)
 	return b
 }
+
+// Executable returns a generated x86-64 ELF executable of about size
+// bytes, the same for the same label: for tests that need a real-looking
+// program (code with calls and RIP-relative operands, symbol tables).
+func Executable(label string, size int) []byte { return elfFile(label, size, true, "") }
