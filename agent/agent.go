@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -56,7 +57,7 @@ func WithEngine(image string, e Engine) Option {
 }
 
 // WithHTTPClient sets the client for the rollout server and registries
-// (default http.DefaultClient).
+// (default: one with the config's network timeouts, NewHTTPClient).
 func WithHTTPClient(c *http.Client) Option {
 	return func(a *Agent) error { a.client = c; return nil }
 }
@@ -90,7 +91,7 @@ func New(cfg *Config, opts ...Option) (*Agent, error) {
 		cfg:     cfg,
 		state:   st,
 		engines: map[string]Engine{},
-		client:  http.DefaultClient,
+		client:  NewHTTPClient(cfg.Network),
 		log:     slog.Default(),
 		clock:   realClock{},
 		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -138,4 +139,16 @@ func ReadStatus(stateDir string) (*State, error) {
 		return nil, err
 	}
 	return st.Load()
+}
+
+// NewHTTPClient returns an HTTP client whose connects, TLS handshakes and
+// waits for response headers are bounded by n (a validated config's
+// Network). It sets no overall deadline: a long download that makes
+// progress is never cut (transport.Fetch detects a stalled body).
+func NewHTTPClient(n NetworkConfig) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: n.ConnectTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = n.ConnectTimeout.D()
+	t.ResponseHeaderTimeout = n.ResponseTimeout.D()
+	return &http.Client{Transport: t}
 }

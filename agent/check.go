@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -129,6 +130,10 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 		return err
 	}
 	u := s.Server + api.PathCheck
+	limit := a.cfg.Network.ResponseTimeout.D()
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrServer, err)
@@ -142,12 +147,12 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("POST %s: %w", u, err)
+		return fmt.Errorf("POST %s: %w", u, timedOut(parent, err, limit))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxServerResponse))
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", u, err)
+		return fmt.Errorf("POST %s: %w", u, timedOut(parent, err, limit))
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
@@ -346,3 +351,14 @@ func (a *Agent) runningManifests(im *ImageConfig, cur ImageInfo, repo name.Repos
 
 // deltaBase is the base config digest a delta artifact names.
 func deltaBase(d v1.Descriptor) string { return d.Annotations[transport.AnnotationBase] }
+
+// timedOut names the network timeout behind err, a request's error under a
+// context derived from parent with a deadline limit away: "no answer
+// within 1m0s" rather than "context deadline exceeded".
+func timedOut(parent context.Context, err error, limit time.Duration) error {
+	var ne net.Error
+	if parent.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("no answer within %s (network.response_timeout): %w", limit, err)
+	}
+	return err
+}

@@ -49,6 +49,10 @@ const (
 	DefaultKeep         = 1
 	DefaultNamespace    = "default"
 	DefaultContainerdIO = "/run/containerd/containerd.sock"
+
+	DefaultConnectTimeout  = 30 * time.Second
+	DefaultResponseTimeout = time.Minute
+	DefaultStallTimeout    = time.Minute
 )
 
 // Engine kinds (ImageConfig.Engine; oci is written "oci:DIR").
@@ -81,10 +85,27 @@ type Config struct {
 	AllowUnsigned bool `yaml:"allow_unsigned" json:"allow_unsigned,omitempty"`
 	// Containerd configures the containerd engine.
 	Containerd ContainerdConfig `yaml:"containerd" json:"containerd"`
-	Images     []ImageConfig    `yaml:"images" json:"images"`
+	// Network bounds every network operation of the agent.
+	Network NetworkConfig `yaml:"network" json:"network"`
+	Images  []ImageConfig `yaml:"images" json:"images"`
 
 	// path is the file the config was read from (for messages).
 	path string
+}
+
+// NetworkConfig bounds the agent's network operations, so that a server
+// that accepts and never answers, or a download that stalls, cannot hold
+// the agent. The defaults suit a slow cellular link: a download that makes
+// progress, however slowly, is never cut.
+type NetworkConfig struct {
+	// ConnectTimeout bounds a TCP connect and a TLS handshake (default 30s).
+	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	// ResponseTimeout bounds the wait for a server's response headers, and
+	// the whole of an update check (default 60s).
+	ResponseTimeout Duration `yaml:"response_timeout" json:"response_timeout"`
+	// StallTimeout cuts a delta download that receives nothing for this
+	// long; the next try resumes where it stopped (default 60s).
+	StallTimeout Duration `yaml:"stall_timeout" json:"stall_timeout"`
 }
 
 // ContainerdConfig configures the containerd engine.
@@ -231,6 +252,22 @@ func (c *Config) validate() error {
 	}
 	if c.Device == "" {
 		c.Device, _ = os.Hostname()
+	}
+	for _, d := range []struct {
+		name string
+		v    *Duration
+		def  time.Duration
+	}{
+		{"network.connect_timeout", &c.Network.ConnectTimeout, DefaultConnectTimeout},
+		{"network.response_timeout", &c.Network.ResponseTimeout, DefaultResponseTimeout},
+		{"network.stall_timeout", &c.Network.StallTimeout, DefaultStallTimeout},
+	} {
+		switch {
+		case *d.v == 0:
+			*d.v = Duration(d.def)
+		case d.v.D() < time.Second:
+			return bad(d.name, "%s is too short (at least 1s)", d.v.D())
+		}
 	}
 	if c.Platform != "" {
 		if p := strings.Split(c.Platform, "/"); len(p) < 2 || len(p) > 3 || p[0] == "" || p[1] == "" {

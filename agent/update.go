@@ -147,6 +147,7 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 		a.log.Info("fetching delta", "image", im.Name, "url", cr.Delta.URL, "size", cr.Delta.Size)
 		st, err := transport.Fetch(ctx, cr.Delta.URL, dst, transport.FetchOptions{
 			Digest: dg, Size: cr.Delta.Size, Header: hdr, Client: a.client,
+			StallTimeout: a.cfg.Network.StallTimeout.D(),
 		})
 		if err != nil {
 			return err
@@ -159,7 +160,10 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 		}
 		a.log.Info("pulling delta", "image", im.Name, "artifact", cr.Delta.Artifact)
 		// The agent's own client carries every request (proxy, CA, timeouts).
-		if _, err := transport.PullWithOptions(ctx, ref, dst, filepath.Join(a.cfg.WorkDir, "blobs"), transport.PullOptions{Client: a.client, Remote: a.remoteOptions(ctx)}); err != nil {
+		if _, err := transport.PullWithOptions(ctx, ref, dst, filepath.Join(a.cfg.WorkDir, "blobs"), transport.PullOptions{
+			Client: a.client, Remote: a.remoteOptions(ctx),
+			Fetch: transport.FetchOptions{StallTimeout: a.cfg.Network.StallTimeout.D()},
+		}); err != nil {
 			return err
 		}
 		if fi, err := os.Stat(dst); err == nil {

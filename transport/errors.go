@@ -12,6 +12,9 @@ var (
 	ErrDigest = errors.New("digest mismatch")
 	// ErrSize: a download is longer or shorter than its declared size.
 	ErrSize = errors.New("size mismatch")
+	// ErrStalled: a server sent no byte (headers or body) for
+	// FetchOptions.StallTimeout; Fetch cuts the request and resumes.
+	ErrStalled = errors.New("download stalled")
 	// ErrNotDelta: a registry artifact is not a skiff delta (wrong
 	// artifactType, media types, or layers that disagree with the delta's
 	// own header).

@@ -52,6 +52,12 @@ type FetchOptions struct {
 	// doubles up to MaxBackoff (default 30s), each wait drawn uniformly
 	// from [0, interval] (full jitter).
 	InitialBackoff, MaxBackoff time.Duration
+	// StallTimeout cuts a try whose server sends nothing, neither the
+	// response headers nor a body byte, for this long (default 60s): the
+	// try counts as failed (ErrStalled) and the next resumes where it
+	// stopped. A download that keeps making progress, however slowly, is
+	// never cut.
+	StallTimeout time.Duration
 }
 
 // FetchStats say what a Fetch cost on the wire.
@@ -72,6 +78,7 @@ const (
 	defaultMaxRetries     = 20
 	defaultInitialBackoff = 500 * time.Millisecond
 	defaultMaxBackoff     = 30 * time.Second
+	defaultStallTimeout   = time.Minute
 	copyChunk             = 32 << 10
 )
 
@@ -105,6 +112,7 @@ type fetch struct {
 	client         *http.Client
 	lim            *rate.Limiter
 	chunk          int
+	watchdog       *time.Timer // the running try's stall timer (attempt)
 
 	file  *os.File
 	hash  hash.Hash
@@ -137,8 +145,11 @@ func newFetch(rawURL, dst string, o FetchOptions) (*fetch, error) {
 			return nil, fmt.Errorf("fetch %s: expected digest %q: %w", rawURL, o.Digest, err)
 		}
 	}
-	if o.LimitRate < 0 || o.MaxRetries < 0 {
-		return nil, fmt.Errorf("fetch %s: negative LimitRate or MaxRetries", rawURL)
+	if o.LimitRate < 0 || o.MaxRetries < 0 || o.StallTimeout < 0 {
+		return nil, fmt.Errorf("fetch %s: negative LimitRate, MaxRetries or StallTimeout", rawURL)
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = defaultStallTimeout
 	}
 	if o.MaxRetries == 0 {
 		o.MaxRetries = defaultMaxRetries
@@ -326,7 +337,22 @@ func (f *fetch) truncate() error {
 
 // attempt sends one request and appends what it receives. It returns nil
 // when the body ended where the file does.
+// attempt sends one request and copies its body, cut (ErrStalled) when
+// the server sends nothing for StallTimeout.
 func (f *fetch) attempt(ctx context.Context) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := fmt.Errorf("%w: no byte from the server for %s", ErrStalled, f.o.StallTimeout)
+	f.watchdog = time.AfterFunc(f.o.StallTimeout, func() { cancel(stall) })
+	defer f.watchdog.Stop()
+	err := f.try(actx)
+	if err != nil && ctx.Err() == nil && context.Cause(actx) == stall {
+		return stall
+	}
+	return err
+}
+
+func (f *fetch) try(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
 		return &permanent{err}
@@ -425,10 +451,12 @@ func (f *fetch) copyBody(ctx context.Context, body io.Reader) error {
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
+			f.watchdog.Reset(f.o.StallTimeout)
 			if f.lim != nil {
 				if err := f.lim.WaitN(ctx, n); err != nil {
 					return err
 				}
+				f.watchdog.Reset(f.o.StallTimeout) // waiting for the limiter is not a stall
 			}
 			if f.total >= 0 && f.off+int64(n) > f.total {
 				return &permanent{fmt.Errorf("%w: server sent more than %d bytes", ErrSize, f.total)}

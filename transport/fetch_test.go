@@ -354,3 +354,68 @@ func TestParseContentRange(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchStalls: a server that accepts and never answers, and one whose
+// body stalls after a few bytes, are cut after StallTimeout and the next
+// try resumes; a server that never answers at all makes Fetch give up
+// with ErrStalled instead of hanging.
+func TestFetchStalls(t *testing.T) {
+	data := noise(15, 64<<10)
+	tests := []struct {
+		name   string
+		stall  func(n int64) bool // whether request n stalls
+		before int                // body bytes sent before a stall (-1: no headers)
+		want   error
+	}{
+		{"no headers, then answers", func(n int64) bool { return n == 1 }, -1, nil},
+		{"body stalls mid-way, then answers", func(n int64) bool { return n <= 2 }, 1000, nil},
+		{"never answers", func(int64) bool { return true }, -1, ErrStalled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int64
+			release := make(chan struct{})
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.stall(n.Add(1)) {
+					if tc.before >= 0 {
+						w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+						w.WriteHeader(http.StatusOK)
+						w.Write(data[:tc.before])
+						w.(http.Flusher).Flush()
+					}
+					select {
+					case <-release:
+					case <-r.Context().Done():
+					}
+					return
+				}
+				http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+			}))
+			defer hs.Close()
+			defer close(release)
+			dst := filepath.Join(t.TempDir(), "f")
+			o := fast(FetchOptions{Digest: sha(data), Size: -1, StallTimeout: 100 * time.Millisecond, MaxRetries: 3})
+			start := time.Now()
+			st, err := Fetch(context.Background(), hs.URL, dst, o)
+			if !errors.Is(err, tc.want) || (err != nil) != (tc.want != nil) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if el := time.Since(start); el > 10*time.Second {
+				t.Errorf("took %s", el)
+			}
+			if tc.want != nil {
+				if !strings.Contains(err.Error(), "no byte from the server for 100ms") {
+					t.Errorf("err = %q, want it to say how long the server was silent", err)
+				}
+				return
+			}
+			if st.Retries == 0 {
+				t.Errorf("stats %+v, want a retry after the stall", st)
+			}
+			got, err := os.ReadFile(dst)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("file differs from the data (err %v)", err)
+			}
+		})
+	}
+}
