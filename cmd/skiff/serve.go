@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 
 	"github.com/skiff-dev/skiff/transport/server"
 )
@@ -24,7 +26,8 @@ type serveOptions struct {
 	adminFile, deviceFile     string
 	publicURL                 string
 	logFormat, logLevel       string
-	maxDiffs                  int
+	maxDiffs, maxConns        int
+	readTimeout               time.Duration
 	retryAfter, shutdownGrace time.Duration
 	sign                      []string
 
@@ -44,6 +47,8 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&o.maxDiffs, "max-diffs", 2, "deltas computed at once")
+	fs.IntVar(&o.maxConns, "max-connections", 0, "connections served at once; more wait to be accepted (default: half the open-file limit, at most 10000)")
+	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "longest a client may take to send a whole request, headers and body (slow or stalled senders are cut)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
 	fs.DurationVar(&o.cacheTTL, "cache-ttl", 7*24*time.Hour, "remove a cached delta to a superseded target once nobody fetched it for this long (deltas to current targets stay); 0: never")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
@@ -158,6 +163,12 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if o.cacheTTL < 0 {
 		return usageError{fmt.Sprintf("--cache-ttl %v: must be 0 (never) or positive", o.cacheTTL)}
 	}
+	if o.maxConns < 0 {
+		return usageError{fmt.Sprintf("--max-connections %d: must be positive (0: the default)", o.maxConns)}
+	}
+	if o.readTimeout < time.Second {
+		return usageError{fmt.Sprintf("--read-timeout %v: must be at least 1s", o.readTimeout)}
+	}
 	cacheTTL := o.cacheTTL
 	if cacheTTL == 0 {
 		cacheTTL = -1 // the server's "forever"
@@ -189,9 +200,15 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if err != nil {
 		return err
 	}
+	maxConns := o.maxConns
+	if maxConns == 0 {
+		maxConns = defaultMaxConns()
+	}
+	ln = netutil.LimitListener(ln, maxConns)
 	hs := &http.Server{
 		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, o.readTimeout),
+		ReadTimeout:       o.readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -217,4 +234,15 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 		return err
 	}
 	return nil
+}
+
+// defaultMaxConns is half the process's open-file limit (the rest for the
+// cache, the state and registry connections), at most 10000: past the
+// limit, accept fails and every client, /healthz too, is refused.
+func defaultMaxConns() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur < 64 {
+		return 32
+	}
+	return int(min(rl.Cur/2, 10000))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -69,6 +70,8 @@ func TestServeUsage(t *testing.T) {
 		{"bad log format", []string{"serve", "--state", dir, "--cache", dir, "--log-format", "xml"}, "--log-format"},
 		{"bad log level", []string{"serve", "--state", dir, "--cache", dir, "--log-level", "loud"}, "--log-level"},
 		{"bad max-diffs", []string{"serve", "--state", dir, "--cache", dir, "--max-diffs", "0"}, "--max-diffs"},
+		{"bad max-connections", []string{"serve", "--state", dir, "--cache", dir, "--max-connections", "-1"}, "--max-connections -1"},
+		{"bad read-timeout", []string{"serve", "--state", dir, "--cache", dir, "--read-timeout", "10ms"}, "--read-timeout 10ms: must be at least 1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := run(t, tc.args...)
@@ -90,6 +93,7 @@ func TestServe(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	o := &serveOptions{addr: "127.0.0.1:0", stateDir: filepath.Join(dir, "state"), cacheDir: filepath.Join(dir, "cache"),
 		deviceFile: tokFile, logFormat: "json", logLevel: "info", maxDiffs: 1, retryAfter: 5 * time.Second,
+		readTimeout: time.Second, maxConns: 8,
 		shutdownGrace: 5 * time.Second, onListen: func(a net.Addr) { addrc <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -130,6 +134,36 @@ func TestServe(t *testing.T) {
 	var e api.Error
 	if code != 404 || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
 		t.Errorf("check: %d %s", code, body)
+	}
+	// A client that announces a body and never sends it, and clients that
+	// hold every connection slot (--max-connections 8) idle, are cut after
+	// --read-timeout: the server answers others again.
+	addr := strings.TrimPrefix(base, "http://")
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	fmt.Fprintf(silent, "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+	var idle []net.Conn
+	for range 8 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	start := time.Now()
+	if code, _ := req("GET", "/healthz", "", ""); code != 200 {
+		t.Errorf("healthz with every slot held: %d", code)
+	}
+	if el := time.Since(start); el > 8*time.Second {
+		t.Errorf("healthz took %s with every slot held by idle clients (read timeout 1s)", el)
+	}
+	silent.SetReadDeadline(time.Now().Add(8 * time.Second))
+	if _, err := io.ReadAll(silent); err != nil {
+		t.Errorf("the client that never sent its body: %v, want the server to close the connection", err)
 	}
 	cancel()
 	select {

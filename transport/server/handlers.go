@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skiff-dev/skiff/layerfs"
@@ -208,8 +209,19 @@ func (s *Server) handleDelta(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", `"`+d+`"`)
 	w.Header().Set("Docker-Content-Digest", d)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	// Content-addressed: the bytes behind this URL never change.
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	// Content-addressed: the bytes behind this URL never change. Shared
+	// caches may keep them only where the operator put one in front
+	// (PublicURL): otherwise the answer is behind a device token.
+	if s.cfg.PublicURL != "" {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	}
+	if n := rangeCount(r.Header.Get("Range")); n > maxRanges {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", fi.Size()))
+		writeError(w, http.StatusRequestedRangeNotSatisfiable, fmt.Sprintf("%d ranges in one request: at most %d", n, maxRanges))
+		return
+	}
 	cw := &countingResponse{ResponseWriter: w}
 	http.ServeContent(cw, r, "", fi.ModTime(), f)
 	s.metrics.servedBytes.Add(float64(cw.n))
@@ -251,4 +263,17 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rec.target())
+}
+
+// maxRanges is the most byte ranges one delta request may ask for: a
+// resuming device asks for one; thousands of tiny ranges would make the
+// multipart answer many times the delta (Range amplification).
+const maxRanges = 4
+
+// rangeCount is the number of ranges of a Range header value (0 if none).
+func rangeCount(h string) int {
+	if h == "" {
+		return 0
+	}
+	return strings.Count(h, ",") + 1
 }

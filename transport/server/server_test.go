@@ -208,6 +208,18 @@ func TestPublishCheckApply(t *testing.T) {
 	if w := ts.do("GET", d.URL, deviceToken, nil, "Range", fmt.Sprintf("bytes=%d-", d.Size+10)); w.Code != http.StatusRequestedRangeNotSatisfiable {
 		t.Errorf("range past the end: %d, want 416", w.Code)
 	}
+	if cc := w.Header().Get("Cache-Control"); !strings.HasPrefix(cc, "private,") {
+		t.Errorf("Cache-Control %q of a delta behind a device token, want private", cc)
+	}
+	// A few ranges are served; thousands of tiny ones would amplify.
+	if w := ts.do("GET", d.URL, deviceToken, nil, "Range", "bytes=0-0,2-2,4-4,6-6"); w.Code != http.StatusPartialContent {
+		t.Errorf("4 ranges: %d, want 206", w.Code)
+	}
+	many := "bytes=0-0" + strings.Repeat(",2-2", 70000)
+	if w := ts.do("GET", d.URL, deviceToken, nil, "Range", many); w.Code != http.StatusRequestedRangeNotSatisfiable ||
+		!strings.Contains(w.Body.String(), "70001 ranges in one request: at most 4") || int64(w.Body.Len()) > d.Size {
+		t.Errorf("70001 ranges: %d, %d bytes %q, want 416 saying at most 4", w.Code, w.Body.Len(), w.Body.String())
+	}
 	if got := testutil.ToFloat64(ts.metrics.servedBytes); got < float64(2*d.Size) {
 		t.Errorf("served bytes metric %v, want at least %d", got, 2*d.Size)
 	}
