@@ -2,10 +2,16 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/skiff-dev/skiff/transport/api"
 )
 
 // TestCheckServerNeverAnswers: a server that accepts the connection and
@@ -65,6 +71,75 @@ func TestNetworkConfigErrors(t *testing.T) {
 		_, err := ParseConfig([]byte(y))
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %s: err = %v, want it to say %q", tc.field, tc.value, err, tc.msg)
+		}
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"https://u.example/v1/deltas/x", "https://u.example", true},
+		{"https://u.example:443/x", "https://U.example/", true},
+		{"http://u.example:80/x", "http://u.example", true},
+		{"http://u.example:8080/x", "http://u.example", false},
+		{"https://cdn.example/x", "https://u.example", false},
+		{"http://u.example/x", "https://u.example", false},
+		{"/v1/deltas/x", "https://u.example", false},
+		{"https://u.example.evil/x", "https://u.example", false},
+	} {
+		if got := sameOrigin(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameOrigin(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestTokenStaysWithServer: a check answer that points the download to
+// another host (a CDN, or anyone) does not get the device token sent
+// there; the server's own delta URLs do.
+func TestTokenStaysWithServer(t *testing.T) {
+	p := testPair(t)
+	var cdnAuth, ownAuth atomic.Value
+	cdnAuth.Store("unset")
+	ownAuth.Store("unset")
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cdnAuth.Store(r.Header.Get("Authorization"))
+		http.NotFound(w, r)
+	}))
+	defer cdn.Close()
+	var deltaURL atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != api.PathCheck {
+			ownAuth.Store(r.Header.Get("Authorization"))
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(api.CheckResponse{Update: true,
+			Target: &api.Target{Ref: "x", ConfigDigest: "sha256:" + strings.Repeat("1", 64), ManifestDigest: "sha256:" + strings.Repeat("2", 64)},
+			Delta:  &api.Delta{URL: deltaURL.Load().(string), Digest: "sha256:" + strings.Repeat("3", 64), Size: 10}})
+	}))
+	defer srv.Close()
+	d := newDevice(t, p)
+	c := d.config(t, serverSource(srv.URL), "")
+	a := newAgent(t, c)
+	for _, tc := range []struct {
+		url  string
+		got  *atomic.Value
+		want string
+	}{
+		{cdn.URL + "/d/x.skiff", &cdnAuth, ""},
+		{api.PathDeltas + "sha256:" + strings.Repeat("3", 64), &ownAuth, "Bearer dev-token"},
+	} {
+		deltaURL.Store(tc.url)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := a.Update(ctx, "web")
+		cancel()
+		if err == nil {
+			t.Fatalf("%s: the update succeeded against a 404", tc.url)
+		}
+		if got := tc.got.Load().(string); got != tc.want {
+			t.Errorf("delta at %s got Authorization %q, want %q", tc.url, got, tc.want)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,9 +137,15 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 	dst := filepath.Join(dir, dg.Encoded()+".skiff")
 	switch {
 	case cr.Delta.URL != "":
-		hdr, err := a.bearer(im.Source)
-		if err != nil {
-			return err
+		// The device token goes to the server that issued it, not to a
+		// CDN or any other host the answer names: a signed,
+		// content-addressed delta needs no credentials.
+		var hdr http.Header
+		if sameOrigin(cr.Delta.URL, im.Source.Server) {
+			var err error
+			if hdr, err = a.bearer(im.Source); err != nil {
+				return err
+			}
 		}
 		if complete(dst, dg, cr.Delta.Size) {
 			// Downloaded by a run that stopped before the apply ended.
@@ -580,4 +588,24 @@ func (a *Agent) fullPull(ctx context.Context, im *ImageConfig, cr *CheckResult, 
 	}
 	res.Updated, res.From, res.To, res.Via = true, cr.Current.ID, &target, "full-pull"
 	return a.finish(ctx, im, cr.Current, target, res)
+}
+
+// sameOrigin reports whether URLs a and b have the same scheme, host and
+// port (RFC 6454), default ports made explicit.
+func sameOrigin(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	if err1 != nil || err2 != nil || ua.Host == "" {
+		return false
+	}
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(u.Scheme, "https") {
+			return "443"
+		}
+		return "80"
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) && port(ua) == port(ub)
 }
