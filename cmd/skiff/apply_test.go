@@ -197,6 +197,9 @@ func TestInspectDeltaSumsToFile(t *testing.T) {
 	for _, n := range rep.EncoderBytes {
 		sum += n
 	}
+	for _, st := range rep.Streams {
+		sum += st.Bytes
+	}
 	if sum != rep.Size {
 		t.Errorf("header %d + skeletons + encoders %v = %d, file is %d", h.BodyOffset, rep.EncoderBytes, sum, rep.Size)
 	}

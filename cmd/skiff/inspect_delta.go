@@ -45,7 +45,18 @@ type deltaReport struct {
 	Limits       delta.Limits     `json:"limits"`
 	Layers       []deltaLayer     `json:"layers"`
 	EncoderFiles map[string]int   `json:"encoder_files"`
+	// EncoderBytes counts the blobs of ops outside solid streams; a
+	// stream's bytes are in Streams (its members share them).
 	EncoderBytes map[string]int64 `json:"encoder_bytes"`
+	Streams      []deltaStream    `json:"streams,omitempty"`
+}
+
+// deltaStream is one solid stream of a version 3 delta.
+type deltaStream struct {
+	Codec        string         `json:"codec"`
+	Window       int64          `json:"window"`
+	Bytes        int64          `json:"bytes"`
+	EncoderFiles map[string]int `json:"encoder_files"`
 }
 
 type deltaLayer struct {
@@ -101,6 +112,14 @@ func runInspectDelta(path, output string, trustFiles []string, out io.Writer) er
 	// A blob shared by several ops (the zstd pack, a zstd-dict group) is
 	// counted once: the parts add up to the file.
 	counted := map[int]bool{}
+	for _, st := range m.Streams {
+		ds := deltaStream{Codec: st.Codec, Window: st.Window, Bytes: m.Blobs[st.Blob].Size, EncoderFiles: map[string]int{}}
+		for _, k := range st.Ops {
+			ds.EncoderFiles[m.Ops[k].Encoder]++
+		}
+		counted[st.Blob] = true
+		rep.Streams = append(rep.Streams, ds)
+	}
 	for _, op := range m.Ops {
 		rep.EncoderFiles[op.Encoder]++
 		if !counted[op.Blob] {
@@ -140,10 +159,31 @@ func runInspectDelta(path, output string, trustFiles []string, out io.Writer) er
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
-	for _, e := range []string{delta.EncBsdiff, delta.EncBsdiffX86, delta.EncZstdDict, delta.EncZstd} {
-		if rep.EncoderFiles[e] > 0 {
-			fmt.Fprintf(out, "%-9s %5d files, %s\n", e, rep.EncoderFiles[e], humanBytes(rep.EncoderBytes[e]))
+	encoders := []string{delta.EncBsdiff, delta.EncBsdiffX86, delta.EncZstdDict, delta.EncZstd}
+	for _, e := range encoders {
+		if n := rep.EncoderFiles[e] - streamFiles(rep.Streams, e); n > 0 {
+			fmt.Fprintf(out, "%-10s %5d files, %s\n", e, n, humanBytes(rep.EncoderBytes[e]))
 		}
 	}
+	for i, st := range rep.Streams {
+		var parts []string
+		total := 0
+		for _, e := range encoders {
+			if n := st.EncoderFiles[e]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", e, n))
+				total += n
+			}
+		}
+		fmt.Fprintf(out, "stream %d   %5d files, %s (%s, %s window): %s\n", i+1, total, humanBytes(st.Bytes), st.Codec, humanBytes(st.Window), strings.Join(parts, ", "))
+	}
 	return nil
+}
+
+// streamFiles is how many ops of encoder e the streams hold.
+func streamFiles(streams []deltaStream, e string) int {
+	n := 0
+	for _, st := range streams {
+		n += st.EncoderFiles[e]
+	}
+	return n
 }
