@@ -32,19 +32,19 @@ func isDeltaFile(arg string) bool {
 }
 
 type deltaReport struct {
-	File         string           `json:"file"`
-	Size         int64            `json:"size"`
-	HeaderDigest string           `json:"header_digest"`
-	Signed       bool             `json:"signed"`
-	SignedBy     []string         `json:"signed_by,omitempty"`
-	VerifiedBy   string           `json:"verified_by,omitempty"`
-	Base         delta.Base       `json:"base"`
-	TargetConfig string           `json:"target_config_digest"`
-	TargetLayers []string         `json:"target_diff_ids"`
-	Reproducible bool             `json:"manifest_reproducible"`
-	Limits       delta.Limits     `json:"limits"`
-	Layers       []deltaLayer     `json:"layers"`
-	EncoderFiles map[string]int   `json:"encoder_files"`
+	File         string         `json:"file"`
+	Size         int64          `json:"size"`
+	HeaderDigest string         `json:"header_digest"`
+	Signed       bool           `json:"signed"`
+	SignedBy     []string       `json:"signed_by,omitempty"`
+	VerifiedBy   string         `json:"verified_by,omitempty"`
+	Base         delta.Base     `json:"base"`
+	TargetConfig string         `json:"target_config_digest"`
+	TargetLayers []string       `json:"target_diff_ids"`
+	Reproducible bool           `json:"manifest_reproducible"`
+	Limits       delta.Limits   `json:"limits"`
+	Layers       []deltaLayer   `json:"layers"`
+	EncoderFiles map[string]int `json:"encoder_files"`
 	// EncoderBytes counts the blobs of ops outside solid streams; a
 	// stream's bytes are in Streams (its members share them).
 	EncoderBytes map[string]int64 `json:"encoder_bytes"`
