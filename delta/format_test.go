@@ -73,24 +73,7 @@ func TestDeltaGolden(t *testing.T) {
 // "New executables"), and the delta is smaller than with it as plain
 // content; the same pair without the encoder stays version 3.
 func TestNewExecutableGolden(t *testing.T) {
-	base, _ := tinyPair(t)
-	layers, err := base.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	shared, err := layers[0].Uncompressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sharedTar, err := io.ReadAll(shared)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := example.Executable("skiffd", 96<<10)
-	target := imagetest.Image(t, sharedTar, imagetest.LayerTar(t,
-		imagetest.File{Name: "usr/bin/skiffd", Data: string(exe)},
-		imagetest.File{Name: "etc/skiffd.conf", Data: "port: 8080\n"},
-	))
+	base, target := newExecutablePair(t)
 	want := checkGolden(t, "newelf-v4.skiff", base, target, DefaultOptions())
 	h, err := ReadHeader(bytes.NewReader(want))
 	if err != nil {
@@ -148,6 +131,32 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+// newExecutablePair is the tiny pair's base and a target that adds a new
+// x86-64 executable (manifest version 4).
+func newExecutablePair(t testing.TB) (base, target v1.Image) {
+	base, _ = tinyPair(t)
+	layers, err := base.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sharedTar, err := io.ReadAll(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target = imagetest.Image(t, sharedTar, imagetest.LayerTar(t,
+		imagetest.File{Name: "usr/bin/skiffd", Data: string(example.Executable("skiffd", 96<<10))},
+		imagetest.File{Name: "etc/skiffd.conf", Data: "port: 8080\n"},
+	))
+	return base, target
+}
+
+// FuzzApplyNewExecutable fuzzes new executables' residues (version 4).
+func FuzzApplyNewExecutable(f *testing.F) { fuzzApply(f, newExecutablePair) }
 
 // FuzzApply: hostile deltas against a fixed base fail cleanly.
 func FuzzApply(f *testing.F) { fuzzApply(f, tinyPair) }
