@@ -15,4 +15,7 @@ var (
 	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrPayloadNotFound: a payload the skeleton refers to is not in the store.
 	ErrPayloadNotFound = errors.New("payload not found")
+	// ErrPlatformMismatch: the image is for another platform than the one
+	// asked for (WithPlatform).
+	ErrPlatformMismatch = errors.New("image platform mismatch")
 )

@@ -75,6 +75,40 @@ func Open(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open %s: %w", r, err)
 	}
+	img, err := openRef(ctx, r, o)
+	if err != nil || o.platform == nil {
+		return img, err
+	}
+	if err := checkPlatform(img, *o.platform); err != nil {
+		img.Close()
+		return nil, err
+	}
+	return img, nil
+}
+
+// checkPlatform refuses an image whose config names another platform than
+// the one asked for (WithPlatform): an index picks by platform, but a
+// single-platform image is what it is, and a device must not get an image
+// it cannot run. A config variant is compared only where both name one
+// (arm64 configs often leave v8 out).
+func checkPlatform(img *Image, want v1.Platform) error {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("open %s: config: %w", img.Ref, err)
+	}
+	if cf.OS == "" && cf.Architecture == "" {
+		return nil // nothing to compare (some hand-made images)
+	}
+	got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+	if got.OS != want.OS || got.Architecture != want.Architecture ||
+		(got.Variant != "" && want.Variant != "" && got.Variant != want.Variant) {
+		return fmt.Errorf("open %s: the image is for %s, not the platform %s asked for: %w", img.Ref, got.String(), want.String(), ErrPlatformMismatch)
+	}
+	return nil
+}
+
+// openRef opens r by its transport.
+func openRef(ctx context.Context, r Ref, o *refOptions) (*Image, error) {
 	switch r.Transport {
 	case TransportDockerArchive:
 		img, err := openDockerArchive(r, r.Path, r.Name)

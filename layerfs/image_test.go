@@ -330,6 +330,47 @@ func TestOpenPlatform(t *testing.T) {
 	}
 }
 
+// TestOpenPlatformMismatch: --platform on a single-platform image of
+// another platform is refused, not silently ignored (a fleet of arm64
+// devices must not get an amd64 image).
+func TestOpenPlatformMismatch(t *testing.T) {
+	src := seededImage(t, 8, 1)
+	cf, err := src.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant = "linux", "arm64", "v8"
+	arm, err := mutate.ConfigFile(src, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "save.tar")
+	writeDockerSave(t, p, arm, "skiff/arm:1")
+	for _, tc := range []struct {
+		platform string
+		ok       bool
+	}{{"", true}, {"linux/arm64", true}, {"linux/arm64/v8", true}, {"linux/arm64/v9", false}, {"linux/amd64", false}, {"windows/arm64", false}} {
+		t.Run(tc.platform, func(t *testing.T) {
+			var opts []Option
+			if tc.platform != "" {
+				opts = append(opts, WithPlatform(tc.platform))
+			}
+			img, err := Open(context.Background(), "docker-archive:"+p, opts...)
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				img.Close()
+				return
+			}
+			if !errors.Is(err, ErrPlatformMismatch) || !strings.Contains(err.Error(), "the image is for linux/arm64/v8, not the platform "+tc.platform) {
+				t.Errorf("err = %v, want ErrPlatformMismatch naming both platforms", err)
+			}
+		})
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
