@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -87,8 +88,8 @@ func TestServeUsage(t *testing.T) {
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
 	tokFile := filepath.Join(dir, "devices")
-	os.WriteFile(tokFile, []byte("dev-token\n"), 0o600)
-	t.Setenv("SKIFF_ADMIN_TOKEN", "adm-token")
+	os.WriteFile(tokFile, []byte("dev-token-0123456789\n"), 0o600)
+	t.Setenv("SKIFF_ADMIN_TOKEN", "adm-token-0123456789")
 	t.Setenv("SKIFF_DEVICE_TOKENS", "")
 	addrc := make(chan net.Addr, 1)
 	o := &serveOptions{addr: "127.0.0.1:0", stateDir: filepath.Join(dir, "state"), cacheDir: filepath.Join(dir, "cache"),
@@ -124,13 +125,13 @@ func TestServe(t *testing.T) {
 	if code, body := req("GET", "/healthz", "", ""); code != 200 || body != "ok" {
 		t.Errorf("healthz: %d %q", code, body)
 	}
-	if code, _ := req("PUT", "/v1/targets/stable/web", "dev-token", `{"ref":"oci:/nonexistent:v1"}`); code != 403 {
+	if code, _ := req("PUT", "/v1/targets/stable/web", "dev-token-0123456789", `{"ref":"oci:/nonexistent:v1"}`); code != 403 {
 		t.Errorf("publish with the device token from the file: %d, want 403", code)
 	}
-	if code, body := req("PUT", "/v1/targets/stable/web", "adm-token", `{"ref":"oci:/nonexistent:v1"}`); code != 422 || !strings.Contains(body, "does not exist") {
+	if code, body := req("PUT", "/v1/targets/stable/web", "adm-token-0123456789", `{"ref":"oci:/nonexistent:v1"}`); code != 422 || !strings.Contains(body, "does not exist") {
 		t.Errorf("publish with the admin token from the environment: %d %s, want 422", code, body)
 	}
-	code, body := req("POST", "/v1/check", "dev-token", `{"channel":"stable","image":"web"}`)
+	code, body := req("POST", "/v1/check", "dev-token-0123456789", `{"channel":"stable","image":"web"}`)
 	var e api.Error
 	if code != 404 || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
 		t.Errorf("check: %d %s", code, body)
@@ -181,5 +182,57 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"shutting down"`) {
 		t.Errorf("no shutdown log:\n%s", logs.String())
+	}
+}
+
+func TestCheckSecrets(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "tokens")
+	os.WriteFile(open, []byte("x\n"), 0o644)
+	private := filepath.Join(dir, "key")
+	os.WriteFile(private, []byte("x\n"), 0o600)
+	long := strings.Repeat("a", minTokenLen)
+	for _, tc := range []struct {
+		name          string
+		admin, device []string
+		files         map[string]string
+		keys          []string
+		err           string
+		warn          []string
+		quiet         bool
+	}{
+		{name: "one token in two roles", admin: []string{long, "shared-" + long}, device: []string{"shared-" + long},
+			err: "device token 1 is also an admin token"},
+		{name: "short token", admin: []string{"short"}, device: []string{long},
+			warn: []string{"weak token", `"role":"admin"`, `"length":5`}},
+		{name: "world-readable token file", admin: []string{long}, files: map[string]string{"--admin-token-file": open},
+			warn: []string{"secret file readable by other users", `"mode":"0644"`}},
+		{name: "good", admin: []string{long}, device: []string{long + "b"}, files: map[string]string{"--device-token-file": private}, keys: []string{private}, quiet: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&logs, nil))
+			err := checkSecrets(log, tc.admin, tc.device, tc.files, tc.keys)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || exitCode(err) != 2 {
+					t.Fatalf("err = %v, want a usage error saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.warn {
+				if !strings.Contains(logs.String(), w) {
+					t.Errorf("logs %q, want %q", logs.String(), w)
+				}
+			}
+			if tc.quiet && logs.Len() != 0 {
+				t.Errorf("logs %q, want none", logs.String())
+			}
+			if strings.Contains(logs.String(), "short\"") {
+				t.Errorf("a token was logged: %s", logs.String())
+			}
+		})
 	}
 }
