@@ -249,15 +249,8 @@ const minNewExecutable = 16 << 10
 // holds the file, its transformed and expanded forms and the residue.
 // Other new files stay plain zstd stream members.
 func (d *differ) encodeNew(ctx context.Context, p *planned, sem *semaphore.Weighted) error {
-	rc, err := d.store.Open(ctx, p.content)
-	if err != nil {
+	if elf, err := d.isELF(ctx, p.content); err != nil || !elf {
 		return err
-	}
-	var magic [4]byte
-	_, err = io.ReadFull(rc, magic[:])
-	rc.Close()
-	if err != nil || string(magic[:]) != "\x7fELF" {
-		return nil
 	}
 	need := 6*p.size + 16<<20
 	if need > d.opts.MemoryCap {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -335,14 +336,21 @@ func (d *differ) streamKeyOf(ctx context.Context, p *planned) (streamKey, error)
 		k.class = 0
 		return k, nil
 	}
-	rc, err := d.store.Open(ctx, p.content)
+	elf, err := d.isELF(ctx, p.content)
+	if elf {
+		k.class = 0
+	}
+	return k, err
+}
+
+// isELF reports whether the stored payload dg starts with the ELF magic.
+func (d *differ) isELF(ctx context.Context, dg digest.Digest) (bool, error) {
+	rc, err := d.store.Open(ctx, dg)
 	if err != nil {
-		return k, err
+		return false, err
 	}
 	defer rc.Close()
 	var magic [4]byte
-	if _, err := io.ReadFull(rc, magic[:]); err == nil && string(magic[:]) == "\x7fELF" {
-		k.class = 0
-	}
-	return k, nil
+	_, err = io.ReadFull(rc, magic[:])
+	return err == nil && string(magic[:]) == "\x7fELF", nil
 }

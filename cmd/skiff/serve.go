@@ -133,14 +133,14 @@ func loadTokens(path, env string) ([]string, error) {
 	return out, nil
 }
 
-// minTokenLen is the shortest token served without a warning: 16
-// characters of a random token are about 96 bits.
+// minTokenLen is the shortest token served without a warning: 16 hex
+// characters of a random token are 64 bits.
 const minTokenLen = 16
 
 // checkSecrets refuses a token that is both an admin and a device token
 // (every device could publish), and warns about short tokens and about
 // token and key files that other users may read.
-func checkSecrets(log *slog.Logger, admin, device []string, tokenFiles map[string]string, keyFiles []string) error {
+func checkSecrets(log *slog.Logger, admin, device []string, files []string) error {
 	isAdmin := map[string]bool{}
 	for _, t := range admin {
 		isAdmin[t] = true
@@ -150,20 +150,20 @@ func checkSecrets(log *slog.Logger, admin, device []string, tokenFiles map[strin
 			return usageError{fmt.Sprintf("device token %d is also an admin token: every device could publish; give each role its own tokens", i+1)}
 		}
 	}
-	for role, toks := range map[string][]string{"admin": admin, "device": device} {
-		for i, t := range toks {
+	for _, r := range []struct {
+		role string
+		toks []string
+	}{{"admin", admin}, {"device", device}} {
+		for i, t := range r.toks {
 			if len(t) < minTokenLen {
-				log.Warn("weak token: shorter than 16 characters; use a long random one (e.g. openssl rand -hex 32)", "role", role, "token", i+1, "length", len(t))
+				log.Warn("weak token: shorter than 16 characters; use a long random one (e.g. openssl rand -hex 32)", "role", r.role, "token", i+1, "length", len(t))
 			}
 		}
 	}
-	files := append([]string{}, keyFiles...)
-	for _, f := range tokenFiles {
-		if f != "" {
-			files = append(files, f)
-		}
-	}
 	for _, f := range files {
+		if f == "" {
+			continue
+		}
 		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			log.Warn("secret file readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
 		}
@@ -229,7 +229,7 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if len(admin) == 0 && len(device) == 0 {
 		return usageError{"no tokens: give --admin-token-file or $SKIFF_ADMIN_TOKEN, and --device-token-file or $SKIFF_DEVICE_TOKENS; every request would be refused"}
 	}
-	if err := checkSecrets(log, admin, device, map[string]string{"--admin-token-file": o.adminFile, "--device-token-file": o.deviceFile}, o.sign); err != nil {
+	if err := checkSecrets(log, admin, device, append([]string{o.adminFile, o.deviceFile}, o.sign...)); err != nil {
 		return err
 	}
 	srv, err := server.New(o.serverConfig(g, log, admin, device, signers, cacheTTL))

@@ -195,8 +195,7 @@ func TestCheckSecrets(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		admin, device []string
-		files         map[string]string
-		keys          []string
+		files         []string
 		err           string
 		warn          []string
 		quiet         bool
@@ -205,14 +204,14 @@ func TestCheckSecrets(t *testing.T) {
 			err: "device token 1 is also an admin token"},
 		{name: "short token", admin: []string{"short"}, device: []string{long},
 			warn: []string{"weak token", `"role":"admin"`, `"length":5`}},
-		{name: "world-readable token file", admin: []string{long}, files: map[string]string{"--admin-token-file": open},
+		{name: "world-readable token file", admin: []string{long}, files: []string{"", open},
 			warn: []string{"secret file readable by other users", `"mode":"0644"`}},
-		{name: "good", admin: []string{long}, device: []string{long + "b"}, files: map[string]string{"--device-token-file": private}, keys: []string{private}, quiet: true},
+		{name: "good", admin: []string{long}, device: []string{long + "b"}, files: []string{"", private, private}, quiet: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			log := slog.New(slog.NewJSONHandler(&logs, nil))
-			err := checkSecrets(log, tc.admin, tc.device, tc.files, tc.keys)
+			err := checkSecrets(log, tc.admin, tc.device, tc.files)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || exitCode(err) != 2 {
 					t.Fatalf("err = %v, want a usage error saying %q", err, tc.err)
