@@ -188,6 +188,10 @@ type applier struct {
 	inBase   map[digest.Digest]bool
 	baseList []digest.Digest
 	tarOf    []string // rebuilt tar of each target layer ("" when taken from the base)
+	// madeOps are the ops whose payloads the skeletons hold as Made
+	// records, in skeleton order; madeDigest what each made.
+	madeOps    []int
+	madeDigest map[int]digest.Digest
 }
 
 // checkReusedSize refuses a delta that declares a target layer taken from
@@ -387,7 +391,7 @@ func (a *applier) resolveOps() error {
 			if err := paths.Check(&file.Entry); err != nil {
 				return fmt.Errorf("%w: target image: %w", ErrBadDelta, err)
 			}
-			if file.Payload == "" || a.inBase[file.Payload] || seen[file.Payload] {
+			if !file.Made && (file.Payload == "" || a.inBase[file.Payload] || seen[file.Payload]) {
 				return nil
 			}
 			seen[file.Payload] = true
@@ -408,6 +412,10 @@ func (a *applier) resolveOps() error {
 	for k := range a.m.Ops {
 		op := &a.m.Ops[k]
 		op.Target, op.Size = need[k].Payload, need[k].DataSize
+		op.made, op.index = need[k].Made, k
+		if op.made {
+			a.madeOps = append(a.madeOps, k)
+		}
 		if op.Size > a.m.Limits.MaxPayload {
 			return fmt.Errorf("%w: payload of %d bytes over the declared %d", ErrLimit, op.Size, a.m.Limits.MaxPayload)
 		}
@@ -483,7 +491,16 @@ func (a *applier) ingest(ctx context.Context, op Op, r io.Reader) error {
 		got, err = a.store.Ingest(ctx, r, op.Size)
 	}
 	if err != nil {
-		return fmt.Errorf("payload %s: %w", op.Target, asCorrupt(err))
+		return fmt.Errorf("payload %s: %w", op.target(), asCorrupt(err))
+	}
+	if op.made {
+		// Lean skeletons (version 5) leave this digest out: the layer's
+		// diff_id, checked when it is assembled, covers the payload.
+		if a.madeDigest == nil {
+			a.madeDigest = map[int]digest.Digest{}
+		}
+		a.madeDigest[op.index] = got
+		return nil
 	}
 	if got != op.Target {
 		return fmt.Errorf("payload is %s, the delta says %s: %w", got, op.Target, ErrCorrupt)
@@ -506,7 +523,7 @@ func outSize(op Op) int64 {
 func (a *applier) opBase(ctx context.Context, op Op) (f *os.File, size int64, done func(), err error) {
 	rc, err := a.store.Open(ctx, op.BaseDigest)
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("op for %s: base payload %s: %w", op.Target, op.BaseDigest, err)
+		return nil, 0, nil, fmt.Errorf("op for %s: base payload %s: %w", op.target(), op.BaseDigest, err)
 	}
 	f, ok := rc.(*os.File)
 	if !ok {
@@ -524,7 +541,7 @@ func (a *applier) opBase(ctx context.Context, op Op) (f *os.File, size int64, do
 	defer f.Close()
 	cr, err := gnugzip.NewContentReader(f, st.Size())
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("%w: op for %s: base payload %s: %v", ErrBadDelta, op.Target, op.BaseDigest, err)
+		return nil, 0, nil, fmt.Errorf("%w: op for %s: base payload %s: %v", ErrBadDelta, op.target(), op.BaseDigest, err)
 	}
 	defer cr.Close()
 	tmp, err := os.CreateTemp(a.work, "gzbase-")
@@ -534,7 +551,7 @@ func (a *applier) opBase(ctx context.Context, op Op) (f *os.File, size int64, do
 	done = func() { tmp.Close(); os.Remove(tmp.Name()) }
 	n, err := io.Copy(tmp, io.LimitReader(cr, op.Gzip.BaseSize+1))
 	if err == nil && n != op.Gzip.BaseSize {
-		err = fmt.Errorf("%w: op for %s: base content is %d bytes or more, the delta says %d", ErrBadDelta, op.Target, n, op.Gzip.BaseSize)
+		err = fmt.Errorf("%w: op for %s: base content is %d bytes or more, the delta says %d", ErrBadDelta, op.target(), n, op.Gzip.BaseSize)
 	}
 	if err != nil {
 		done()
@@ -662,9 +679,12 @@ func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
 	// The skeleton is written relative to the dictionary's (a skeleton
 	// delta) when there is one; bound what it may grow to either way.
 	lw := &limitedWriter{w: f, left: a.m.Limits.MaxSkeleton}
-	if l.SkeletonDelta {
+	switch {
+	case l.SkeletonDelta && a.m.Version >= 5:
+		err = layerfs.PatchSkeletonLean(dict, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1), lw)
+	case l.SkeletonDelta:
 		err = layerfs.PatchSkeleton(dict, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1), lw)
-	} else {
+	default:
 		_, err = io.Copy(lw, io.LimitReader(dec, a.m.Limits.MaxSkeleton+1))
 	}
 	if cerr := f.Close(); err == nil {
@@ -680,10 +700,18 @@ func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
 // rebuildLayers assembles every changed target layer into a tar file and
 // checks it against its diff_id.
 func (a *applier) rebuildLayers(ctx context.Context) error {
+	made := 0 // Made records filled in so far
 	for i, l := range a.m.Layers {
 		skel := a.tarOf[i]
 		if skel == "" {
 			continue
+		}
+		if len(a.madeOps) > 0 {
+			filled, err := a.fillMade(i, skel, &made)
+			if err != nil {
+				return fmt.Errorf("target layer %d: %w", i, err)
+			}
+			skel = filled
 		}
 		p := filepath.Join(a.work, fmt.Sprintf("layer-%d.tar", i))
 		if err := a.assemble(ctx, skel, p, l); err != nil {
@@ -692,6 +720,41 @@ func (a *applier) rebuildLayers(ctx context.Context) error {
 		a.tarOf[i] = p
 	}
 	return nil
+}
+
+// fillMade writes layer i's skeleton with the digests of the payloads
+// its Made records stand for (made counts those of earlier layers) and
+// returns the new file.
+func (a *applier) fillMade(i int, skel string, made *int) (string, error) {
+	in, err := os.Open(skel)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	p := filepath.Join(a.work, fmt.Sprintf("target-%d.filled.skel", i))
+	out, err := os.Create(p)
+	if err != nil {
+		return "", err
+	}
+	err = layerfs.FillMade(bufio.NewReader(in), out, func(size int64) (digest.Digest, error) {
+		if *made >= len(a.madeOps) {
+			return "", fmt.Errorf("%w: more Made records than ops that make them", ErrBadDelta)
+		}
+		k := a.madeOps[*made]
+		*made++
+		d, ok := a.madeDigest[k]
+		if !ok || size != a.m.Ops[k].Size {
+			return "", fmt.Errorf("%w: op %d made no payload of %d bytes", ErrBadDelta, k, size)
+		}
+		return d, nil
+	})
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", asCorrupt(err)
+	}
+	return p, nil
 }
 
 func (a *applier) assemble(ctx context.Context, skel, out string, l Layer) error {

@@ -23,6 +23,28 @@ func (a *applier) applyStream(ctx context.Context, s Stream, br io.Reader) error
 		return err
 	}
 	defer done()
+	// Where each member's parts are read from: all from r, one after the
+	// other, or for a columnar stream each from its region.
+	params, cols, literals := io.ByteReader(r), bsdiff.SameColumns(r), io.Reader(r)
+	var regions []*bufio.Reader
+	var lits *io.LimitedReader
+	if s.Regions != nil {
+		spill, err := os.CreateTemp(a.work, "regions-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(spill.Name())
+		defer spill.Close()
+		if regions, err = spillRegions(ctx, r, s.Regions, spill); err != nil {
+			return err
+		}
+		params = regions[regionParams]
+		cols = bsdiff.Columns{Count: regions[1+bsdiff.ColCount], Add: regions[1+bsdiff.ColAdd], Copy: regions[1+bsdiff.ColCopy],
+			Seek: regions[1+bsdiff.ColSeek], Zeros: regions[1+bsdiff.ColZeros], Lits: regions[1+bsdiff.ColLits],
+			Diff: regions[1+bsdiff.ColDiff]}
+		lits = &io.LimitedReader{R: r, N: s.Regions[regionLiterals]}
+		cols.Extra, literals = lits, lits
+	}
 	for _, k := range s.Ops {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -31,15 +53,23 @@ func (a *applier) applyStream(ctx context.Context, s Stream, br io.Reader) error
 		var err error
 		switch op.Encoder {
 		case EncZstd:
-			err = a.ingest(ctx, op, r)
+			err = a.ingest(ctx, op, literals)
 		case EncBsdiff, EncBsdiffX86:
-			err = a.applyResidue(ctx, op, r)
+			err = a.applyResidue(ctx, op, params, cols)
 		default:
 			err = fmt.Errorf("%w: a %s op in a stream", ErrBadDelta, op.Encoder)
 		}
 		if err != nil {
 			return fmt.Errorf("op %d: %w", k, err)
 		}
+	}
+	for i, rr := range regions {
+		if _, err := rr.ReadByte(); err != io.EOF {
+			return fmt.Errorf("%w: bytes left in region %d of the stream in blob %d", ErrCorrupt, i, s.Blob)
+		}
+	}
+	if lits != nil && lits.N != 0 {
+		return fmt.Errorf("%w: %d bytes of literals left in the stream in blob %d", ErrCorrupt, lits.N, s.Blob)
 	}
 	if _, err := r.ReadByte(); err != io.EOF {
 		if err == nil {
@@ -50,11 +80,44 @@ func (a *applier) applyStream(ctx context.Context, s Stream, br io.Reader) error
 	return nil
 }
 
-// applyResidue makes op's payload from its split bsdiff residue in r
-// (after bsdiff-x86's transform parameters): the patcher writes the file by
-// offset into a scratch file, which then streams, through the inverse
-// transforms where there are any, into the store.
-func (a *applier) applyResidue(ctx context.Context, op Op, r *bufio.Reader) error {
+// spillRegions copies the regions of a columnar stream before its
+// literals from r to spill, and returns a reader of each of them (of the
+// literals: none, they are read from r as they come).
+func spillRegions(ctx context.Context, r io.Reader, sizes []int64, spill *os.File) ([]*bufio.Reader, error) {
+	var total int64
+	for i, n := range sizes {
+		if i != regionLiterals {
+			total += n
+		}
+	}
+	bw := bufio.NewWriterSize(spill, 64<<10)
+	if n, err := io.CopyN(bw, ctxReader{ctx: ctx, r: r}, total); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: columnar stream ends after %d of its %d bytes of regions: %v", ErrCorrupt, n, total, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	var out []*bufio.Reader
+	var off int64
+	for i, n := range sizes {
+		if i == regionLiterals {
+			continue
+		}
+		out = append(out, bufio.NewReaderSize(io.NewSectionReader(spill, off, n), 16<<10))
+		off += n
+	}
+	return out, nil
+}
+
+// applyResidue makes op's payload from its split bsdiff residue, whose
+// parts cols gives (after bsdiff-x86's transform parameters, from params):
+// the patcher writes the file by offset into a scratch file, which then
+// streams, through the inverse transforms where there are any, into the
+// store.
+func (a *applier) applyResidue(ctx context.Context, op Op, params io.ByteReader, cols bsdiff.Columns) error {
 	var base io.ReaderAt = bytes.NewReader(nil) // a new executable's base: the empty file
 	var baseSize int64
 	if !newExecutable(op) {
@@ -69,11 +132,11 @@ func (a *applier) applyResidue(ctx context.Context, op Op, r *bufio.Reader) erro
 	var zBase, zTarget zsections.Params
 	size := outSize(op)
 	if op.Encoder == EncBsdiffX86 {
-		if err := readX86Params(r, &xp, &zBase, &zTarget); err != nil {
+		if err := readX86Params(params, &xp, &zBase, &zTarget); err != nil {
 			return err
 		}
 		if newExecutable(op) && len(zBase.Sections) != 0 {
-			return fmt.Errorf("%w: op for %s: compressed sections in the empty base", ErrCorrupt, op.Target)
+			return fmt.Errorf("%w: op for %s: compressed sections in the empty base", ErrCorrupt, op.target())
 		}
 		size += zTarget.Growth()
 		if zTarget.Growth() < 0 || size > a.m.Limits.MaxExpanded {
@@ -98,7 +161,7 @@ func (a *applier) applyResidue(ctx context.Context, op Op, r *bufio.Reader) erro
 	}
 	defer os.Remove(spill.Name())
 	defer spill.Close()
-	if err := bsdiff.ApplySplit(base, baseSize, r, size, out, spill, a.m.Limits.MaxControls); err != nil {
+	if err := bsdiff.ApplyColumns(base, baseSize, cols, size, out, spill, a.m.Limits.MaxControls); err != nil {
 		return err
 	}
 	var patched io.Reader = io.NewSectionReader(out, 0, size)

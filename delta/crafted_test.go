@@ -386,6 +386,13 @@ func TestCraftedDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func(old int64) { maxInterleavedTry = old }(maxInterleavedTry)
+	maxInterleavedTry = -1
+	columnar, err := diff(target, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxInterleavedTry = 256 << 10
 	bsOpts := legacy
 	bsOpts.ZstdDict = false
 	bsDelta, err := diff(target, bsOpts)
@@ -395,7 +402,7 @@ func TestCraftedDeltas(t *testing.T) {
 	trust := []ed25519.PublicKey{pubOf(craftKey)}
 	// The good deltas apply: every case below differs from them only in
 	// what it breaks.
-	for _, d := range [][]byte{good, bsDelta, solid} {
+	for _, d := range [][]byte{good, bsDelta, solid, columnar} {
 		res, err := Apply(ctx, base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir(), TrustedKeys: trust})
 		if err != nil {
 			t.Fatalf("the good delta does not apply: %v", err)
@@ -404,6 +411,7 @@ func TestCraftedDeltas(t *testing.T) {
 	}
 	cases := craftedCases(t, good, target, bsDelta)
 	cases = append(cases, solidCases(t, solid)...)
+	cases = append(cases, columnarCases(t, columnar)...)
 
 	// Targets with unsafe paths: diff refuses them; forced through the
 	// test hook, Apply refuses the delta.
@@ -510,6 +518,35 @@ func listTree(t *testing.T, dir string) []string {
 	return out
 }
 
+// columnarCases derives hostile deltas from good, a version 5 delta
+// whose one stream is columnar.
+func columnarCases(t *testing.T, good []byte) []craftCase {
+	c := takeApart(t, good)
+	if len(c.h.Manifest.Streams) != 1 || len(c.h.Manifest.Streams[0].Regions) != numRegions {
+		t.Fatalf("want one columnar stream: %+v", c.h.Manifest.Streams)
+	}
+	regions := c.h.Manifest.Streams[0].Regions
+	var cases []craftCase
+	add := func(name string, d []byte, want error, msg ...string) {
+		cases = append(cases, craftCase{name: "columnar: " + name, delta: d, want: []error{want}, msg: msg})
+	}
+	edit := func(fn func(r []int64, m *Manifest)) []byte {
+		return c.edit(func(m *Manifest) { fn(m.Streams[0].Regions, m) })
+	}
+	// The first region with bytes and the next one after it.
+	first := slices.IndexFunc(regions, func(n int64) bool { return n > 0 })
+	add("in a version 4 manifest", edit(func(_ []int64, m *Manifest) { m.Version = 4 }), ErrBadDelta, "needs manifest version 5")
+	add("a region missing", c.edit(func(m *Manifest) { m.Streams[0].Regions = m.Streams[0].Regions[1:] }), ErrBadDelta, "regions")
+	add("a region negative", edit(func(r []int64, _ *Manifest) { r[0] = -1 }), ErrBadDelta, "region 0")
+	add("regions over the output", edit(func(r []int64, m *Manifest) { r[1] = m.Limits.TotalOutput; r[2] = m.Limits.TotalOutput }), ErrLimit, "spill")
+	add("a byte moved between regions", edit(func(r []int64, _ *Manifest) { r[first]--; r[first+1]++ }), ErrCorrupt)
+	add("regions longer than the stream", edit(func(r []int64, _ *Manifest) { r[first] += 1000 }), ErrCorrupt)
+	add("literals declared longer", edit(func(r []int64, _ *Manifest) { r[regionLiterals]++ }), ErrCorrupt)
+	add("literals declared shorter", edit(func(r []int64, _ *Manifest) { r[regionLiterals]-- }), ErrCorrupt)
+	add("read as interleaved", c.edit(func(m *Manifest) { m.Streams[0].Regions = nil }), ErrCorrupt)
+	return cases
+}
+
 // solidCases derives hostile deltas from good, a version 3 delta with one
 // solid stream (blob 1, after the skeleton).
 func solidCases(t *testing.T, good []byte) []craftCase {
@@ -543,8 +580,35 @@ func solidCases(t *testing.T, good []byte) []craftCase {
 	add("stream blob truncated", c.body(func(b [][]byte) [][]byte { b[1] = b[1][:len(b[1])/2]; return b }), ErrCorrupt)
 	add("stream blob altered", c.body(func(b [][]byte) [][]byte { b[1][len(b[1])/2] ^= 0x40; return b }), ErrCorrupt)
 	add("new executable in a version 3 manifest", edit(func(s *Stream, m *Manifest) {
+		m.Version = 3
 		m.Ops[s.Ops[0]].Encoder, m.Ops[s.Ops[0]].Base = EncBsdiffX86, -1
 	}), ErrBadDelta, "version 4")
+	// Lean skeletons (version 5).
+	rebuilt := -1
+	for i, l := range c.h.Manifest.Layers {
+		if l.Skeleton != nil {
+			rebuilt = i
+		}
+	}
+	if c.h.Manifest.Version != 5 || rebuilt < 0 || c.h.Manifest.Layers[rebuilt].DictLayer < 0 {
+		t.Fatalf("the tiny pair should make a version 5 delta with a lean skeleton against a base layer: version %d, layer %d", c.h.Manifest.Version, rebuilt)
+	}
+	add("lean skeleton in a version 4 manifest", c.edit(func(m *Manifest) { m.Version = 4 }), ErrCorrupt, "lean record")
+	add("skeleton delta against no base layer in version 4", c.edit(func(m *Manifest) {
+		m.Version, m.Layers[rebuilt].DictLayer = 4, -1
+	}), ErrBadDelta, "needs manifest version 5")
+	add("skeleton delta read against no base layer", c.edit(func(m *Manifest) {
+		m.Layers[rebuilt].DictLayer, m.Layers[rebuilt].SkeletonPlain = -1, true
+	}), ErrCorrupt, "skeleton of layer")
+	add("made payload without its op", edit(func(s *Stream, m *Manifest) {
+		last := len(m.Ops) - 1
+		i := slices.Index(s.Ops, last)
+		if i < 0 {
+			t.Fatal("the last op is not in the stream")
+		}
+		s.Ops = slices.Delete(s.Ops, i, i+1)
+		m.Ops = m.Ops[:last]
+	}), ErrBadDelta, "new payloads")
 	add("plain member read as a new executable", edit(func(s *Stream, m *Manifest) {
 		m.Version = 4
 		for _, k := range s.Ops {

@@ -45,6 +45,12 @@ type Options struct {
 	// (FORMAT.md, "Solid streams"). Off: versions 1-2, a pack and one blob
 	// per patch.
 	Solid bool
+	// Lean (with Solid) writes manifest version 5: lean skeleton deltas,
+	// which leave out payload sizes, zero padding, the digests of
+	// unchanged files and of the payloads the ops make, and which layers
+	// without a base layer get too, against nothing (layerfs/SKELETON.md,
+	// "Lean skeleton deltas"). Off: versions 3-4.
+	Lean bool
 	// Jobs is how many files are encoded at once (default GOMAXPROCS).
 	Jobs int
 	// MemoryCap bounds the memory of concurrent per-file encoders, in bytes;
@@ -78,7 +84,7 @@ type Options struct {
 
 // DefaultOptions are the settings `skiff diff` uses.
 func DefaultOptions() Options {
-	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Solid: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
+	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Solid: true, Lean: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
 		MemoryCap: 256 << 20, MaxDictBase: 2 << 20}
 }
 

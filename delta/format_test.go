@@ -39,12 +39,41 @@ func tinyPair(t testing.TB) (base, target v1.Image) {
 	return base, target
 }
 
+// noLean are the default options without lean skeletons: manifest
+// versions 3 and 4, pinned by the golden files of those versions.
+func noLean() Options {
+	o := DefaultOptions()
+	o.Lean = false
+	return o
+}
+
 // TestDeltaGolden pins the delta byte format (FORMAT.md) on a tiny pair:
-// manifest version 3 (solid streams), and version 1 as written without
-// them, which readers still apply.
+// manifest version 5 (lean skeletons), version 3 (solid streams) and
+// version 1 as written without them, which readers still apply.
 func TestDeltaGolden(t *testing.T) {
 	base, target := tinyPair(t)
-	want := checkGolden(t, "tiny-v3.skiff", base, target, DefaultOptions())
+	want := checkGolden(t, "tiny-v5.skiff", base, target, DefaultOptions())
+	h5, err := ReadHeader(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3 := checkGolden(t, "tiny-v3.skiff", base, target, noLean())
+	if h5.Manifest.Version != 5 || len(want) >= len(v3) {
+		t.Errorf("the tiny pair should make a version 5 delta smaller than version 3: version %d, %d bytes against %d", h5.Manifest.Version, len(want), len(v3))
+	}
+	// The columnar layout, which small streams only get when forced.
+	defer func(old int64) { maxInterleavedTry = old }(maxInterleavedTry)
+	maxInterleavedTry = -1
+	cols := checkGolden(t, "tiny-v5-columns.skiff", base, target, DefaultOptions())
+	hc, err := ReadHeader(bytes.NewReader(cols))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hc.Manifest.Streams) != 1 || len(hc.Manifest.Streams[0].Regions) != numRegions {
+		t.Errorf("forced columnar: streams %+v", hc.Manifest.Streams)
+	}
+	maxInterleavedTry = 256 << 10
+	want = v3
 	h3, err := ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +103,7 @@ func TestDeltaGolden(t *testing.T) {
 // content; the same pair without the encoder stays version 3.
 func TestNewExecutableGolden(t *testing.T) {
 	base, target := newExecutablePair(t)
-	want := checkGolden(t, "newelf-v4.skiff", base, target, DefaultOptions())
+	want := checkGolden(t, "newelf-v4.skiff", base, target, noLean())
 	h, err := ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +115,7 @@ func TestNewExecutableGolden(t *testing.T) {
 	if h.Manifest.Version != 4 || !found {
 		t.Fatalf("version %d, new executable op %v: want version 4 with one", h.Manifest.Version, found)
 	}
-	plain := DefaultOptions()
+	plain := noLean()
 	plain.BsdiffX86 = false
 	var buf bytes.Buffer
 	if _, err := Diff(context.Background(), base, target, &buf, plain); err != nil {
@@ -171,6 +200,23 @@ func fuzzApply(f *testing.F, pair func(testing.TB) (v1.Image, v1.Image)) {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
+	// The same as version 3 (interleaved streams, skeletons that name
+	// every digest) and with its stream columnar.
+	for _, force := range []bool{false, true} {
+		opts := DefaultOptions()
+		opts.Lean = force
+		old := maxInterleavedTry
+		if force {
+			maxInterleavedTry = -1
+		}
+		var b bytes.Buffer
+		_, err := Diff(context.Background(), base, target, &b, opts)
+		maxInterleavedTry = old
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res, err := Apply(context.Background(), base, bytes.NewReader(data), ApplyOptions{WorkDir: t.TempDir(), AllowUnsigned: true})
 		if err != nil {
@@ -201,10 +247,12 @@ func gzipPair(t testing.TB) (base, target v1.Image) {
 	return base, target
 }
 
-// TestDeltaGoldenGzip pins manifest version 2: gzip ops.
+// TestDeltaGoldenGzip pins manifest version 2: gzip ops (and the same
+// in versions 3 and 5).
 func TestDeltaGoldenGzip(t *testing.T) {
 	base, target := gzipPair(t)
-	checkGolden(t, "gzip-v3.skiff", base, target, DefaultOptions())
+	checkGolden(t, "gzip-v3.skiff", base, target, noLean())
+	checkGolden(t, "gzip-v5.skiff", base, target, DefaultOptions())
 	legacy := DefaultOptions()
 	legacy.Solid = false
 	want := checkGolden(t, "gzip.skiff", base, target, legacy)

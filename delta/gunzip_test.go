@@ -98,7 +98,7 @@ func TestGunzipOps(t *testing.T) {
 					ops++
 				}
 			}
-			wantOps, wantVersion := 0, 3
+			wantOps, wantVersion := 0, 5
 			if gunzip {
 				wantOps = 4 // all but the Go-made one
 			}
@@ -196,7 +196,9 @@ func TestSkeletonPlain(t *testing.T) {
 	maxSkeletonDict = 512
 	base, target := tinyPair(t)
 	var buf bytes.Buffer
-	if _, err := Diff(context.Background(), base, target, &buf, DefaultOptions()); err != nil {
+	opts := DefaultOptions()
+	opts.Lean = false // lean skeletons (version 5) never use a dictionary
+	if _, err := Diff(context.Background(), base, target, &buf, opts); err != nil {
 		t.Fatal(err)
 	}
 	h, err := ReadHeader(bytes.NewReader(buf.Bytes()))

@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/delta/sign"
 )
 
@@ -79,7 +80,23 @@ type Stream struct {
 	// Ops are the member ops, by index, in the order their residues follow
 	// each other in the stream.
 	Ops []int `json:"ops"`
+	// Regions (version 5), when set, says the stream is columnar: its
+	// decompressed bytes are numRegions regions of these sizes, each
+	// holding one part of every member's residue (FORMAT.md, "Columnar
+	// streams").
+	Regions []int64 `json:"regions,omitempty"`
 }
+
+// The regions of a columnar stream, in stream order: bsdiff-x86's
+// transform parameters, the split bsdiff parts (delta/bsdiff's columns
+// but the extra bytes) and last the literals: extra bytes and plain
+// members' contents, the one region a device reads as it decodes; the
+// others it spills to a scratch file first.
+const (
+	regionParams   = 0
+	regionLiterals = 1 + bsdiff.ColExtra
+	numRegions     = regionLiterals + 1
+)
 
 // Base names the image a delta applies to.
 type Base struct {
@@ -176,6 +193,18 @@ type Op struct {
 	Target     digest.Digest `json:"-"` // from the target skeletons
 	Size       int64         `json:"-"`
 	BaseDigest digest.Digest `json:"-"`
+	// made: the target skeleton has a Made record for the payload (a lean
+	// skeleton, version 5): Target is empty until the op has made it.
+	made  bool
+	index int // the op's index in Manifest.Ops
+}
+
+// target names the payload op makes in messages.
+func (op Op) target() string {
+	if op.made {
+		return fmt.Sprintf("op %d's payload", op.index)
+	}
+	return string(op.Target)
 }
 
 // GzipOp is how a gzip payload is rebuilt from its content (Op.Gzip).
@@ -193,11 +222,13 @@ type GzipOp struct {
 
 // Manifest versions: 2 adds Op.Gzip; 3 replaces the pack and the
 // per-op bsdiff blobs by solid streams; 4 lets a bsdiff-x86 stream member
-// have no base (a new executable, FORMAT.md "New executables"). A writer
-// uses the lowest version that can express its delta.
+// have no base (a new executable, FORMAT.md "New executables"); 5 makes
+// skeleton deltas lean, and lets a layer have one against no base layer
+// (FORMAT.md "Lean skeletons"). A writer uses the lowest version that can
+// express its delta.
 const (
 	minVersion = 1
-	maxVersion = 4
+	maxVersion = 5
 )
 
 // maxBrotliWindow is the largest brotli window a stream may declare
@@ -252,8 +283,11 @@ func (m *Manifest) validate() error {
 			if *l.Skeleton < 0 || *l.Skeleton >= len(m.Blobs) {
 				return bad("layer %d: skeleton blob %d out of range", i, *l.Skeleton)
 			}
-			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) || ((l.SkeletonDelta || l.SkeletonPlain) && l.DictLayer < 0) {
+			if l.DictLayer < -1 || l.DictLayer >= len(m.Base.DiffIDs) {
 				return bad("layer %d: dictionary layer %d out of range", i, l.DictLayer)
+			}
+			if (l.SkeletonDelta || l.SkeletonPlain) && l.DictLayer < 0 && (m.Version < 5 || !l.SkeletonDelta || !l.SkeletonPlain) {
+				return bad("layer %d: a skeleton delta against no base layer needs manifest version 5 (and skeleton_delta, skeleton_plain)", i)
 			}
 			switch {
 			case l.SkeletonCodec == "":
@@ -424,6 +458,24 @@ func (m *Manifest) validateStreams(next *int) (map[int]bool, error) {
 			return nil, bad("stream %d: zstd window %d", s, st.Window)
 		case len(st.Ops) == 0:
 			return nil, bad("stream %d has no ops", s)
+		case st.Regions != nil && m.Version < 5:
+			return nil, bad("stream %d: a columnar stream needs manifest version 5", s)
+		case st.Regions != nil && len(st.Regions) != numRegions:
+			return nil, bad("stream %d: %d regions, a columnar stream has %d", s, len(st.Regions), numRegions)
+		}
+		var spill int64
+		for i, n := range st.Regions {
+			if n < 0 || n > m.Limits.TotalOutput {
+				return nil, bad("stream %d: region %d of %d bytes", s, i, n)
+			}
+			if i != regionLiterals {
+				spill += n
+			}
+		}
+		if spill > m.Limits.TotalOutput {
+			// A device writes these regions to a scratch file before it
+			// rebuilds anything: never more than it rebuilds.
+			return nil, fmt.Errorf("%w: stream %d: %d bytes of regions to spill, over the %d bytes of output", ErrLimit, s, spill, m.Limits.TotalOutput)
 		}
 		for _, k := range st.Ops {
 			if k < 0 || k >= len(m.Ops) {

@@ -240,64 +240,73 @@ func (d *differ) writeStreams(ctx context.Context, m *Manifest, plans []*planned
 		keys[k] = key
 	}
 	slices.SortStableFunc(members, func(a, b int) int { return keys[a].compare(keys[b]) })
-	rawPath := filepath.Join(d.work, "stream.raw")
-	f, err := os.Create(rawPath)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(f, 256<<10)
-	var n int64
 	for _, k := range members {
-		p := plans[k]
-		src := p.residue
-		var err error
-		if src == "" {
-			var rc io.ReadCloser
-			if rc, err = d.store.Open(ctx, p.content); err == nil {
-				var c int64
-				c, err = io.Copy(bw, rc)
-				rc.Close()
-				n += c
-			}
-		} else {
-			var rf *os.File
-			if rf, err = os.Open(src); err == nil {
-				var c int64
-				c, err = io.Copy(bw, rf)
-				rf.Close()
-				n += c
-				os.Remove(src)
+		m.Limits.MaxControls = max(m.Limits.MaxControls, plans[k].controls)
+	}
+	defer func() {
+		for _, k := range members {
+			if p := plans[k].residue; p != "" {
+				os.Remove(p)
 			}
 		}
+	}()
+	rawPath := filepath.Join(d.work, "stream.raw")
+	var regions []int64
+	var n int64
+	var err error
+	if d.opts.Lean {
+		// Version 5: columnar, unless the regions to spill would be more
+		// than the device rebuilds (it refuses that).
+		regions, n, err = d.writeColumnar(ctx, plans, members, rawPath)
 		if err != nil {
-			f.Close()
-			return fmt.Errorf("stream member %s: %w", p.path, err)
+			return err
 		}
-		m.Limits.MaxControls = max(m.Limits.MaxControls, p.controls)
+		if spilled := n - regions[regionLiterals]; spilled > m.Limits.TotalOutput {
+			regions = nil
+		}
 	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return err
+	var cs compressedStream
+	if regions != nil {
+		d.progress(PhaseWrite, 0, n)
+		if cs, err = compressStream(ctx, rawPath, n, d.level(), d.opts.BrotliQuality != 0, d.work); err != nil {
+			return err
+		}
 	}
-	if err := f.Close(); err != nil {
-		return err
+	// The interleaved layout, where it is the only one or may be smaller:
+	// a small stream has too few numbers of each kind for the columns to
+	// pay for their declared sizes.
+	if regions == nil || n <= maxInterleavedTry {
+		in, err := d.writeInterleaved(ctx, plans, members, rawPath)
+		if err != nil {
+			return err
+		}
+		d.progress(PhaseWrite, 0, in)
+		cs2, err := compressStream(ctx, rawPath, in, d.level(), d.opts.BrotliQuality != 0, d.work)
+		if err != nil {
+			return err
+		}
+		// The columns' sizes cost about two bytes each in the header.
+		if regions == nil || cs2.size <= cs.size+2*numRegions {
+			if cs.path != "" {
+				os.Remove(cs.path)
+			}
+			cs, n, regions = cs2, in, nil
+		} else {
+			os.Remove(cs2.path)
+		}
 	}
-	d.progress(PhaseWrite, 0, n)
-	cs, err := compressStream(ctx, rawPath, n, d.level(), d.opts.BrotliQuality != 0, d.work)
 	os.Remove(rawPath)
-	if err == nil {
-		d.progress(PhaseWrite, n, n)
-	}
-	if err != nil {
-		return err
-	}
+	d.progress(PhaseWrite, n, n)
 	i, err := addBlob(nil, cs.path) // read again when the body is written
 	if err != nil {
 		return err
 	}
 	track(cs.window)
-	m.Streams = append(m.Streams, Stream{Blob: i, Codec: cs.codec, Window: cs.window, Ops: members})
+	m.Streams = append(m.Streams, Stream{Blob: i, Codec: cs.codec, Window: cs.window, Ops: members, Regions: regions})
 	m.Version = max(m.Version, 3)
+	if regions != nil {
+		m.Version = max(m.Version, 5)
+	}
 	// Attribute the stream's bytes to the encoders by the members' estimates.
 	var est int64
 	for _, k := range members {
@@ -312,6 +321,51 @@ func (d *differ) writeStreams(ctx context.Context, m *Manifest, plans []*planned
 	}
 	d.rep.Streams = append(d.rep.Streams, StreamReport{Codec: cs.codec, Window: cs.window, Files: len(members), Raw: n, Bytes: cs.size})
 	return nil
+}
+
+// Streams up to this many raw bytes are also compressed interleaved, and
+// written so where that is smaller.
+var maxInterleavedTry int64 = 256 << 10 // a variable for tests
+
+// writeInterleaved writes the members' residues, one after the other, to
+// a new file at path (FORMAT.md, "Solid streams") and returns its size.
+func (d *differ) writeInterleaved(ctx context.Context, plans []*planned, members []int, path string) (int64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	var n int64
+	for _, k := range members {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		p := plans[k]
+		rc, err := d.residueOf(ctx, p)
+		if err == nil {
+			var c int64
+			c, err = io.Copy(bw, rc)
+			rc.Close()
+			n += c
+		}
+		if err != nil {
+			return 0, fmt.Errorf("stream member %s: %w", p.path, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	return n, f.Close()
+}
+
+// residueOf opens what member p puts into its stream: its residue file,
+// or for a plain member its content.
+func (d *differ) residueOf(ctx context.Context, p *planned) (io.ReadCloser, error) {
+	if p.residue == "" {
+		return d.store.Open(ctx, p.content)
+	}
+	return os.Open(p.residue)
 }
 
 // streamKey orders a stream's members so similar files are adjacent:

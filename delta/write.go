@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,10 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
-	"github.com/skiff-dev/skiff/layerfs"
 )
 
 // write lays out the blobs (skeletons, pack, op blobs), then writes header
@@ -48,13 +44,28 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 	track := func(window int64) { m.Limits.MaxWindow = max(m.Limits.MaxWindow, window) }
 
 	// Skeletons first: the device learns from them which payloads the ops make.
+	lean := d.opts.Lean && d.opts.Solid
+	made := madePayloads(plans, targetInfo)
 	for i, li := range targetInfo {
 		if li == nil {
 			continue
 		}
 		dict := bestDictLayer(li, baseInfo)
 		m.Layers[i].DictLayer = dict
-		b, window, rawSize, isDelta, plain, err := compressSkeleton(li.skeleton, baseInfo, dict, d.level(), d.opts.Solid)
+		var b []byte
+		var window, rawSize int64
+		var isDelta, plain bool
+		var err error
+		if lean {
+			// Version 5: a lean skeleton delta, against nothing if need be.
+			var codec string
+			b, window, rawSize, plain, codec, err = leanSkeleton(li.skeleton, baseInfo, dict, made, d.level(), d.opts.BrotliQuality)
+			m.Layers[i].SkeletonCodec = codec
+			isDelta = true
+			m.Version = max(m.Version, 5)
+		} else {
+			b, window, rawSize, isDelta, plain, err = compressSkeleton(li.skeleton, baseInfo, dict, d.level(), d.opts.Solid)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("skeleton of layer %d: %w", i, err)
 		}
@@ -62,7 +73,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		if d.opts.Solid && isDelta {
 			m.Version = max(m.Version, 3) // its headers may leave checksums out
 		}
-		if d.opts.Solid && isDelta && d.opts.BrotliQuality != 0 {
+		if !lean && d.opts.Solid && isDelta && d.opts.BrotliQuality != 0 {
 			// Version 3: a skeleton delta needs no dictionary, so brotli
 			// may code it; kept where smaller (npm pair: 35.2 -> 30.5 KB).
 			bb, bwin, ok, err := brotliSkeleton(li.skeleton, baseInfo[dict].skeleton, len(b))
@@ -338,113 +349,4 @@ func bestDictLayer(li *layerInfo, baseInfo []*layerInfo) int {
 		}
 	}
 	return best
-}
-
-// compressSkeleton returns the compressed skeleton blob, its zstd window,
-// the size of what was compressed, and whether that is a skeleton delta.
-// With a dictionary layer it tries the raw skeleton and the skeleton delta
-// against that layer's skeleton, both with it as zstd dictionary, and keeps
-// the smaller: the delta wins when headers changed (say every mtime), the
-// raw form when they did not.
-func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.EncoderLevel, sums bool) (blob []byte, window, rawSize int64, isDelta, plain bool, err error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, 0, 0, false, false, err
-	}
-	var base []byte
-	if dict >= 0 {
-		if base, err = os.ReadFile(baseInfo[dict].skeleton); err != nil {
-			return nil, 0, 0, false, false, err
-		}
-	}
-	// A base skeleton too big to be a dictionary within a device's memory
-	// budget (its bytes plus a window covering them) is only the base of a
-	// skeleton delta, compressed on its own in a small window (SkeletonPlain).
-	zdict := base
-	plain = len(base) > maxSkeletonDict
-	if plain {
-		zdict = nil
-	}
-	compress := func(content []byte) ([]byte, int64, error) {
-		window := windowFor(int64(len(zdict)), int64(len(content)))
-		if plain {
-			window = plainSkeletonWindow
-		}
-		var buf bytes.Buffer
-		enc, err := newEncoder(&buf, level, window, zdict)
-		if err != nil {
-			return nil, 0, err
-		}
-		if _, err := enc.Write(content); err != nil {
-			return nil, 0, err
-		}
-		if err := enc.Close(); err != nil {
-			return nil, 0, err
-		}
-		return buf.Bytes(), window, nil
-	}
-	blob, window, err = compress(raw)
-	if err != nil || dict < 0 {
-		return blob, window, int64(len(raw)), false, false, err
-	}
-	var d bytes.Buffer
-	diffSkel := layerfs.DiffSkeleton
-	if sums {
-		diffSkel = layerfs.DiffSkeletonSums // version 3 readers compute checksums
-	}
-	if err := diffSkel(base, raw, &d); err != nil {
-		return nil, 0, 0, false, false, err
-	}
-	dblob, dwindow, err := compress(d.Bytes())
-	if err != nil {
-		return nil, 0, 0, false, false, err
-	}
-	if len(dblob) < len(blob) {
-		return dblob, dwindow, int64(max(d.Len(), len(raw))), true, plain, nil
-	}
-	return blob, window, int64(len(raw)), false, plain, nil
-}
-
-// A base skeleton is a zstd dictionary only up to maxSkeletonDict bytes:
-// the device holds the dictionary and a window as big, which for the Go
-// toolchain's 5.8 MB skeleton put apply over its 32 MiB budget. Bigger
-// ones only serve as the base of a skeleton delta, whose frame has no
-// dictionary and a small window (the Go toolchain's skeleton then costs
-// 94.5 KB instead of 76.3 KB).
-var maxSkeletonDict = 4 << 20 // a variable for tests
-
-const plainSkeletonWindow = 1 << 20
-
-// brotliSkeleton codes the skeleton delta of the target skeleton in file
-// path against the base skeleton in file base with brotli (quality 11, a
-// window covering it) and returns it when it is smaller than than bytes.
-func brotliSkeleton(path, base string, than int) (blob []byte, window int64, ok bool, err error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, 0, false, err
-	}
-	b, err := os.ReadFile(base)
-	if err != nil {
-		return nil, 0, false, err
-	}
-	var d bytes.Buffer
-	if err := layerfs.DiffSkeletonSums(b, raw, &d); err != nil {
-		return nil, 0, false, err
-	}
-	// A 1 MiB window, as plain zstd skeletons have: the device holds the
-	// base skeleton besides, and a skeleton delta's matches are near (the
-	// toolchain's 5.8 MB skeleton in an 8 MiB window put apply at 37 MiB).
-	lgwin := min(streamWindowBits(int64(d.Len())), 20)
-	var out bytes.Buffer
-	w := brotli.NewWriterOptions(&out, brotli.WriterOptions{Quality: 11, LGWin: lgwin})
-	if _, err := (&pieceWriter{w: w, piece: 64 << 10}).Write(d.Bytes()); err != nil {
-		return nil, 0, false, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, 0, false, err
-	}
-	if out.Len() >= than {
-		return nil, 0, false, nil
-	}
-	return out.Bytes(), 1 << lgwin, true, nil
 }

@@ -29,6 +29,15 @@ const (
 	// headers, mostly their checksums. Only readers of delta manifest
 	// version 3 know this tag (DiffSkeletonSums).
 	tagHeaderXorSum = 0x13
+	// tagPayloadSame (lean deltas): the matched base entry's payload, of
+	// the size the rebuilt header gives, followed by the zero padding to
+	// the next block. Nothing else: an unchanged file costs one byte here.
+	tagPayloadSame = 0x14
+	// tagPayloadMade (lean deltas): a payload the caller makes (a skiff
+	// delta's next op), of the size the header gives, then zero padding.
+	// Its digest is not in the delta: PatchSkeleton writes a Made record,
+	// and FillMade puts in the digest once the payload exists.
+	tagPayloadMade = 0x15
 )
 
 // headerBlocks returns the offsets of the tar header blocks of header group
@@ -148,20 +157,40 @@ func recordLen(r record) int {
 // and so is the payload digest after it. The result compresses far better
 // than the target itself; PatchSkeleton turns it back.
 func DiffSkeleton(base, target []byte, w io.Writer) error {
-	return diffSkeleton(base, target, w, false)
+	return diffSkeleton(base, target, w, false, nil)
 }
 
 // DiffSkeletonSums is DiffSkeleton that leaves out the checksums of
 // headers whose checksums are canonical (tagHeaderXorSum), for the device
 // to compute. PatchSkeleton reads both forms.
 func DiffSkeletonSums(base, target []byte, w io.Writer) error {
-	return diffSkeleton(base, target, w, true)
+	return diffSkeleton(base, target, w, true, nil)
 }
 
-func diffSkeleton(base, target []byte, w io.Writer, sums bool) error {
-	entries, byName, err := indexSkeleton(base)
-	if err != nil {
-		return fmt.Errorf("base skeleton: %w", err)
+// DiffSkeletonLean is DiffSkeletonSums that also leaves out what the
+// patcher can work out (SKELETON.md, "Lean skeleton deltas"): the size of
+// a payload (the header has it), the zero padding after it, the digest of
+// a payload the base entry of the same path has (tagPayloadSame), and
+// the digest of every payload for which made reports true
+// (tagPayloadMade): the caller makes those and learns their digests then.
+// base may be nil: the delta is then against the empty skeleton.
+// PatchSkeleton reads it; what it writes holds Made records until
+// FillMade.
+func DiffSkeletonLean(base, target []byte, w io.Writer, made func(digest.Digest) bool) error {
+	if made == nil {
+		made = func(digest.Digest) bool { return false }
+	}
+	return diffSkeleton(base, target, w, true, made)
+}
+
+func diffSkeleton(base, target []byte, w io.Writer, sums bool, made func(digest.Digest) bool) error {
+	var entries []skelEntry
+	byName := map[string]int{}
+	if base != nil || made == nil {
+		var err error
+		if entries, byName, err = indexSkeleton(base); err != nil {
+			return fmt.Errorf("base skeleton: %w", err)
+		}
 	}
 	sr, err := newSkelReader(bytes.NewReader(target))
 	if err != nil {
@@ -172,13 +201,42 @@ func diffSkeleton(base, target []byte, w io.Writer, sums bool) error {
 	prev := -1
 	matched := -1 // base entry of the last target header, or -1
 	buf := make([]byte, 0, 64)
+	var held *record // a record read ahead, to be handled next
 	for {
-		rec, err := sr.next()
-		if err == io.EOF {
+		var rec record
+		if held != nil {
+			rec, held = *held, nil
+		} else if rec, err = sr.next(); err == io.EOF {
 			return bw.Flush()
-		}
-		if err != nil {
+		} else if err != nil {
 			return fmt.Errorf("target skeleton: %w", err)
+		}
+		if rec.tag == tagPayload && made != nil {
+			// Lean: the payload's size and zero padding are implied, and
+			// so is its digest when the base entry has it or the caller
+			// makes it.
+			same := matched >= 0 && entries[matched].payload != nil && bytes.Equal(entries[matched].payload, digestBytes(rec.digest))
+			if same || made(rec.digest) {
+				pad := roundBlock(rec.n) - rec.n
+				var next record
+				if pad > 0 {
+					if next, err = sr.next(); err != nil {
+						return fmt.Errorf("target skeleton: %w", noEOF(err))
+					}
+					held = &next
+				}
+				if pad == 0 || (next.tag == tagZeros && next.n >= pad) {
+					tag := byte(tagPayloadMade)
+					if same {
+						tag = tagPayloadSame
+					}
+					bw.WriteByte(tag)
+					if next.n -= pad; pad > 0 && next.n == 0 {
+						held = nil
+					}
+					continue
+				}
+			}
 		}
 		switch rec.tag {
 		case tagHeader:
@@ -243,13 +301,66 @@ func writeRecord(w *bufio.Writer, r record) {
 	}
 }
 
-// PatchSkeleton reads a skeleton delta made by DiffSkeleton against base
-// and writes the target skeleton. Every index and length is checked; the
-// output is then an ordinary skeleton, checked again when assembled.
-func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
-	entries, _, err := indexSkeleton(base)
+// FillMade copies a skeleton that PatchSkeleton wrote from r to w with
+// each Made record replaced by a Payload record of the digest next gives,
+// called once per Made record, in order, with the payload's size. What it
+// writes is a finished skeleton, for Assemble.
+func FillMade(r io.Reader, w io.Writer, next func(size int64) (digest.Digest, error)) error {
+	sr, err := newSkelReader(r)
 	if err != nil {
-		return fmt.Errorf("base skeleton: %w", err)
+		return err
+	}
+	sr.made = true
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(skeletonMagic[:])
+	for {
+		rec, err := sr.next()
+		if err == io.EOF {
+			return bw.Flush()
+		}
+		if err != nil {
+			return err
+		}
+		if rec.tag == tagMade {
+			d, err := next(rec.n)
+			if err != nil {
+				return err
+			}
+			if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+				return fmt.Errorf("%w: made payload has no sha256 digest: %q", ErrBadSkeleton, d)
+			}
+			rec = record{tag: tagPayload, n: rec.n, digest: d}
+		}
+		writeRecord(bw, rec)
+	}
+}
+
+// PatchSkeleton reads a skeleton delta made by DiffSkeleton or
+// DiffSkeletonSums against base and writes the target skeleton. Every
+// index and length is checked; the output is then an ordinary skeleton,
+// checked again when assembled. Lean records are refused.
+func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
+	if base == nil {
+		return fmt.Errorf("%w: base skeleton: none", ErrBadSkeleton)
+	}
+	return patchSkeleton(base, r, w, false)
+}
+
+// PatchSkeletonLean is PatchSkeleton that also reads the records of
+// DiffSkeletonLean, against base or, when base is nil, the empty
+// skeleton. For a made payload it writes a Made record, which Walk reads
+// (File.Made) and FillMade replaces.
+func PatchSkeletonLean(base []byte, r io.Reader, w io.Writer) error {
+	return patchSkeleton(base, r, w, true)
+}
+
+func patchSkeleton(base []byte, r io.Reader, w io.Writer, lean bool) error {
+	var entries []skelEntry
+	if base != nil {
+		var err error
+		if entries, _, err = indexSkeleton(base); err != nil {
+			return fmt.Errorf("base skeleton: %w", err)
+		}
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var m [8]byte
@@ -264,12 +375,46 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 	prev, matched := -1, -1
 	var data []byte
 	var check walkCheck
+	// The zero padding a lean payload record implies is merged with the
+	// Zeros record that follows it, as in the skeleton the delta was made
+	// from.
+	var padding int64
+	emit := func(rec record) {
+		if rec.tag == tagZeros {
+			rec.n += padding
+		} else if padding > 0 {
+			writeRecord(bw, record{tag: tagZeros, n: padding})
+		}
+		padding = 0
+		writeRecord(bw, rec)
+	}
 	for {
 		tag, err := br.ReadByte()
 		if err != nil {
 			return bad("ends before its End record")
 		}
 		switch tag {
+		case tagPayloadSame, tagPayloadMade:
+			if !lean {
+				return bad("lean record %#x in a skeleton delta that may not have them", tag)
+			}
+			if check.cur == nil || check.hasPayload || check.cur.DataSize == 0 {
+				return bad("payload record %#x without an entry that has data", tag)
+			}
+			size := check.cur.DataSize
+			rec := record{tag: tagMade, n: size}
+			if tag == tagPayloadSame {
+				if matched < 0 || entries[matched].payload == nil {
+					return bad("Same payload without a matched base payload")
+				}
+				rec = record{tag: tagPayload, n: size, digest: digest.NewDigestFromBytes(digest.SHA256, entries[matched].payload)}
+			}
+			if err := check.record(rec); err != nil {
+				return bad("%v", err)
+			}
+			emit(rec)
+			padding = roundBlock(size) - size
+			continue
 		case tagHeaderXor, tagHeaderXorSum:
 			delta, err := binary.ReadVarint(br)
 			if err != nil {
@@ -307,7 +452,7 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			if err := check.record(rec); err != nil {
 				return bad("rebuilt %v", err)
 			}
-			writeRecord(bw, rec)
+			emit(rec)
 			prev, matched = int(i), int(i)
 		case tagPayloadXor:
 			size, err := binary.ReadUvarint(br)
@@ -328,7 +473,7 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			if err := check.record(rec); err != nil {
 				return bad("%v", err)
 			}
-			writeRecord(bw, rec)
+			emit(rec)
 		default:
 			// An ordinary record: let the skeleton reader check it.
 			if err := br.UnreadByte(); err != nil {
@@ -345,7 +490,7 @@ func PatchSkeleton(base []byte, r io.Reader, w io.Writer) error {
 			if err := check.record(rec); err != nil {
 				return bad("%v", err)
 			}
-			writeRecord(bw, rec)
+			emit(rec)
 			if rec.tag == tagEnd {
 				return bw.Flush()
 			}
@@ -373,7 +518,7 @@ func (c *walkCheck) record(r record) error {
 			return fmt.Errorf("header: %v", err)
 		}
 		c.cur, c.hasPayload = &e, false
-	case tagPayload:
+	case tagPayload, tagMade:
 		if c.cur == nil || c.hasPayload || c.cur.DataSize != r.n {
 			return fmt.Errorf("Payload record of %d bytes does not belong to an entry", r.n)
 		}

@@ -21,6 +21,11 @@ const (
 	tagPayload = 0x02
 	tagZeros   = 0x03
 	tagLiteral = 0x04
+	// tagMade = 0x05 || uvarint(size): a payload that the caller makes and
+	// whose digest it learns then (SKELETON.md, "Made payloads"). Only
+	// PatchSkeleton writes it, and only Walk and FillMade read it: a
+	// stored skeleton or one given to Assemble never holds it.
+	tagMade = 0x05
 )
 
 const maxLiteral = 64 << 10
@@ -137,6 +142,7 @@ type skelReader struct {
 	r     *bufio.Reader
 	buf   []byte
 	ended bool
+	made  bool // Made records are allowed
 }
 
 func newSkelReader(r io.Reader) (*skelReader, error) {
@@ -198,6 +204,13 @@ func (s *skelReader) next() (record, error) {
 	case tagZeros:
 		if n == 0 {
 			return rec, fmt.Errorf("%w: empty Zeros record", ErrBadSkeleton)
+		}
+	case tagMade:
+		if !s.made {
+			return rec, fmt.Errorf("%w: a Made record (payload still to be made) in a finished skeleton", ErrBadSkeleton)
+		}
+		if n == 0 {
+			return rec, fmt.Errorf("%w: empty Made record", ErrBadSkeleton)
 		}
 	case tagPayload, tagEnd:
 		if tag == tagPayload && n == 0 {

@@ -10,17 +10,25 @@ import (
 // File is one entry of a skeleton, with where its payload is.
 type File struct {
 	Entry
-	// Payload is the sha256 of the data area; empty when DataSize is 0.
+	// Payload is the sha256 of the data area; empty when DataSize is 0,
+	// or when Made.
 	Payload digest.Digest
+	// Made says the payload is still to be made by the caller (a Made
+	// record of a patched skeleton, SKELETON.md "Made payloads"): its
+	// digest is not known yet.
+	Made bool
 }
 
 // Walk calls fn for every entry of a skeleton, in tar order, without the
-// payloads. It checks the skeleton's structure as it goes.
+// payloads. It checks the skeleton's structure as it goes. It also reads
+// the skeletons PatchSkeleton writes before FillMade, whose Made entries
+// have no digest yet (File.Made).
 func Walk(skel io.Reader, fn func(File) error) error {
 	sr, err := newSkelReader(skel)
 	if err != nil {
 		return err
 	}
+	sr.made = true
 	var cur *File
 	flush := func() error {
 		if cur == nil {
@@ -28,7 +36,7 @@ func Walk(skel io.Reader, fn func(File) error) error {
 		}
 		f := *cur
 		cur = nil
-		if f.DataSize > 0 && f.Payload == "" {
+		if f.DataSize > 0 && f.Payload == "" && !f.Made {
 			return fmt.Errorf("%w: entry %q has %d bytes of data but no Payload record", ErrBadSkeleton, f.Name, f.DataSize)
 		}
 		return fn(f)
@@ -51,11 +59,11 @@ func Walk(skel io.Reader, fn func(File) error) error {
 				return fmt.Errorf("%w: header: %v", ErrBadSkeleton, err)
 			}
 			cur = &File{Entry: e}
-		case tagPayload:
-			if cur == nil || cur.Payload != "" || cur.DataSize != rec.n {
+		case tagPayload, tagMade:
+			if cur == nil || cur.Payload != "" || cur.Made || cur.DataSize != rec.n {
 				return fmt.Errorf("%w: Payload record of %d bytes does not belong to an entry", ErrBadSkeleton, rec.n)
 			}
-			cur.Payload = rec.digest
+			cur.Payload, cur.Made = rec.digest, rec.tag == tagMade
 		case tagEnd:
 			if err := flush(); err != nil {
 				return err

@@ -94,10 +94,11 @@ func AppendZeroRuns(dst, b []byte) []byte {
 	return dst
 }
 
-// zeroRunReader expands ZeroRuns read from r, left bytes in all.
+// zeroRunReader expands ZeroRuns, left bytes in all: each run's lengths
+// read from zbr and lbr, its literal bytes from r.
 type zeroRunReader struct {
 	r           io.Reader
-	br          io.ByteReader
+	zbr, lbr    io.ByteReader
 	left        int64
 	zeros, lits int64
 }
@@ -110,8 +111,8 @@ func (z *zeroRunReader) Read(p []byte) (int, error) {
 		if z.left == 0 {
 			return 0, io.EOF
 		}
-		a, err1 := binary.ReadUvarint(z.br)
-		b, err2 := binary.ReadUvarint(z.br)
+		a, err1 := binary.ReadUvarint(z.zbr)
+		b, err2 := binary.ReadUvarint(z.lbr)
 		if err := firstErr(err1, err2); err != nil {
 			return 0, fmt.Errorf("%w: split bsdiff: zero run: %v", ErrCorruptPatch, err)
 		}
@@ -181,14 +182,107 @@ func (s *SplitEmitter) Bytes() []byte {
 // most maxControls triples are accepted. A malformed form gets
 // ErrCorruptPatch.
 func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.WriterAt, spill io.ReadWriteSeeker, maxControls int64) error {
+	return ApplyColumns(old, oldSize, SameColumns(r), size, out, spill, maxControls)
+}
+
+// Columns are where the parts of a split form are read from, each in
+// order: the control count, each triple's add, copy and seek, each zero
+// run's two lengths and its literal bytes, and the extra bytes. The split
+// form itself is all of them one reader (SameColumns); skiff's columnar
+// streams (delta/FORMAT.md, version 5) keep each part of every file of a
+// stream together, so the compressor models each on its own.
+type Columns struct {
+	Count, Add, Copy, Seek io.ByteReader
+	Zeros, Lits            io.ByteReader // a zero run's lengths: zero bytes, literal bytes
+	Diff                   io.Reader     // the literal diff bytes
+	Extra                  io.Reader
+}
+
+// SameColumns reads every part from r, as the split form has them.
+func SameColumns(r io.Reader) Columns {
 	br, ok := r.(io.ByteReader)
 	if !ok {
 		br = byteReader{r}
 	}
+	return Columns{Count: br, Add: br, Copy: br, Seek: br, Zeros: br, Lits: br, Diff: r, Extra: r}
+}
+
+// Column indices of a columnar layout (ColumnWriter).
+const (
+	ColCount = iota
+	ColAdd
+	ColCopy
+	ColSeek
+	ColZeros
+	ColLits
+	ColDiff
+	ColExtra
+	NumColumns
+)
+
+// ColumnWriter distributes split forms into NumColumns column writers.
+type ColumnWriter [NumColumns]io.Writer
+
+// Split reads one split form from r (exactly its bytes) and writes its
+// parts to the columns. A malformed form gets ErrCorruptPatch.
+func (c ColumnWriter) Split(r *bufio.Reader) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: split bsdiff: %s", ErrCorruptPatch, fmt.Sprintf(format, args...))
 	}
-	n, err := binary.ReadUvarint(br)
+	put := func(col int, x uint64) error {
+		_, err := c[col].Write(binary.AppendUvarint(nil, x))
+		return err
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return bad("control count: %v", err)
+	}
+	if err := put(ColCount, n); err != nil {
+		return err
+	}
+	var adds, copies uint64
+	for i := uint64(0); i < n; i++ {
+		add, err1 := binary.ReadUvarint(r)
+		cp, err2 := binary.ReadUvarint(r)
+		seek, err3 := binary.ReadVarint(r)
+		if err := firstErr(err1, err2, err3); err != nil {
+			return bad("control %d: %v", i, err)
+		}
+		adds, copies = adds+add, copies+cp
+		err1 = put(ColAdd, add)
+		err2 = put(ColCopy, cp)
+		_, err3 = c[ColSeek].Write(binary.AppendVarint(nil, seek))
+		if err := firstErr(err1, err2, err3); err != nil {
+			return err
+		}
+	}
+	for got := uint64(0); got < adds; {
+		z, err1 := binary.ReadUvarint(r)
+		l, err2 := binary.ReadUvarint(r)
+		if err := firstErr(err1, err2); err != nil || z+l == 0 || z > adds-got || l > adds-got-z {
+			return bad("zero run (%d, %d): %v", z, l, err)
+		}
+		got += z + l
+		if err := firstErr(put(ColZeros, z), put(ColLits, l)); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(c[ColDiff], r, int64(l)); err != nil {
+			return bad("literal bytes: %v", err)
+		}
+	}
+	if _, err := io.CopyN(c[ColExtra], r, int64(copies)); err != nil {
+		return bad("extra bytes: %v", err)
+	}
+	return nil
+}
+
+// ApplyColumns is ApplySplit reading each part of the split form from its
+// column.
+func ApplyColumns(old io.ReaderAt, oldSize int64, cols Columns, size int64, out io.WriterAt, spill io.ReadWriteSeeker, maxControls int64) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: split bsdiff: %s", ErrCorruptPatch, fmt.Sprintf(format, args...))
+	}
+	n, err := binary.ReadUvarint(cols.Count)
 	if err != nil {
 		return bad("control count: %v", err)
 	}
@@ -202,9 +296,9 @@ func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.
 	var rec [24]byte
 	var total, adds int64 // output bytes, of them diff bytes
 	for i := uint64(0); i < n; i++ {
-		add, err1 := binary.ReadUvarint(br)
-		cp, err2 := binary.ReadUvarint(br)
-		seek, err3 := binary.ReadVarint(br)
+		add, err1 := binary.ReadUvarint(cols.Add)
+		cp, err2 := binary.ReadUvarint(cols.Copy)
+		seek, err3 := binary.ReadVarint(cols.Seek)
 		if err := firstErr(err1, err2, err3); err != nil {
 			return bad("control %d: %v", i, err)
 		}
@@ -254,7 +348,7 @@ func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.
 	}
 	dbuf := make([]byte, chunkSize)
 	obuf := make([]byte, chunkSize)
-	zr := &zeroRunReader{r: r, br: br, left: adds}
+	zr := &zeroRunReader{r: cols.Diff, zbr: cols.Zeros, lbr: cols.Lits, left: adds}
 	err = each(func(add, _, newPos, oldPos int64) error {
 		for left := add; left > 0; {
 			k := min(left, int64(len(dbuf)))
@@ -289,7 +383,7 @@ func ApplySplit(old io.ReaderAt, oldSize int64, r io.Reader, size int64, out io.
 		newPos += add
 		for left := cp; left > 0; {
 			k := min(left, int64(len(dbuf)))
-			if _, err := io.ReadFull(r, dbuf[:k]); err != nil {
+			if _, err := io.ReadFull(cols.Extra, dbuf[:k]); err != nil {
 				return bad("extra bytes: %v", err)
 			}
 			if _, err := out.WriteAt(dbuf[:k], newPos); err != nil {

@@ -101,6 +101,132 @@ func TestSplitRoundTrip(t *testing.T) {
 	}
 }
 
+// columnsOf distributes split forms into columns, and returns readers of
+// them.
+func columnsOf(t testing.TB, forms ...[]byte) (Columns, []*bytes.Reader) {
+	var bufs [NumColumns]bytes.Buffer
+	var cw ColumnWriter
+	for i := range cw {
+		cw[i] = &bufs[i]
+	}
+	for _, f := range forms {
+		br := bufio.NewReader(bytes.NewReader(f))
+		if err := cw.Split(br); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatal("Split left bytes of its form unread")
+		}
+	}
+	var rs []*bytes.Reader
+	for i := range bufs {
+		rs = append(rs, bytes.NewReader(bufs[i].Bytes()))
+	}
+	cols := Columns{Count: rs[ColCount], Add: rs[ColAdd], Copy: rs[ColCopy], Seek: rs[ColSeek],
+		Zeros: rs[ColZeros], Lits: rs[ColLits], Diff: rs[ColDiff], Extra: rs[ColExtra]}
+	return cols, rs
+}
+
+// TestColumnsRoundTrip: split forms distributed into columns apply from
+// them, one after the other, to the same files, and use every byte.
+func TestColumnsRoundTrip(t *testing.T) {
+	old := bytes.Repeat([]byte("0123456789abcdef"), 2000)
+	news := [][]byte{
+		append(append(append([]byte{}, old[:9000]...), []byte("an insertion")...), old[9000:]...),
+		old[100:20000],
+		nil,
+		[]byte("unrelated new content, no match at all in the base"),
+	}
+	var forms [][]byte
+	for _, n := range news {
+		forms = append(forms, splitOf(t, old, n))
+	}
+	cols, rs := columnsOf(t, forms...)
+	sizes := 0
+	for _, r := range rs {
+		sizes += r.Len()
+	}
+	total := 0
+	for _, f := range forms {
+		total += len(f)
+	}
+	if sizes != total {
+		t.Errorf("columns hold %d bytes, the forms %d", sizes, total)
+	}
+	for i, n := range news {
+		spill, _ := os.CreateTemp(t.TempDir(), "spill")
+		var out memFile
+		if err := ApplyColumns(bytes.NewReader(old), int64(len(old)), cols, int64(len(n)), &out, spill, 1<<20); err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+		spill.Close()
+		if !bytes.Equal(out.b, n) && !(len(out.b) == 0 && len(n) == 0) {
+			t.Fatalf("file %d: wrong output", i)
+		}
+	}
+	for i, r := range rs {
+		if r.Len() != 0 {
+			t.Errorf("column %d: %d bytes left", i, r.Len())
+		}
+	}
+	// A column cut short fails cleanly.
+	for c := range NumColumns {
+		cols, rs := columnsOf(t, forms[0])
+		if rs[c].Len() == 0 {
+			continue
+		}
+		short := bytes.NewReader(nil)
+		for _, p := range []*io.ByteReader{&cols.Count, &cols.Add, &cols.Copy, &cols.Seek, &cols.Zeros, &cols.Lits} {
+			if *p == rs[c] {
+				*p = short
+			}
+		}
+		if cols.Diff == rs[c] {
+			cols.Diff = short
+		}
+		if cols.Extra == rs[c] {
+			cols.Extra = short
+		}
+		spill, _ := os.CreateTemp(t.TempDir(), "spill")
+		var out memFile
+		err := ApplyColumns(bytes.NewReader(old), int64(len(old)), cols, int64(len(news[0])), &out, spill, 1<<20)
+		spill.Close()
+		if !errors.Is(err, ErrCorruptPatch) {
+			t.Errorf("column %d empty: err = %v, want ErrCorruptPatch", c, err)
+		}
+	}
+}
+
+func FuzzColumnSplit(f *testing.F) {
+	old := bytes.Repeat([]byte("0123456789"), 100)
+	f.Add(splitOf(f, old, append([]byte("new start "), old[10:]...)))
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, form []byte) {
+		var bufs [NumColumns]bytes.Buffer
+		var cw ColumnWriter
+		for i := range cw {
+			cw[i] = &bufs[i]
+		}
+		br := bufio.NewReader(bytes.NewReader(form))
+		if err := cw.Split(br); err != nil {
+			if !errors.Is(err, ErrCorruptPatch) {
+				t.Fatalf("err = %v, want ErrCorruptPatch", err)
+			}
+			return
+		}
+		// The columns hold what it read, no more.
+		rest, _ := io.ReadAll(br)
+		used := form[:len(form)-len(rest)]
+		n := 0
+		for i := range bufs {
+			n += bufs[i].Len()
+		}
+		if n > len(used) { // fewer for varints that were not minimal
+			t.Fatalf("columns hold %d bytes of a %d-byte form", n, len(used))
+		}
+	})
+}
+
 func TestSplitRefusesMalformed(t *testing.T) {
 	old := bytes.Repeat([]byte("abcdefgh"), 1000)
 	new := append(append([]byte{}, old[:4000]...), []byte("inserted text")...)
@@ -155,9 +281,8 @@ func TestZeroRuns(t *testing.T) {
 	for i, c := range cases {
 		enc := AppendZeroRuns(nil, c)
 		got := make([]byte, len(c))
-		z := &zeroRunReader{r: bytes.NewReader(enc), br: bytes.NewReader(nil), left: int64(len(c))}
 		r := bytes.NewReader(enc)
-		z.r, z.br = r, r
+		z := &zeroRunReader{r: r, zbr: r, lbr: r, left: int64(len(c))}
 		if _, err := io.ReadFull(z, got); err != nil && len(c) > 0 {
 			t.Fatalf("case %d: %v", i, err)
 		}
@@ -179,7 +304,7 @@ func FuzzZeroRuns(f *testing.F) {
 		enc := AppendZeroRuns(nil, b)
 		r := bytes.NewReader(enc)
 		got := make([]byte, len(b))
-		if _, err := io.ReadFull(&zeroRunReader{r: r, br: r, left: int64(len(b))}, got); err != nil && len(b) > 0 {
+		if _, err := io.ReadFull(&zeroRunReader{r: r, zbr: r, lbr: r, left: int64(len(b))}, got); err != nil && len(b) > 0 {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, b) || r.Len() != 0 {
