@@ -40,9 +40,9 @@ const maxStreamWindow = 4 << 20
 // within about 1.5x of the per-file encoders'.
 func brotliQuality(raw int64) int {
 	switch {
-	case raw <= 12<<20:
+	case raw <= 32<<20:
 		return 11
-	case raw <= 48<<20:
+	case raw <= 96<<20:
 		return 10
 	}
 	return 9
