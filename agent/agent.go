@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
 )
 
@@ -35,7 +35,7 @@ type Agent struct {
 	log     *slog.Logger
 	clock   Clock
 	rng     *rand.Rand
-	trust   delta.Trust // from trusted_keys and allow_unsigned
+	trust   format.Trust // from trusted_keys and allow_unsigned
 
 	// cycle checks and updates one image in the run loop (tests replace
 	// it); it returns how long the server asked to wait, if it did.
@@ -105,7 +105,7 @@ func New(cfg *Config, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: trusted_keys: %w", ErrConfig, err)
 	}
-	a.trust = delta.Trust{Keys: keys, AllowUnsigned: cfg.AllowUnsigned}
+	a.trust = format.Trust{Keys: keys, AllowUnsigned: cfg.AllowUnsigned}
 	switch {
 	case len(keys) == 0 && !cfg.AllowUnsigned:
 		a.log.Warn("no trusted_keys configured: every delta will be refused (set trusted_keys, or allow_unsigned: true for development)")

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/internal/example"
 	"github.com/skiff-dev/skiff/layerfs"
@@ -30,7 +31,7 @@ type pair struct {
 	forward          []byte // old -> new, carrying the target manifest
 	backward         []byte // new -> old: a delta for another base
 	unsigned         []byte // forward, unsigned
-	forwardHeaderRaw *delta.Header
+	forwardHeaderRaw *format.Header
 	key              ed25519.PrivateKey // signs forward and backward; devices trust it
 }
 
@@ -72,7 +73,7 @@ func testPair(t *testing.T) *pair {
 			return
 		}
 		p.forward, p.backward, p.unsigned = fw.Bytes(), bw.Bytes(), uw.Bytes()
-		if p.forwardHeaderRaw, pairErr = delta.ReadHeader(bytes.NewReader(p.forward)); pairErr != nil {
+		if p.forwardHeaderRaw, pairErr = format.ReadHeader(bytes.NewReader(p.forward)); pairErr != nil {
 			return
 		}
 		o, _ := p.old.ConfigName()

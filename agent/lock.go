@@ -13,7 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/flock"
 )
 
@@ -97,7 +97,7 @@ func (a *Agent) removeDoneDeltas(id string) {
 		if err != nil {
 			continue
 		}
-		h, err := delta.ReadHeader(bufio.NewReader(f))
+		h, err := format.ReadHeader(bufio.NewReader(f))
 		f.Close()
 		if err != nil || h.Manifest.Target.ConfigDigest.String() != id {
 			continue

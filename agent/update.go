@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/layerfs"
 	"github.com/skiff-dev/skiff/transport"
@@ -181,8 +182,8 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 		return fmt.Errorf("%w: delta without a location", ErrServer)
 	}
 	if err := a.install(ctx, im, dst, cr.Target, "delta", res); err != nil {
-		if errors.Is(err, delta.ErrBaseMismatch) || errors.Is(err, delta.ErrCorrupt) ||
-			errors.Is(err, delta.ErrBadDelta) || errors.Is(err, delta.ErrLimit) {
+		if errors.Is(err, format.ErrBaseMismatch) || errors.Is(err, format.ErrCorrupt) ||
+			errors.Is(err, format.ErrBadDelta) || errors.Is(err, format.ErrLimit) {
 			// Fetching it again will not help.
 			os.Remove(dst)
 		}
@@ -241,7 +242,7 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 		return err
 	}
 	defer f.Close()
-	h, signedBy, err := delta.ReadVerifiedHeader(bufio.NewReader(f), a.trust)
+	h, signedBy, err := format.ReadVerifiedHeader(bufio.NewReader(f), a.trust)
 	if err != nil {
 		if errors.Is(err, sign.ErrUnsigned) || errors.Is(err, sign.ErrUntrustedKey) {
 			err = fmt.Errorf("%w (the config's trusted_keys must name the signer's public key; allow_unsigned: true accepts unsigned deltas, for development)", err)
@@ -250,7 +251,7 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 	}
 	m := &h.Manifest
 	if m.Base.ConfigDigest.String() != cur.ID {
-		return fmt.Errorf("%w: %s is a delta from %s, %s runs %s", delta.ErrBaseMismatch, path, m.Base.ConfigDigest, im.Ref, cur.ID)
+		return fmt.Errorf("%w: %s is a delta from %s, %s runs %s", format.ErrBaseMismatch, path, m.Base.ConfigDigest, im.Ref, cur.ID)
 	}
 	if want != nil && want.ConfigDigest != "" && m.Target.ConfigDigest.String() != want.ConfigDigest {
 		return fmt.Errorf("%w: %s makes %s, the target is %s", ErrVerify, path, m.Target.ConfigDigest, want.ConfigDigest)

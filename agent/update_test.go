@@ -20,7 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 	"github.com/skiff-dev/skiff/transport"
 	"github.com/skiff-dev/skiff/transport/api"
@@ -181,7 +181,7 @@ func TestServerErrors(t *testing.T) {
 		a := newAgent(t, d.config(t, serverSource(srv.URL), ""))
 		before, _ := os.ReadFile(filepath.Join(d.images, "index.json"))
 		_, err := a.Update(ctx, "web")
-		if !errors.Is(err, delta.ErrBaseMismatch) {
+		if !errors.Is(err, format.ErrBaseMismatch) {
 			t.Fatalf("err = %v, want ErrBaseMismatch", err)
 		}
 		after, _ := os.ReadFile(filepath.Join(d.images, "index.json"))
@@ -314,7 +314,7 @@ func TestApplyFile(t *testing.T) {
 	a := newAgent(t, d.config(t, serverSource("http://127.0.0.1:9"), ""))
 	wrong := writeFile(t, d.dir, "wrong.skiff", p.backward)
 	_, err := a.ApplyFile(ctx, "web", wrong)
-	if !errors.Is(err, delta.ErrBaseMismatch) {
+	if !errors.Is(err, format.ErrBaseMismatch) {
 		t.Fatalf("wrong delta: %v", err)
 	}
 	st, _ := a.Status()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/delta/exefilter"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/gnugzip"
 	"github.com/skiff-dev/skiff/delta/zsections"
 	"github.com/skiff-dev/skiff/layerfs"
@@ -74,14 +75,14 @@ func (r *Result) Close() error {
 // config digest. The signature is checked first, before the manifest is
 // decompressed. The base is only read.
 func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (_ *Result, err error) {
-	h, signedBy, err := ReadVerifiedHeader(r, Trust{Keys: opts.TrustedKeys, AllowUnsigned: opts.AllowUnsigned})
+	h, signedBy, err := format.ReadVerifiedHeader(r, Trust{Keys: opts.TrustedKeys, AllowUnsigned: opts.AllowUnsigned})
 	if err != nil {
 		return nil, err
 	}
 	m := &h.Manifest
 	maxWin := opts.MaxWindow
 	if maxWin == 0 {
-		maxWin = maxWindowLimit
+		maxWin = format.MaxWindowLimit
 	}
 	if m.Limits.MaxWindow > maxWin {
 		return nil, fmt.Errorf("%w: the delta needs a %d-byte zstd window, this device allows %d", ErrLimit, m.Limits.MaxWindow, maxWin)
@@ -192,6 +193,7 @@ type applier struct {
 	// records, in skeleton order; madeDigest what each made.
 	madeOps    []int
 	madeDigest map[int]digest.Digest
+	ops        []resolvedOp // the manifest's ops, resolved (resolveOps)
 }
 
 // checkReusedSize refuses a delta that declares a target layer taken from
@@ -295,7 +297,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 	if err := a.resolveOps(); err != nil {
 		return err
 	}
-	ops := a.m.Ops
+	ops := a.ops
 	// The solid streams (version 3).
 	inStream := map[int]bool{}
 	for _, s := range a.m.Streams {
@@ -311,7 +313,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 		}
 	}
 	// The pack.
-	var pack []Op
+	var pack []resolvedOp
 	for _, op := range ops {
 		if op.Encoder == EncZstd && len(a.m.Streams) == 0 {
 			pack = append(pack, op)
@@ -343,7 +345,7 @@ func (a *applier) readBody(ctx context.Context, r io.Reader) error {
 			return err
 		}
 		doneBlob[op.Blob] = true
-		var members []Op
+		var members []resolvedOp
 		for _, o := range ops {
 			if o.Blob == op.Blob {
 				members = append(members, o)
@@ -409,8 +411,10 @@ func (a *applier) resolveOps() error {
 	if len(need) != len(a.m.Ops) {
 		return fmt.Errorf("%w: the skeletons need %d new payloads, the delta has %d ops", ErrBadDelta, len(need), len(a.m.Ops))
 	}
+	a.ops = make([]resolvedOp, len(a.m.Ops))
 	for k := range a.m.Ops {
-		op := &a.m.Ops[k]
+		op := &a.ops[k]
+		op.Op = a.m.Ops[k]
 		op.Target, op.Size = need[k].Payload, need[k].DataSize
 		op.made, op.index = need[k].Made, k
 		if op.made {
@@ -428,7 +432,7 @@ func (a *applier) resolveOps() error {
 
 // applyGroup decodes a shared zstd-dict frame: the members' bases,
 // concatenated, are the dictionary of their targets, concatenated.
-func (a *applier) applyGroup(ctx context.Context, members []Op, br io.Reader) error {
+func (a *applier) applyGroup(ctx context.Context, members []resolvedOp, br io.Reader) error {
 	var dict []byte
 	for _, op := range members {
 		if op.Encoder != EncZstdDict {
@@ -467,7 +471,7 @@ var errIngestStopped = errors.New("ingest stopped")
 // ingest stores op.Size bytes of r as op.Target, checking the digest. For
 // a gzip op, r holds the content (op.Gzip.Size bytes), which is compressed
 // on the way with the op's recipe.
-func (a *applier) ingest(ctx context.Context, op Op, r io.Reader) error {
+func (a *applier) ingest(ctx context.Context, op resolvedOp, r io.Reader) error {
 	var got digest.Digest
 	var err error
 	if g := op.Gzip; g != nil {
@@ -510,7 +514,7 @@ func (a *applier) ingest(ctx context.Context, op Op, r io.Reader) error {
 
 // outSize is the size of what op's encoder makes: the payload, or a gzip
 // op's content.
-func outSize(op Op) int64 {
+func outSize(op resolvedOp) int64 {
 	if op.Gzip != nil {
 		return op.Gzip.Size
 	}
@@ -520,7 +524,7 @@ func outSize(op Op) int64 {
 // opBase opens what op is encoded against: the base payload or, for a
 // gzip op with a base size, its decompressed content in a temporary file
 // (bspatch reads its base by random access). The caller calls done.
-func (a *applier) opBase(ctx context.Context, op Op) (f *os.File, size int64, done func(), err error) {
+func (a *applier) opBase(ctx context.Context, op resolvedOp) (f *os.File, size int64, done func(), err error) {
 	rc, err := a.store.Open(ctx, op.BaseDigest)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("op for %s: base payload %s: %w", op.target(), op.BaseDigest, err)
@@ -564,7 +568,7 @@ func (a *applier) opBase(ctx context.Context, op Op) (f *os.File, size int64, do
 	return tmp, n, done, nil
 }
 
-func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
+func (a *applier) applyOp(ctx context.Context, op resolvedOp, br io.Reader) error {
 	f, size, done, err := a.opBase(ctx, op)
 	if err != nil {
 		return err
@@ -607,7 +611,7 @@ func (a *applier) applyOp(ctx context.Context, op Op, br io.Reader) error {
 // applyBsdiffX86: E(T(base)) is written to a temporary file (the patcher
 // reads it by random access) and patched into E(T(target)), which streams
 // through E⁻¹ and T⁻¹ into the store.
-func (a *applier) applyBsdiffX86(ctx context.Context, op Op, base *os.File, baseSize int64, br io.Reader) error {
+func (a *applier) applyBsdiffX86(ctx context.Context, op resolvedOp, base *os.File, baseSize int64, br io.Reader) error {
 	bbr := bufio.NewReader(br)
 	var xp exefilter.Params
 	var zBase, zTarget zsections.Params
@@ -743,7 +747,7 @@ func (a *applier) fillMade(i int, skel string, made *int) (string, error) {
 		k := a.madeOps[*made]
 		*made++
 		d, ok := a.madeDigest[k]
-		if !ok || size != a.m.Ops[k].Size {
+		if !ok || size != a.ops[k].Size {
 			return "", fmt.Errorf("%w: op %d made no payload of %d bytes", ErrBadDelta, k, size)
 		}
 		return d, nil

@@ -11,7 +11,9 @@ import (
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/delta/exefilter"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/zsections"
+	"github.com/skiff-dev/skiff/internal/ctxio"
 )
 
 // applyStream decodes solid stream s from its blob's bytes br: each member
@@ -38,18 +40,18 @@ func (a *applier) applyStream(ctx context.Context, s Stream, br io.Reader) error
 		if regions, err = spillRegions(ctx, r, s.Regions, spill); err != nil {
 			return err
 		}
-		params = regions[regionParams]
-		cols = bsdiff.Columns{Count: regions[1+bsdiff.ColCount], Add: regions[1+bsdiff.ColAdd], Copy: regions[1+bsdiff.ColCopy],
-			Seek: regions[1+bsdiff.ColSeek], Zeros: regions[1+bsdiff.ColZeros], Lits: regions[1+bsdiff.ColLits],
-			Diff: regions[1+bsdiff.ColDiff]}
-		lits = &io.LimitedReader{R: r, N: s.Regions[regionLiterals]}
+		params = regions[format.RegionParams]
+		cols = bsdiff.Columns{Count: regions[format.RegionCounts+bsdiff.ColCount], Add: regions[format.RegionCounts+bsdiff.ColAdd], Copy: regions[format.RegionCounts+bsdiff.ColCopy],
+			Seek: regions[format.RegionCounts+bsdiff.ColSeek], Zeros: regions[format.RegionCounts+bsdiff.ColZeros], Lits: regions[format.RegionCounts+bsdiff.ColLits],
+			Diff: regions[format.RegionCounts+bsdiff.ColDiff]}
+		lits = &io.LimitedReader{R: r, N: s.Regions[format.RegionLiterals]}
 		cols.Extra, literals = lits, lits
 	}
 	for _, k := range s.Ops {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		op := a.m.Ops[k]
+		op := a.ops[k]
 		var err error
 		switch op.Encoder {
 		case EncZstd:
@@ -86,12 +88,12 @@ func (a *applier) applyStream(ctx context.Context, s Stream, br io.Reader) error
 func spillRegions(ctx context.Context, r io.Reader, sizes []int64, spill *os.File) ([]*bufio.Reader, error) {
 	var total int64
 	for i, n := range sizes {
-		if i != regionLiterals {
+		if i != format.RegionLiterals {
 			total += n
 		}
 	}
 	bw := bufio.NewWriterSize(spill, 64<<10)
-	if n, err := io.CopyN(bw, ctxReader{ctx: ctx, r: r}, total); err != nil {
+	if n, err := io.CopyN(bw, ctxio.Reader(ctx, r), total); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -103,7 +105,7 @@ func spillRegions(ctx context.Context, r io.Reader, sizes []int64, spill *os.Fil
 	var out []*bufio.Reader
 	var off int64
 	for i, n := range sizes {
-		if i == regionLiterals {
+		if i == format.RegionLiterals {
 			continue
 		}
 		out = append(out, bufio.NewReaderSize(io.NewSectionReader(spill, off, n), 16<<10))
@@ -117,10 +119,10 @@ func spillRegions(ctx context.Context, r io.Reader, sizes []int64, spill *os.Fil
 // the patcher writes the file by offset into a scratch file, which then
 // streams, through the inverse transforms where there are any, into the
 // store.
-func (a *applier) applyResidue(ctx context.Context, op Op, params io.ByteReader, cols bsdiff.Columns) error {
+func (a *applier) applyResidue(ctx context.Context, op resolvedOp, params io.ByteReader, cols bsdiff.Columns) error {
 	var base io.ReaderAt = bytes.NewReader(nil) // a new executable's base: the empty file
 	var baseSize int64
-	if !newExecutable(op) {
+	if !op.NewExecutable() {
 		f, n, done, err := a.opBase(ctx, op)
 		if err != nil {
 			return err
@@ -135,7 +137,7 @@ func (a *applier) applyResidue(ctx context.Context, op Op, params io.ByteReader,
 		if err := readX86Params(params, &xp, &zBase, &zTarget); err != nil {
 			return err
 		}
-		if newExecutable(op) && len(zBase.Sections) != 0 {
+		if op.NewExecutable() && len(zBase.Sections) != 0 {
 			return fmt.Errorf("%w: op for %s: compressed sections in the empty base", ErrCorrupt, op.target())
 		}
 		size += zTarget.Growth()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/skiff-dev/skiff/delta/format"
 )
 
 // TestBombsBounded: deltas whose blobs decompress far beyond what they
@@ -25,7 +26,7 @@ func TestBombsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := buf.Bytes()
-	h, err := ReadHeader(bytes.NewReader(good))
+	h, err := format.ReadHeader(bytes.NewReader(good))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestBombsBounded(t *testing.T) {
 // replaceBlob returns delta d with blob i replaced by b (manifest updated).
 func replaceBlob(t *testing.T, d []byte, i int, b []byte) []byte {
 	t.Helper()
-	h, err := ReadHeader(bytes.NewReader(d))
+	h, err := format.ReadHeader(bytes.NewReader(d))
 	if err != nil {
 		t.Fatal(err)
 	}

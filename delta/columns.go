@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
+	"github.com/skiff-dev/skiff/delta/format"
 )
 
 // Columnar streams (FORMAT.md, manifest version 5): the members' residues
@@ -28,7 +29,7 @@ func (d *differ) writeColumnar(ctx context.Context, plans []*planned, members []
 		bw *bufio.Writer
 		cw countingWriter
 	}
-	regs := make([]*region, numRegions)
+	regs := make([]*region, format.NumRegions)
 	defer func() {
 		for _, r := range regs {
 			if r != nil {
@@ -46,11 +47,11 @@ func (d *differ) writeColumnar(ctx context.Context, plans []*planned, members []
 		r := &region{f: f, bw: bufio.NewWriterSize(f, 64<<10)}
 		r.cw.w = r.bw
 		regs[i] = r
-		if i > regionParams && i < regionLiterals {
+		if i > format.RegionParams && i < format.RegionLiterals {
 			cols[i-1] = &r.cw
 		}
 	}
-	cols[bsdiff.ColExtra] = &regs[regionLiterals].cw
+	cols[bsdiff.ColExtra] = &regs[format.RegionLiterals].cw
 	for _, k := range members {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
@@ -60,7 +61,7 @@ func (d *differ) writeColumnar(ctx context.Context, plans []*planned, members []
 		if err != nil {
 			return nil, 0, fmt.Errorf("stream member %s: %w", p.path, err)
 		}
-		err = splitResidue(p.op, bufio.NewReaderSize(rc, 64<<10), &regs[regionParams].cw, cols, &regs[regionLiterals].cw)
+		err = splitResidue(p.op.Op, bufio.NewReaderSize(rc, 64<<10), &regs[format.RegionParams].cw, cols, &regs[format.RegionLiterals].cw)
 		rc.Close()
 		if err != nil {
 			return nil, 0, fmt.Errorf("stream member %s: %w", p.path, err)
@@ -71,7 +72,7 @@ func (d *differ) writeColumnar(ctx context.Context, plans []*planned, members []
 		return nil, 0, err
 	}
 	defer out.Close()
-	sizes := make([]int64, numRegions)
+	sizes := make([]int64, format.NumRegions)
 	var n int64
 	for i, r := range regs {
 		if err := r.bw.Flush(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 	"github.com/skiff-dev/skiff/layerfs"
@@ -41,7 +42,7 @@ type crafted struct {
 
 func takeApart(t *testing.T, d []byte) *crafted {
 	t.Helper()
-	h, err := ReadHeader(bytes.NewReader(d))
+	h, err := format.ReadHeader(bytes.NewReader(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func (c *crafted) manifest() *Manifest {
 func (c *crafted) build(m *Manifest, blobs [][]byte) []byte {
 	c.t.Helper()
 	var out bytes.Buffer
-	if _, err := writeHeader(&out, m, craftKey); err != nil {
+	if _, err := format.WriteHeader(&out, m, craftKey); err != nil {
 		c.t.Fatal(err)
 	}
 	for _, b := range blobs {
@@ -113,7 +114,7 @@ func (c *crafted) rawManifest(js []byte) []byte {
 		c.t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if _, err := writeFrame(&out, hdr, sig); err != nil {
+	if _, err := format.WriteFrame(&out, hdr, sig); err != nil {
 		c.t.Fatal(err)
 	}
 	for _, b := range c.blobs {
@@ -183,7 +184,7 @@ func craftedCases(t *testing.T, good []byte, target v1.Image, bsdiffDelta []byte
 	add("header is not zstd", c.rawManifestFrame([]byte("not a zstd frame at all")), ErrBadDelta, "manifest")
 
 	// Manifest: versions, unknown fields and encoders.
-	add("unknown manifest version", c.edit(func(m *Manifest) { m.Version = maxVersion + 1 }), ErrBadDelta, fmt.Sprintf("manifest version %d", maxVersion+1))
+	add("unknown manifest version", c.edit(func(m *Manifest) { m.Version = format.MaxVersion + 1 }), ErrBadDelta, fmt.Sprintf("manifest version %d", format.MaxVersion+1))
 	add("a pack in a version 3 manifest", c.edit(func(m *Manifest) { m.Version = 3 }), ErrBadDelta, "out of order")
 	add("manifest version 0", c.edit(func(m *Manifest) { m.Version = 0 }), ErrBadDelta, "manifest version 0")
 	js, _ := json.Marshal(m0)
@@ -298,7 +299,7 @@ func (c *crafted) rawManifestFrame(hdr []byte) []byte {
 		c.t.Fatal(err)
 	}
 	var out bytes.Buffer
-	writeFrame(&out, hdr, sig)
+	format.WriteFrame(&out, hdr, sig)
 	for _, b := range c.blobs {
 		out.Write(b)
 	}
@@ -522,7 +523,7 @@ func listTree(t *testing.T, dir string) []string {
 // whose one stream is columnar.
 func columnarCases(t *testing.T, good []byte) []craftCase {
 	c := takeApart(t, good)
-	if len(c.h.Manifest.Streams) != 1 || len(c.h.Manifest.Streams[0].Regions) != numRegions {
+	if len(c.h.Manifest.Streams) != 1 || len(c.h.Manifest.Streams[0].Regions) != format.NumRegions {
 		t.Fatalf("want one columnar stream: %+v", c.h.Manifest.Streams)
 	}
 	regions := c.h.Manifest.Streams[0].Regions
@@ -541,8 +542,8 @@ func columnarCases(t *testing.T, good []byte) []craftCase {
 	add("regions over the output", edit(func(r []int64, m *Manifest) { r[1] = m.Limits.TotalOutput; r[2] = m.Limits.TotalOutput }), ErrLimit, "spill")
 	add("a byte moved between regions", edit(func(r []int64, _ *Manifest) { r[first]--; r[first+1]++ }), ErrCorrupt)
 	add("regions longer than the stream", edit(func(r []int64, _ *Manifest) { r[first] += 1000 }), ErrCorrupt)
-	add("literals declared longer", edit(func(r []int64, _ *Manifest) { r[regionLiterals]++ }), ErrCorrupt)
-	add("literals declared shorter", edit(func(r []int64, _ *Manifest) { r[regionLiterals]-- }), ErrCorrupt)
+	add("literals declared longer", edit(func(r []int64, _ *Manifest) { r[format.RegionLiterals]++ }), ErrCorrupt)
+	add("literals declared shorter", edit(func(r []int64, _ *Manifest) { r[format.RegionLiterals]-- }), ErrCorrupt)
 	add("read as interleaved", c.edit(func(m *Manifest) { m.Streams[0].Regions = nil }), ErrCorrupt)
 	return cases
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/example"
 )
 
@@ -189,13 +190,13 @@ func TestEncoderPoolSameBytes(t *testing.T) {
 		copy(target[100:], dict[5000:15000])
 		for _, d := range [][]byte{dict, nil} {
 			var fresh, pooled bytes.Buffer
-			e, err := newEncoder(&fresh, zstd.SpeedBestCompression, minWindow, d)
+			e, err := newEncoder(&fresh, zstd.SpeedBestCompression, format.MinWindow, d)
 			if err != nil {
 				t.Fatal(err)
 			}
 			e.Write(target)
 			e.Close()
-			p, err := getEncoder(&pooled, zstd.SpeedBestCompression, minWindow, d)
+			p, err := getEncoder(&pooled, zstd.SpeedBestCompression, format.MinWindow, d)
 			if err != nil {
 				t.Fatal(err)
 			}

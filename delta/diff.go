@@ -302,7 +302,7 @@ func (d *differ) disassembleAll(ctx context.Context, baseLayers, targetLayers []
 
 // planned is one op being encoded.
 type planned struct {
-	op   Op
+	op   resolvedOp
 	path string
 	// content is what the op makes (size bytes): the target payload, or
 	// for a gzip op its decompressed content; base (baseSize bytes) is
@@ -398,7 +398,7 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 				continue
 			}
 			planOf[f.Payload] = true
-			p := &planned{op: Op{Target: f.Payload, Size: f.DataSize, Encoder: EncZstd, Base: -1}, path: f.Name,
+			p := &planned{op: resolvedOp{Op: Op{Encoder: EncZstd, Base: -1}, Target: f.Payload, Size: f.DataSize}, path: f.Name,
 				content: f.Payload, size: f.DataSize}
 			if f.IsRegular() && !f.Sparse {
 				if b, ok := idx.lookup(f.Name, f.DataSize); ok {

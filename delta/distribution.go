@@ -2,7 +2,6 @@ package delta
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,31 +67,6 @@ func distribution(ctx context.Context, target v1.Image) (*Distribution, string, 
 		d.Layers = append(d.Layers, bl)
 	}
 	return d, "", nil
-}
-
-// checkDistribution checks that the distribution manifest names the target
-// config and the declared blobs, so the rebuilt image is self-consistent.
-func checkDistribution(m *Manifest) error {
-	d := m.Target.Distribution
-	var mf v1.Manifest
-	if err := json.Unmarshal(d.Manifest, &mf); err != nil {
-		return fmt.Errorf("%w: distribution manifest: %v", ErrBadDelta, err)
-	}
-	if mf.Config.Digest.String() != m.Target.ConfigDigest.String() || len(mf.Layers) != len(d.Layers) {
-		return fmt.Errorf("%w: distribution manifest does not name the target config and layers", ErrBadDelta)
-	}
-	for i, l := range mf.Layers {
-		if l.Digest.String() != d.Layers[i].Digest.String() || l.Size != d.Layers[i].Size || string(l.MediaType) != d.Layers[i].MediaType {
-			return fmt.Errorf("%w: distribution manifest layer %d does not match", ErrBadDelta, i)
-		}
-		if len(d.Layers[i].Recipe) > 0 {
-			var r gzrecipe.Recipe
-			if err := r.UnmarshalBinary(d.Layers[i].Recipe); err != nil {
-				return fmt.Errorf("%w: layer %d recipe: %v", ErrBadDelta, i, err)
-			}
-		}
-	}
-	return nil
 }
 
 // compressLayers re-creates the target's compressed blobs from the rebuilt

@@ -15,12 +15,12 @@ import (
 
 	"github.com/skiff-dev/skiff/delta/bsdiff"
 	"github.com/skiff-dev/skiff/delta/exefilter"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/zsections"
 )
 
 // zstd settings shared by the encoders.
 const (
-	minWindow = 1 << 20
 	// maxPlainWindow is the window of the pack and of bsdiff streams: they
 	// need no dictionary, so a device decodes them in this much memory.
 	maxPlainWindow = 8 << 20
@@ -33,11 +33,11 @@ const (
 // besides: a device decodes in about this much memory.
 func windowFor(dict, content int64) int64 {
 	n := max(dict+dict/8+(1<<20), min(content, maxPlainWindow))
-	if n <= minWindow {
-		return minWindow
+	if n <= format.MinWindow {
+		return format.MinWindow
 	}
 	w := int64(1) << (64 - bits.LeadingZeros64(uint64(n-1)))
-	return min(w, maxWindowLimit)
+	return min(w, format.MaxWindowLimit)
 }
 
 func newEncoder(w io.Writer, level zstd.EncoderLevel, window int64, dict []byte) (*zstd.Encoder, error) {
@@ -109,8 +109,8 @@ func newDecoder(r io.Reader, window int64, dict []byte) (*zstd.Decoder, error) {
 	opts := []zstd.DOption{
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(uint64(max(window, minWindow))),
-		zstd.WithDecoderMaxMemory(uint64(max(window, minWindow)) * 2),
+		zstd.WithDecoderMaxWindow(uint64(max(window, format.MinWindow))),
+		zstd.WithDecoderMaxMemory(uint64(max(window, format.MinWindow)) * 2),
 	}
 	if dict != nil {
 		opts = append(opts, zstd.WithDecoderDictRaw(0, dict))
@@ -143,12 +143,6 @@ func encodeZstdDict(base, target []byte, level zstd.EncoderLevel) (blob []byte, 
 	}
 	return buf.Bytes(), window, nil
 }
-
-// Coders of bsdiff streams (Op.Coder).
-const (
-	CoderZstd   = ""       // one zstd frame (the default)
-	CoderBrotli = "brotli" // brotli, 1 MiB window: smaller than zstd on patches
-)
 
 // brotliWindowBits is the brotli window (1 MiB): a device decodes in it.
 const brotliWindowBits = 20

@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/example"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 )
@@ -53,7 +54,7 @@ func noLean() Options {
 func TestDeltaGolden(t *testing.T) {
 	base, target := tinyPair(t)
 	want := checkGolden(t, "tiny-v5.skiff", base, target, DefaultOptions())
-	h5, err := ReadHeader(bytes.NewReader(want))
+	h5, err := format.ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +66,16 @@ func TestDeltaGolden(t *testing.T) {
 	defer func(old int64) { maxInterleavedTry = old }(maxInterleavedTry)
 	maxInterleavedTry = -1
 	cols := checkGolden(t, "tiny-v5-columns.skiff", base, target, DefaultOptions())
-	hc, err := ReadHeader(bytes.NewReader(cols))
+	hc, err := format.ReadHeader(bytes.NewReader(cols))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hc.Manifest.Streams) != 1 || len(hc.Manifest.Streams[0].Regions) != numRegions {
+	if len(hc.Manifest.Streams) != 1 || len(hc.Manifest.Streams[0].Regions) != format.NumRegions {
 		t.Errorf("forced columnar: streams %+v", hc.Manifest.Streams)
 	}
 	maxInterleavedTry = 256 << 10
 	want = v3
-	h3, err := ReadHeader(bytes.NewReader(want))
+	h3, err := format.ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestDeltaGolden(t *testing.T) {
 	legacy := DefaultOptions()
 	legacy.Solid = false
 	want = checkGolden(t, "tiny.skiff", base, target, legacy)
-	h, err := ReadHeader(bytes.NewReader(want))
+	h, err := format.ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,13 +105,13 @@ func TestDeltaGolden(t *testing.T) {
 func TestNewExecutableGolden(t *testing.T) {
 	base, target := newExecutablePair(t)
 	want := checkGolden(t, "newelf-v4.skiff", base, target, noLean())
-	h, err := ReadHeader(bytes.NewReader(want))
+	h, err := format.ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for _, op := range h.Manifest.Ops {
-		found = found || newExecutable(op)
+		found = found || op.NewExecutable()
 	}
 	if h.Manifest.Version != 4 || !found {
 		t.Fatalf("version %d, new executable op %v: want version 4 with one", h.Manifest.Version, found)
@@ -121,7 +122,7 @@ func TestNewExecutableGolden(t *testing.T) {
 	if _, err := Diff(context.Background(), base, target, &buf, plain); err != nil {
 		t.Fatal(err)
 	}
-	h3, err := ReadHeader(bytes.NewReader(buf.Bytes()))
+	h3, err := format.ReadHeader(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func FuzzReadHeader(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
-	f.Add(magic[:])
+	f.Add([]byte("SKIFFDL\x01"))
 	legacy := DefaultOptions()
 	legacy.Solid = false
 	buf.Reset()
@@ -150,12 +151,12 @@ func FuzzReadHeader(f *testing.F) {
 	}
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		h, err := ReadHeader(bytes.NewReader(data))
+		h, err := format.ReadHeader(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
 		// A header that parses is internally consistent.
-		if err := h.Manifest.validate(); err != nil {
+		if err := h.Manifest.Validate(); err != nil {
 			t.Fatalf("ReadHeader accepted an invalid manifest: %v", err)
 		}
 	})
@@ -256,7 +257,7 @@ func TestDeltaGoldenGzip(t *testing.T) {
 	legacy := DefaultOptions()
 	legacy.Solid = false
 	want := checkGolden(t, "gzip.skiff", base, target, legacy)
-	h, err := ReadHeader(bytes.NewReader(want))
+	h, err := format.ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -58,7 +59,7 @@ func FuzzZstdDict(f *testing.F) {
 	w := newFuzzWork(f)
 	f.Fuzz(func(t *testing.T, frame, dict []byte, window uint32, mode uint8) {
 		win := int64(window) % fuzzMaxWindow
-		dwin := max(win, minWindow) // what newDecoder allows
+		dwin := max(win, format.MinWindow) // what newDecoder allows
 
 		// The bare decoder, as apply configures it.
 		before := allocated()
@@ -103,7 +104,7 @@ func FuzzZstdDict(f *testing.F) {
 			if err != nil {
 				t.Fatalf("encodeZstdDict: %v", err)
 			}
-			if w < minWindow || w > maxWindowLimit {
+			if w < format.MinWindow || w > format.MaxWindowLimit {
 				t.Fatalf("encodeZstdDict declared a %d-byte window", w)
 			}
 			back, err := decodeDict(blob, w, dict)
@@ -210,7 +211,7 @@ func fuzzOp(t *testing.T, w *fuzzWork, frame, dict []byte, win int64, out []byte
 	if refErr != nil {
 		size++
 	}
-	op := Op{Encoder: EncZstdDict, Base: 0, BaseDigest: ds[0], Target: digest.FromBytes(want), Size: size}
+	op := resolvedOp{Op: Op{Encoder: EncZstdDict, Base: 0}, BaseDigest: ds[0], Target: digest.FromBytes(want), Size: size}
 	err := a.applyOp(context.Background(), op, bytes.NewReader(frame))
 	switch {
 	case int64(len(dict)) > win:
@@ -235,9 +236,9 @@ func fuzzOp(t *testing.T, w *fuzzWork, frame, dict []byte, win int64, out []byte
 func fuzzGroup(t *testing.T, w *fuzzWork, frame, dict []byte, win int64, out []byte, refErr error, mode uint8) {
 	k, j := len(dict)*int(mode)/256, len(out)*int(255-mode)/256
 	a, ds := w.applier(t, win, dict[:k], dict[k:])
-	members := []Op{
-		{Encoder: EncZstdDict, Base: 0, Blob: 3, BaseDigest: ds[0], Target: digest.FromBytes(out[:j]), Size: int64(j)},
-		{Encoder: EncZstdDict, Base: 1, Blob: 3, BaseDigest: ds[1], Target: digest.FromBytes(out[j:]), Size: int64(len(out) - j)},
+	members := []resolvedOp{
+		{Op: Op{Encoder: EncZstdDict, Base: 0, Blob: 3}, BaseDigest: ds[0], Target: digest.FromBytes(out[:j]), Size: int64(j)},
+		{Op: Op{Encoder: EncZstdDict, Base: 1, Blob: 3}, BaseDigest: ds[1], Target: digest.FromBytes(out[j:]), Size: int64(len(out) - j)},
 	}
 	if refErr != nil {
 		members[1].Size++
@@ -425,7 +426,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 // inside the header and at each blob boundary, bit flips in the header and
 // the body, a wrong declared window.
 func deltaVariants(t *testing.T, d []byte) map[string][]byte {
-	h, err := ReadHeader(bytes.NewReader(d))
+	h, err := format.ReadHeader(bytes.NewReader(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +443,7 @@ func deltaVariants(t *testing.T, d []byte) map[string][]byte {
 		"bitflip-in-header":      flipAt(d, body/3),
 		"bitflip-in-first-blob":  flipAt(d, body+int(h.Manifest.Blobs[0].Size)/2),
 		"bitflip-in-last-byte":   flipAt(d, len(d)-1),
-		"window-over-the-device": rewriteManifest(t, d, func(m *Manifest) { m.Limits.MaxWindow = maxWindowLimit + 1 }),
+		"window-over-the-device": rewriteManifest(t, d, func(m *Manifest) { m.Limits.MaxWindow = format.MaxWindowLimit + 1 }),
 		"window-too-small":       rewriteManifest(t, d, func(m *Manifest) { m.Limits.MaxWindow = 1 << 10 }),
 	}
 	off := body

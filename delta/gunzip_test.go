@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/gnugzip"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 )
@@ -88,7 +89,7 @@ func TestGunzipOps(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h, err := ReadHeader(bytes.NewReader(buf.Bytes()))
+			h, err := format.ReadHeader(bytes.NewReader(buf.Bytes()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,13 +177,13 @@ func TestGunzipOpsHostile(t *testing.T) {
 // signature).
 func rewriteManifest(t *testing.T, d []byte, edit func(*Manifest)) []byte {
 	t.Helper()
-	h, err := ReadHeader(bytes.NewReader(d))
+	h, err := format.ReadHeader(bytes.NewReader(d))
 	if err != nil {
 		t.Fatal(err)
 	}
 	edit(&h.Manifest)
 	var out bytes.Buffer
-	if _, err := writeHeader(&out, &h.Manifest); err != nil {
+	if _, err := format.WriteHeader(&out, &h.Manifest); err != nil {
 		t.Fatal(err)
 	}
 	out.Write(d[h.BodyOffset:])
@@ -201,7 +202,7 @@ func TestSkeletonPlain(t *testing.T) {
 	if _, err := Diff(context.Background(), base, target, &buf, opts); err != nil {
 		t.Fatal(err)
 	}
-	h, err := ReadHeader(bytes.NewReader(buf.Bytes()))
+	h, err := format.ReadHeader(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/internal/example"
 )
@@ -29,7 +30,7 @@ func pubOf(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.
 // replaced (nil: keep d's).
 func reframe(t *testing.T, d, raw, sig []byte) []byte {
 	t.Helper()
-	h, err := readHeader(bytes.NewReader(d), func(*Header) error { return nil })
+	h, err := format.ReadHeader(bytes.NewReader(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func reframe(t *testing.T, d, raw, sig []byte) []byte {
 		sig = h.Signature
 	}
 	var out bytes.Buffer
-	if _, err := writeFrame(&out, raw, sig); err != nil {
+	if _, err := format.WriteFrame(&out, raw, sig); err != nil {
 		t.Fatal(err)
 	}
 	out.Write(d[h.BodyOffset:])
@@ -120,15 +121,15 @@ func TestApplySignatures(t *testing.T) {
 	both := diff(oldImg, newImg, oldKey, newKey)
 	reverse := diff(newImg, oldImg, oldKey)
 
-	hs, err := ReadHeader(bytes.NewReader(signed))
+	hs, err := format.ReadHeader(bytes.NewReader(signed))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hr, err := ReadHeader(bytes.NewReader(reverse))
+	hr, err := format.ReadHeader(bytes.NewReader(reverse))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hu, err := ReadHeader(bytes.NewReader(unsigned))
+	hu, err := format.ReadHeader(bytes.NewReader(unsigned))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func TestResign(t *testing.T) {
 		t.Fatal(err)
 	}
 	orig := buf.Bytes()
-	h0, err := ReadHeader(bytes.NewReader(orig))
+	h0, err := format.ReadHeader(bytes.NewReader(orig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func TestResign(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			h, err := Resign(ctx, bytes.NewReader(orig), &out, tc.replace, tc.key)
+			h, err := format.Resign(ctx, bytes.NewReader(orig), &out, tc.replace, tc.key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +248,7 @@ func TestResign(t *testing.T) {
 			if !bytes.Equal(out.Bytes()[h.BodyOffset:], orig[h0.BodyOffset:]) {
 				t.Error("blobs changed")
 			}
-			back, err := ReadHeader(bytes.NewReader(out.Bytes()))
+			back, err := format.ReadHeader(bytes.NewReader(out.Bytes()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -261,7 +262,7 @@ func TestResign(t *testing.T) {
 				}
 			}
 			for _, k := range tc.refused {
-				if _, _, err := ReadVerifiedHeader(bytes.NewReader(out.Bytes()), Trust{Keys: []ed25519.PublicKey{pubOf(k)}}); !errors.Is(err, sign.ErrUntrustedKey) {
+				if _, _, err := format.ReadVerifiedHeader(bytes.NewReader(out.Bytes()), Trust{Keys: []ed25519.PublicKey{pubOf(k)}}); !errors.Is(err, sign.ErrUntrustedKey) {
 					t.Errorf("key %s: %v, want ErrUntrustedKey", sign.IDOf(pubOf(k)), err)
 				}
 			}
@@ -273,7 +274,7 @@ func TestResign(t *testing.T) {
 		})
 	}
 	var out bytes.Buffer
-	if _, err := Resign(ctx, bytes.NewReader(orig[:len(orig)-1]), &out, false, b); !errors.Is(err, ErrBadDelta) {
+	if _, err := format.Resign(ctx, bytes.NewReader(orig[:len(orig)-1]), &out, false, b); !errors.Is(err, ErrBadDelta) {
 		t.Errorf("Resign of a truncated delta: %v, want ErrBadDelta", err)
 	}
 }

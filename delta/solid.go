@@ -16,6 +16,8 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+	"github.com/skiff-dev/skiff/delta/format"
+	"github.com/skiff-dev/skiff/internal/ctxio"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -194,7 +196,7 @@ func copyFile(ctx context.Context, w io.Writer, path string) error {
 		return err
 	}
 	defer f.Close()
-	_, err = io.Copy(w, ctxReader{ctx: ctx, r: bufio.NewReaderSize(f, 256<<10)})
+	_, err = io.Copy(w, ctxio.Reader(ctx, bufio.NewReaderSize(f, 256<<10)))
 	return err
 }
 
@@ -261,7 +263,7 @@ func (d *differ) writeStreams(ctx context.Context, m *Manifest, plans []*planned
 		if err != nil {
 			return err
 		}
-		if spilled := n - regions[regionLiterals]; spilled > m.Limits.TotalOutput {
+		if spilled := n - regions[format.RegionLiterals]; spilled > m.Limits.TotalOutput {
 			regions = nil
 		}
 	}
@@ -286,7 +288,7 @@ func (d *differ) writeStreams(ctx context.Context, m *Manifest, plans []*planned
 			return err
 		}
 		// The columns' sizes cost about two bytes each in the header.
-		if regions == nil || cs2.size <= cs.size+2*numRegions {
+		if regions == nil || cs2.size <= cs.size+2*format.NumRegions {
 			if cs.path != "" {
 				os.Remove(cs.path)
 			}

@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/skiff-dev/skiff/delta/format"
 )
 
 // write lays out the blobs (skeletons, pack, op blobs), then writes header
@@ -180,10 +182,10 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		d.rep.Largest = d.rep.Largest[:20]
 	}
 	for _, p := range plans {
-		m.Ops = append(m.Ops, p.op)
+		m.Ops = append(m.Ops, p.op.Op)
 		m.Limits.MaxPayload = max(m.Limits.MaxPayload, p.op.Size)
 		m.Limits.MaxExpanded = max(m.Limits.MaxExpanded, p.op.Size, p.expanded)
-		if newExecutable(p.op) {
+		if p.op.NewExecutable() {
 			m.Version = max(m.Version, 4)
 		}
 		if g := p.op.Gzip; g != nil {
@@ -194,14 +196,23 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		d.rep.Ops[p.op.Encoder]++
 		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
 	}
-	if err := m.validate(); err != nil {
+	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("internal error: the delta written would be invalid: %w", err)
 	}
-	hn, err := writeHeader(w, m, d.opts.Signers...)
+	// The header as a device reads it: written, then read back (signature
+	// block, decompression, JSON, validation) before any of it goes out.
+	var hdr bytes.Buffer
+	if _, err := format.WriteHeader(&hdr, m, d.opts.Signers...); err != nil {
+		return nil, err
+	}
+	if _, err := format.ReadHeader(bytes.NewReader(hdr.Bytes())); err != nil {
+		return nil, fmt.Errorf("internal error: the header written does not read back: %w", err)
+	}
+	hn, err := w.Write(hdr.Bytes())
 	if err != nil {
 		return nil, err
 	}
-	total := hn
+	total := int64(hn)
 	for _, s := range srcs {
 		var n int64
 		if s.file != "" {
@@ -223,7 +234,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		}
 		total += n
 	}
-	d.rep.HeaderBytes = hn
+	d.rep.HeaderBytes = int64(hn)
 	d.rep.DeltaBytes = total
 	return d.rep, nil
 }

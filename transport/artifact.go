@@ -25,7 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
 
@@ -132,7 +132,7 @@ func Push(ctx context.Context, path string, ref name.Reference, subject *v1.Desc
 // TargetSubject is the subject Push should name for a delta: the target
 // image's registry manifest, when the delta carries it
 // (target.distribution), else nil.
-func TargetSubject(m *delta.Manifest) *v1.Descriptor {
+func TargetSubject(m *format.Manifest) *v1.Descriptor {
 	d := m.Target.Distribution
 	if d == nil || len(d.Manifest) == 0 {
 		return nil
@@ -180,7 +180,7 @@ func (l *fileLayer) Compressed() (io.ReadCloser, error) {
 
 // deltaLayers splits the delta file into its header and blobs, checking
 // every blob's sha256 against the header.
-func deltaLayers(path string) ([]*fileLayer, *delta.Header, error) {
+func deltaLayers(path string) ([]*fileLayer, *format.Header, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -190,7 +190,7 @@ func deltaLayers(path string) ([]*fileLayer, *delta.Header, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := delta.ReadHeader(bufio.NewReader(f))
+	h, err := format.ReadHeader(bufio.NewReader(f))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w: %w", path, ErrBadDeltaFile, err)
 	}
@@ -386,7 +386,7 @@ func checkHeader(path string, layers []v1.Descriptor) error {
 		return err
 	}
 	defer f.Close()
-	h, err := delta.ReadHeader(bufio.NewReader(f))
+	h, err := format.ReadHeader(bufio.NewReader(f))
 	if err != nil {
 		return fmt.Errorf("%w: header layer: %w", ErrNotDelta, err)
 	}

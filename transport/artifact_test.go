@@ -25,7 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
@@ -377,11 +377,11 @@ func TestPushRejectsBadFile(t *testing.T) {
 }
 
 func TestTargetSubject(t *testing.T) {
-	if s := TargetSubject(&delta.Manifest{}); s != nil {
+	if s := TargetSubject(&format.Manifest{}); s != nil {
 		t.Errorf("no distribution: subject %+v", s)
 	}
 	raw := []byte(`{"schemaVersion":2}`)
-	m := &delta.Manifest{Target: delta.Target{Distribution: &delta.Distribution{Manifest: raw, MediaType: string(types.OCIManifestSchema1)}}}
+	m := &format.Manifest{Target: format.Target{Distribution: &format.Distribution{Manifest: raw, MediaType: string(types.OCIManifestSchema1)}}}
 	s := TargetSubject(m)
 	want, _, _ := v1.SHA256(bytes.NewReader(raw))
 	if s == nil || s.Digest != want || s.Size != int64(len(raw)) || s.MediaType != types.OCIManifestSchema1 {

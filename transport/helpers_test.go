@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 )
 
@@ -71,7 +72,7 @@ var (
 
 // testDelta writes the test pair's delta (computed once per test binary)
 // into a new file and returns its path and parsed header.
-func testDelta(t testing.TB) (string, *delta.Header) {
+func testDelta(t testing.TB) (string, *format.Header) {
 	t.Helper()
 	deltaOnce.Do(func() {
 		base, target := testPair(t)
@@ -95,7 +96,7 @@ func testDelta(t testing.TB) (string, *delta.Header) {
 	if err := os.WriteFile(p, deltaBytes, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h, err := delta.ReadHeader(bytes.NewReader(deltaBytes))
+	h, err := format.ReadHeader(bytes.NewReader(deltaBytes))
 	if err != nil {
 		t.Fatal(err)
 	}

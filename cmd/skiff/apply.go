@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/dockerengine"
 	"github.com/skiff-dev/skiff/layerfs"
 )
@@ -187,10 +188,10 @@ type applyReport struct {
 // target itself, and returns that config digest. The header is read again
 // from what rec kept (a delta on standard input cannot be re-opened).
 func alreadyTarget(err error, base v1.Image, rec *headerRecorder) (string, bool) {
-	if !errors.Is(err, delta.ErrBaseMismatch) {
+	if !errors.Is(err, format.ErrBaseMismatch) {
 		return "", false
 	}
-	h, herr := delta.ReadHeader(bytes.NewReader(rec.bytes()))
+	h, herr := format.ReadHeader(bytes.NewReader(rec.bytes()))
 	if herr != nil {
 		return "", false
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/internal/imagetest"
 	"github.com/skiff-dev/skiff/layerfs"
 )
@@ -186,7 +186,7 @@ func TestInspectDeltaSumsToFile(t *testing.T) {
 	}
 	f, _ := os.Open(upd)
 	defer f.Close()
-	h, err := delta.ReadHeader(f)
+	h, err := format.ReadHeader(f)
 	if err != nil {
 		t.Fatal(err)
 	}

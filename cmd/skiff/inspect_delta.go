@@ -9,7 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
 )
 
@@ -38,11 +38,11 @@ type deltaReport struct {
 	Signed       bool           `json:"signed"`
 	SignedBy     []string       `json:"signed_by,omitempty"`
 	VerifiedBy   string         `json:"verified_by,omitempty"`
-	Base         delta.Base     `json:"base"`
+	Base         format.Base    `json:"base"`
 	TargetConfig string         `json:"target_config_digest"`
 	TargetLayers []string       `json:"target_diff_ids"`
 	Reproducible bool           `json:"manifest_reproducible"`
-	Limits       delta.Limits   `json:"limits"`
+	Limits       format.Limits  `json:"limits"`
 	Layers       []deltaLayer   `json:"layers"`
 	EncoderFiles map[string]int `json:"encoder_files"`
 	// EncoderBytes counts the blobs of ops outside solid streams; a
@@ -80,12 +80,12 @@ func runInspectDelta(path, output string, trustFiles []string, out io.Writer) er
 	if err != nil {
 		return err
 	}
-	var h *delta.Header
+	var h *format.Header
 	var verifiedBy string
 	if len(trusted) > 0 {
-		h, verifiedBy, err = delta.ReadVerifiedHeader(bufio.NewReader(f), delta.Trust{Keys: trusted})
+		h, verifiedBy, err = format.ReadVerifiedHeader(bufio.NewReader(f), format.Trust{Keys: trusted})
 	} else {
-		h, err = delta.ReadHeader(bufio.NewReader(f))
+		h, err = format.ReadHeader(bufio.NewReader(f))
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -159,7 +159,7 @@ func runInspectDelta(path, output string, trustFiles []string, out io.Writer) er
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
-	encoders := []string{delta.EncBsdiff, delta.EncBsdiffX86, delta.EncZstdDict, delta.EncZstd}
+	encoders := []string{format.EncBsdiff, format.EncBsdiffX86, format.EncZstdDict, format.EncZstd}
 	for _, e := range encoders {
 		if n := rep.EncoderFiles[e] - streamFiles(rep.Streams, e); n > 0 {
 			fmt.Fprintf(out, "%-10s %5d files, %s\n", e, n, humanBytes(rep.EncoderBytes[e]))

@@ -16,7 +16,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/transport"
 )
 
@@ -83,7 +83,7 @@ func runPush(ctx context.Context, o *pushOptions, g *globalOptions, file, dest s
 	if err != nil {
 		return err
 	}
-	h, err := delta.ReadHeader(bufio.NewReader(f))
+	h, err := format.ReadHeader(bufio.NewReader(f))
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)

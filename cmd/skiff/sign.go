@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/internal/atomicfile"
 )
@@ -48,15 +48,15 @@ func (o *trustOptions) files() []string {
 }
 
 // trust loads the trusted keys; with --allow-unsigned it warns on errOut.
-func (o *trustOptions) load(errOut io.Writer) (delta.Trust, error) {
+func (o *trustOptions) load(errOut io.Writer) (format.Trust, error) {
 	keys, err := sign.LoadPublicKeys(o.files()...)
 	if err != nil {
-		return delta.Trust{}, err
+		return format.Trust{}, err
 	}
 	if o.allowUnsigned {
 		fmt.Fprintln(errOut, "warning: --allow-unsigned: unsigned deltas are accepted; their origin is not checked (development only)")
 	}
-	return delta.Trust{Keys: keys, AllowUnsigned: o.allowUnsigned}, nil
+	return format.Trust{Keys: keys, AllowUnsigned: o.allowUnsigned}, nil
 }
 
 // withTrustHint explains a refused signature in terms of the flags.
@@ -200,7 +200,7 @@ func runSign(ctx context.Context, o *signOptions, path string, out io.Writer) er
 		return err
 	}
 	defer w.Abort()
-	h, err := delta.Resign(ctx, bufio.NewReaderSize(in, 1<<20), w, o.replace, signers...)
+	h, err := format.Resign(ctx, bufio.NewReaderSize(in, 1<<20), w, o.replace, signers...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

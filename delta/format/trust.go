@@ -1,32 +1,15 @@
-package delta
+package format
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
-	"encoding/binary"
 	"fmt"
 	"io"
 
 	"github.com/skiff-dev/skiff/delta/sign"
+	"github.com/skiff-dev/skiff/internal/ctxio"
 )
-
-// writeFrame writes Magic || u32le(len(hdr)) || hdr || u32le(len(sig)) || sig.
-func writeFrame(w io.Writer, hdr, sig []byte) (int64, error) {
-	if len(sig) > maxSignature {
-		return 0, fmt.Errorf("%w: signature block of %d bytes (max %d)", ErrLimit, len(sig), maxSignature)
-	}
-	var buf bytes.Buffer
-	buf.Grow(8 + 4 + len(hdr) + 4 + len(sig))
-	buf.Write(magic[:])
-	binary.Write(&buf, binary.LittleEndian, uint32(len(hdr)))
-	buf.Write(hdr)
-	binary.Write(&buf, binary.LittleEndian, uint32(len(sig)))
-	buf.Write(sig)
-	n, err := w.Write(buf.Bytes())
-	return int64(n), err
-}
 
 // Trust is what a reader accepts as a delta's origin (FORMAT.md, "Trust
 // model").
@@ -109,7 +92,7 @@ func Resign(ctx context.Context, r io.Reader, w io.Writer, replace bool, signers
 	if err != nil {
 		return nil, err
 	}
-	n, err := writeFrame(w, h.Raw, sig)
+	n, err := WriteFrame(w, h.Raw, sig)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +101,7 @@ func Resign(ctx context.Context, r io.Reader, w io.Writer, replace bool, signers
 	for _, b := range h.Manifest.Blobs {
 		body += b.Size
 	}
-	got, err := io.Copy(w, ctxReader{ctx, r})
+	got, err := io.Copy(w, ctxio.Reader(ctx, r))
 	if err != nil {
 		return nil, err
 	}
@@ -126,16 +109,4 @@ func Resign(ctx context.Context, r io.Reader, w io.Writer, replace bool, signers
 		return nil, fmt.Errorf("%w: the body holds %d bytes, the manifest's blobs %d", ErrBadDelta, got, body)
 	}
 	return h, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
