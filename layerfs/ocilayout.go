@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/skiff-dev/skiff/internal/atomicfile"
+	"github.com/skiff-dev/skiff/internal/ctxio"
 	"github.com/skiff-dev/skiff/internal/flock"
 )
 
@@ -265,7 +266,7 @@ func writeOCIBlob(ctx context.Context, dir string, want v1.Hash, size int64, rc 
 		}
 	}()
 	h := alg.Digester()
-	n, err := io.Copy(io.MultiWriter(&ctxWriter{ctx: ctx, w: f}, h.Hash()), rc)
+	n, err := io.Copy(io.MultiWriter(ctxio.Writer(ctx, f), h.Hash()), rc)
 	if err != nil {
 		return err
 	}

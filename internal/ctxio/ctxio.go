@@ -1,4 +1,6 @@
-// Package ctxio makes readers that stop when a context is done.
+// Package ctxio makes readers and writers that stop when a context is
+// done, for copies through code that takes no context (io.Copy,
+// tarball.Write).
 package ctxio
 
 import (
@@ -20,4 +22,20 @@ func (c reader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Writer returns a writer to w whose writes fail with ctx's error once
+// ctx is done.
+func Writer(ctx context.Context, w io.Writer) io.Writer { return writer{ctx: ctx, w: w} }
+
+type writer struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c writer) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

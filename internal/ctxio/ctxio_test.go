@@ -20,3 +20,16 @@ func TestReader(t *testing.T) {
 		t.Fatalf("after cancel: %v, want context.Canceled", err)
 	}
 }
+
+func TestWriter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var b strings.Builder
+	w := Writer(ctx, &b)
+	if _, err := io.WriteString(w, "abc"); err != nil || b.String() != "abc" {
+		t.Fatalf("write: %v, %q", err, b.String())
+	}
+	cancel()
+	if _, err := io.WriteString(w, "def"); !errors.Is(err, context.Canceled) || b.String() != "abc" {
+		t.Fatalf("after cancel: %v, %q", err, b.String())
+	}
+}
