@@ -184,6 +184,22 @@ func TestInspectDeltaSumsToFile(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
+	// The per-encoder file counts have diff's name, "ops".
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(out), &keys); err != nil {
+		t.Fatal(err)
+	}
+	diffOut, _, err := run(t, "diff", "--from", from, "--to", to, "-o", filepath.Join(t.TempDir(), "v.skiff"), "--level", "1", "--format", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diffKeys map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(diffOut), &diffKeys); err != nil {
+		t.Fatalf("diff --format json: %v\n%s", err, diffOut)
+	}
+	if keys["ops"] == nil || diffKeys["ops"] == nil {
+		t.Errorf("inspect and diff JSON should both name the per-encoder counts \"ops\": inspect %v, diff %v", len(keys["ops"]), len(diffKeys["ops"]))
+	}
 	f, _ := os.Open(upd)
 	defer f.Close()
 	h, err := format.ReadHeader(f)

@@ -44,10 +44,10 @@ type deltaReport struct {
 	Reproducible bool           `json:"manifest_reproducible"`
 	Limits       format.Limits  `json:"limits"`
 	Layers       []deltaLayer   `json:"layers"`
-	EncoderFiles map[string]int `json:"encoder_files"`
+	EncoderFiles map[string]int `json:"ops"` // count per encoder, as diff's "ops"
 	// EncoderBytes counts the blobs of ops outside solid streams; a
 	// stream's bytes are in Streams (its members share them).
-	EncoderBytes map[string]int64 `json:"encoder_bytes"`
+	EncoderBytes map[string]int64 `json:"op_blob_bytes"`
 	Streams      []deltaStream    `json:"streams,omitempty"`
 }
 
@@ -56,7 +56,7 @@ type deltaStream struct {
 	Codec        string         `json:"codec"`
 	Window       int64          `json:"window"`
 	Bytes        int64          `json:"bytes"`
-	EncoderFiles map[string]int `json:"encoder_files"`
+	EncoderFiles map[string]int `json:"ops"` // count per encoder, as diff's "ops"
 }
 
 type deltaLayer struct {
