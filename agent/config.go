@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -216,6 +217,15 @@ func LoadConfig(path string) (*Config, error) {
 // defaults. Unknown fields are errors (a typo must not silently disable a
 // setting).
 func ParseConfig(b []byte) (*Config, error) {
+	// Unknown keys first, named by their path (yaml's own message names a
+	// Go type).
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if m := unknownField(&doc, reflect.TypeFor[Config]()); m != "" {
+		return nil, fmt.Errorf("%w: %s", ErrConfig, m)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	c := &Config{}

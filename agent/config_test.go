@@ -72,7 +72,10 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no state_dir", "images: []\n", "state_dir: missing"},
 		{"relative state_dir", "state_dir: var/skiff\n", `state_dir: "var/skiff" is not an absolute path`},
-		{"typo", "state_dir: /s\nstate_dri: /x\n", "field state_dri not found"},
+		{"typo", "state_dir: /s\nstate_dri: /x\n", `state_dri: unknown field (line 2); did you mean "state_dir"?`},
+		{"typo in an image", base(img + server + "    policy: {intervall: 1h}\n"), `images[0] (web).policy.intervall: unknown field (line 7); did you mean "interval"?`},
+		{"typo in a source", base(img + "    source: {sever: http://s}\n"), `images[0] (web).source.sever: unknown field`},
+		{"unknown, nothing near", "state_dir: /s\nnetwork: {speed: 9}\n", "network.speed: unknown field (line 2)"},
 		{"no images", "state_dir: /s\n", "images: no images configured"},
 		{"no name", base("  - engine: docker\n    ref: a:1\n" + server), "images[0].name: missing"},
 		{"bad name", base("  - name: Web App\n    engine: docker\n    ref: a:1\n" + server), `images[0] (Web App).name: "Web App"`},
