@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -51,6 +52,10 @@ type Options struct {
 	// without a base layer get too, against nothing (layerfs/SKELETON.md,
 	// "Lean skeleton deltas"). Off: versions 3-4.
 	Lean bool
+	// TargetNames are names (REPO:TAG) to carry for the target (manifest
+	// version 5, so Lean): apply writes them into a docker-archive output
+	// whose reference names no tag. Sorted and deduplicated in the delta.
+	TargetNames []string
 	// Jobs is how many files are encoded at once (default GOMAXPROCS).
 	Jobs int
 	// MemoryCap bounds the memory of concurrent per-file encoders, in bytes;
@@ -91,6 +96,14 @@ func DefaultOptions() Options {
 func (o *Options) check() error {
 	if o.Level < 1 || o.Level > 4 {
 		return fmt.Errorf("zstd level %d: must be 1..4", o.Level)
+	}
+	if len(o.TargetNames) > 0 && !(o.Lean && o.Solid) {
+		return fmt.Errorf("target names need manifest version 5 (Lean and Solid)")
+	}
+	for _, n := range o.TargetNames {
+		if _, err := name.NewTag(n); err != nil {
+			return fmt.Errorf("target name %q: want REPO:TAG: %v", n, err)
+		}
 	}
 	if o.BrotliQuality != 0 && (o.BrotliQuality < 2 || o.BrotliQuality > 11) {
 		return fmt.Errorf("brotli quality %d: must be 0 (off) or 2..11", o.BrotliQuality)
@@ -366,6 +379,10 @@ func (d *differ) run(ctx context.Context, base, target Source, w io.Writer) (*Re
 	// Target identity.
 	m.Target.Config = cfg
 	m.Target.ConfigDigest = digest.FromBytes(cfg)
+	if len(d.opts.TargetNames) > 0 {
+		m.Target.Names = slices.Compact(slices.Sorted(slices.Values(d.opts.TargetNames)))
+		m.Version = max(m.Version, 5)
+	}
 	d.rep.Layers = len(targetLayers)
 	var plans []*planned
 	planOf := map[digest.Digest]bool{}

@@ -107,13 +107,25 @@ func isGzipFile(p string) bool {
 
 // writeDockerArchive writes img as a docker-archive at r.Path, tagged
 // r.Name if given, through a temporary file renamed into place.
-func writeDockerArchive(ctx context.Context, r Ref, img v1.Image) error {
-	ref, err := archiveRef(r, img)
-	if err != nil {
-		return err
+func writeDockerArchive(ctx context.Context, r Ref, img v1.Image, names []string) error {
+	refs := map[name.Reference]v1.Image{}
+	if r.Name == "" && len(names) > 0 {
+		for _, n := range names {
+			t, err := name.NewTag(n)
+			if err != nil {
+				return fmt.Errorf("write %s: image name %q: %v: %w", r, n, err, ErrBadReference)
+			}
+			refs[t] = img
+		}
+	} else {
+		ref, err := archiveRef(r, img)
+		if err != nil {
+			return err
+		}
+		refs[ref] = img
 	}
-	err = atomicfile.Write(r.Path, func(w io.Writer) error {
-		return tarball.Write(ref, img, ctxio.Writer(ctx, w))
+	err := atomicfile.Write(r.Path, func(w io.Writer) error {
+		return tarball.MultiRefWrite(refs, ctxio.Writer(ctx, w))
 	})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", r, err)

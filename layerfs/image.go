@@ -143,7 +143,7 @@ func Write(ctx context.Context, ref string, img v1.Image, opts ...Option) error 
 	}
 	switch r.Transport {
 	case TransportDockerArchive:
-		return writeDockerArchive(ctx, r, img)
+		return writeDockerArchive(ctx, r, img, o.names)
 	case TransportOCI:
 		return writeOCILayout(ctx, r, r.Path, img)
 	case TransportOCIArchive:
@@ -156,14 +156,6 @@ func Write(ctx context.Context, ref string, img v1.Image, opts ...Option) error 
 	return fmt.Errorf("write %s: unhandled transport %q: %w", r, r.Transport, ErrBadReference)
 }
 
-// ---------------------------------------------------------------- docker-archive
-
-// ---------------------------------------------------------------- oci
-
 // writeOCILayout is in ocilayout.go.
-
-// ---------------------------------------------------------------- oci-archive
-
-// ---------------------------------------------------------------- registry
 
 // ---------------------------------------------------------------- helpers

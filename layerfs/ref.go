@@ -189,6 +189,7 @@ type refOptions struct {
 	insecure bool
 	platform *v1.Platform
 	tempDir  string
+	names    []string
 }
 
 // Option configures Open and Write.
@@ -272,6 +273,22 @@ func WithTempDir(dir string) Option {
 			return fmt.Errorf("temp dir %s: not a directory", dir)
 		}
 		o.tempDir = dir
+		return nil
+	}
+}
+
+// WithNames gives Write the names (REPO:TAG) of the image it writes, for
+// a docker-archive whose reference names no tag: its manifest.json lists
+// them as RepoTags, so docker load tags the image (without any it is
+// <none>:<none>). Each must be a valid tag.
+func WithNames(names []string) Option {
+	return func(o *refOptions) error {
+		for _, n := range names {
+			if _, err := name.NewTag(n); err != nil {
+				return fmt.Errorf("image name %q: %v: %w", n, err, ErrBadReference)
+			}
+		}
+		o.names = names
 		return nil
 	}
 }

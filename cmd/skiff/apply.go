@@ -139,7 +139,7 @@ func runApply(ctx context.Context, o *applyOptions, g *globalOptions, out, errOu
 	}
 	rec.stop()
 	defer res.Close()
-	if err := layerfs.Write(ctx, o.output, res.Image, g.refOptions()...); err != nil {
+	if err := layerfs.Write(ctx, o.output, res.Image, append(g.refOptions(), layerfs.WithNames(res.Header.Manifest.Target.Names))...); err != nil {
 		return err
 	}
 	m := res.Header.Manifest

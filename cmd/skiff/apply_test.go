@@ -1,10 +1,12 @@
 package main
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -218,5 +220,61 @@ func TestInspectDeltaSumsToFile(t *testing.T) {
 	}
 	if sum != rep.Size {
 		t.Errorf("header %d + skeletons + encoders %v = %d, file is %d", h.BodyOffset, rep.EncoderBytes, sum, rep.Size)
+	}
+}
+
+// TestApplyWritesTargetNames: names given to diff (--name) are carried in
+// the delta and become the RepoTags of a docker-archive output that
+// names no tag; one that names a tag keeps its own.
+func TestApplyWritesTargetNames(t *testing.T) {
+	from, to, _ := smallPair(t)
+	dir := t.TempDir()
+	upd := filepath.Join(dir, "u.skiff")
+	if _, errOut, err := run(t, "diff", "--from", from, "--to", to, "-o", upd, "--level", "1",
+		"--name", "registry.example/app:2", "--name", "app:latest"); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if _, _, err := run(t, "diff", "--from", from, "--to", to, "-o", filepath.Join(dir, "bad.skiff"), "--name", "app:"); exitCode(err) != 2 {
+		t.Errorf("--name app: err %v (exit %d), want a usage error", err, exitCode(err))
+	}
+	repoTags := func(archive string) []string {
+		t.Helper()
+		f, err := os.Open(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tr := tar.NewReader(f)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				t.Fatalf("no manifest.json in %s: %v", archive, err)
+			}
+			if h.Name != "manifest.json" {
+				continue
+			}
+			var m []struct{ RepoTags []string }
+			if err := json.NewDecoder(tr).Decode(&m); err != nil || len(m) != 1 {
+				t.Fatalf("manifest.json: %v (%d entries)", err, len(m))
+			}
+			slices.Sort(m[0].RepoTags)
+			return m[0].RepoTags
+		}
+	}
+	for _, tc := range []struct {
+		output string
+		want   []string
+	}{
+		{"out.tar", []string{"app:latest", "registry.example/app:2"}},
+		{"out.tar:mine:1", []string{"mine:1"}},
+	} {
+		p := filepath.Join(dir, strings.Split(tc.output, ":")[0])
+		os.Remove(p)
+		if _, errOut, err := run(t, "apply", "--base", from, "--delta", upd, "--output", "docker-archive:"+filepath.Join(dir, tc.output), "--allow-unsigned"); err != nil {
+			t.Fatalf("%v\n%s", err, errOut)
+		}
+		if got := repoTags(p); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: RepoTags %v, want %v", tc.output, got, tc.want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/delta"
@@ -27,6 +28,7 @@ type diffOptions struct {
 	verbose          bool
 	manifest         string
 	sign             []string
+	names            []string
 }
 
 func (o *diffOptions) AddFlags(cmd *cobra.Command) {
@@ -42,6 +44,7 @@ func (o *diffOptions) AddFlags(cmd *cobra.Command) {
 	fs.Int64Var(&o.dictMiB, "max-dict", d.MaxDictBase>>20, "largest base file used as a zstd dictionary, MiB (a device holds it in memory)")
 	fs.StringVar(&o.manifest, "manifest", "auto", "carry the target's registry manifest and gzip recipes so apply reproduces its manifest digest: auto (yes for registry and OCI targets), yes, no")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "also list the files that cost the most")
+	fs.StringArrayVar(&o.names, "name", nil, "a name (REPO:TAG) the target is known by, carried in the delta: apply writes it into a docker-archive output that names no tag; repeatable")
 	fs.StringArrayVar(&o.sign, "sign", nil, "sign the delta with this private key file (skiff key generate); repeatable (key rotation: old and new)")
 	o.format.AddFlags(cmd, legacyJSON)
 	_ = cmd.MarkFlagRequired("from")
@@ -126,6 +129,12 @@ func (o *diffOptions) deltaOptions() (delta.Options, error) {
 		return opts, usageError{fmt.Sprintf("--jobs %d: must be at least 1", o.jobs)}
 	}
 	opts.Level, opts.Jobs, opts.MemoryCap, opts.MaxDictBase = min(o.level, 4), o.jobs, o.memoryMiB<<20, o.dictMiB<<20
+	for _, n := range o.names {
+		if _, err := name.NewTag(n); err != nil {
+			return opts, usageError{fmt.Sprintf("--name %q: want REPO:TAG (%v)", n, err)}
+		}
+	}
+	opts.TargetNames = o.names
 	switch o.level {
 	case 4:
 		opts.BrotliQuality = 9

@@ -76,6 +76,8 @@ func TestValidate(t *testing.T) {
 		{"a blob nobody uses", func(m *Manifest) { m.Blobs = []Blob{{Digest: digest.FromString("x"), Size: 1}} }, ErrBadDelta, "1 blobs"},
 		{"unknown encoder", func(m *Manifest) { m.Ops = []Op{{Encoder: "lzma"}} }, ErrBadDelta, `unknown encoder "lzma"`},
 		{"stream before version 3", func(m *Manifest) { m.Streams = []Stream{{Codec: CodecZstd}} }, ErrBadDelta, "version 3"},
+		{"names before version 5", func(m *Manifest) { m.Target.Names = []string{"app:1"} }, ErrBadDelta, "version 5"},
+		{"a bad name", func(m *Manifest) { m.Version, m.Target.Names = 5, []string{"App:"} }, ErrBadDelta, `target name "App:"`},
 		{"distribution of no layers", func(m *Manifest) { m.Target.Distribution = &Distribution{} }, ErrBadDelta, "distribution has 0 layers"},
 	}
 	for _, c := range cases {

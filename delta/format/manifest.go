@@ -97,6 +97,10 @@ type Target struct {
 	ConfigDigest digest.Digest   `json:"config_digest"`
 	DiffIDs      []digest.Digest `json:"diff_ids"`
 	Distribution *Distribution   `json:"distribution,omitempty"`
+	// Names (version 5) are the names (REPO:TAG) the target is known by,
+	// as its maker gave them: apply writes them into a docker-archive
+	// whose reference names no tag.
+	Names []string `json:"names,omitempty"`
 }
 
 // Distribution is the target's registry form, reproduced when present.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 
@@ -61,8 +62,22 @@ func (m *Manifest) checkIdentity() error {
 			return bad("diff_id %q: %v", d, err)
 		}
 	}
+	if len(m.Target.Names) > 0 && m.Version < 5 {
+		return bad("target names need manifest version 5")
+	}
+	if len(m.Target.Names) > maxNames {
+		return bad("%d target names, at most %d", len(m.Target.Names), maxNames)
+	}
+	for _, n := range m.Target.Names {
+		if _, err := name.NewTag(n); err != nil || len(n) > 255 {
+			return bad("target name %q: not a REPO:TAG", n)
+		}
+	}
 	return nil
 }
+
+// maxNames bounds target.names.
+const maxNames = 64
 
 // checkLayers checks each target layer: its identity, how it is made, and
 // that the sizes add up to the declared output.
