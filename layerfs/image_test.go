@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // seededImage is a deterministic random image: layers gzip-compressed
@@ -152,6 +153,11 @@ func TestWriteOpenRoundTrip(t *testing.T) {
 				}
 			}
 			checkContent(t, img)
+			// go-containerregistry's own checks of what Open serves:
+			// digests, sizes and diff_ids against the bytes.
+			if err := validate.Image(img); err != nil {
+				t.Errorf("validate.Image: %v", err)
+			}
 		})
 	}
 
