@@ -48,7 +48,17 @@ func (e *OCIEngine) open(ctx context.Context, ref string) (*layerfs.Image, error
 	if errors.Is(err, layerfs.ErrImageNotFound) {
 		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
 	}
+	if errors.Is(err, layerfs.ErrNotImage) && e.layoutMissing() {
+		// Nothing loaded yet: a directory without index.json (or none).
+		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
+	}
 	return img, err
+}
+
+// layoutMissing reports whether the layout has no index.json yet.
+func (e *OCIEngine) layoutMissing() bool {
+	_, err := os.Stat(filepath.Join(e.Dir, "index.json"))
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // Inspect describes the image under ref.

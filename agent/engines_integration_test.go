@@ -246,3 +246,37 @@ func TestIntegrationContainerdSnapshotter(t *testing.T) {
 	}
 	t.Logf("failed import: %v", err)
 }
+
+// TestIntegrationDockerConformance: the engine contract on the Docker
+// Engine DOCKER_HOST names (classic or containerd image store).
+func TestIntegrationDockerConformance(t *testing.T) {
+	if os.Getenv("DOCKER_HOST") == "" {
+		t.Skip("DOCKER_HOST unset (source /tmp/skiff-infra/env.sh)")
+	}
+	p := testPair(t)
+	ref := "skiff-agent-test/conformance:stable"
+	untag := func() {
+		dockerUntag(t, ref, retainedName(ref, p.oldID), retainedName(ref, p.newID))
+	}
+	untag()
+	t.Cleanup(untag)
+	engineConformance(t, &DockerEngine{TempDir: t.TempDir()}, ref)
+}
+
+// TestIntegrationContainerdConformance: the engine contract on the
+// containerd CONTAINERD_ADDRESS names.
+func TestIntegrationContainerdConformance(t *testing.T) {
+	addr := os.Getenv("CONTAINERD_ADDRESS")
+	if addr == "" {
+		t.Skip("CONTAINERD_ADDRESS unset (source /tmp/skiff-infra/env.sh)")
+	}
+	p := testPair(t)
+	ref := "docker.io/skiff-agent-test/conformance:stable"
+	e := NewContainerdEngine(ContainerdConfig{Address: addr, Namespace: "skiff-agent-test"}, "linux/amd64")
+	cleanup := func() {
+		e.ctr(context.Background(), nil, 1<<20, "images", "rm", "--sync", ref, retainedName(ref, p.oldID), retainedName(ref, p.newID))
+	}
+	cleanup()
+	t.Cleanup(cleanup)
+	engineConformance(t, e, ref)
+}
