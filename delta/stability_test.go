@@ -133,24 +133,31 @@ func applyWithManifest(t *testing.T, oldImg, newImg v1.Image) *Result {
 	return res
 }
 
-// TestManifestReproduced: from OCI layouts (a real manifest, gzip blobs),
-// apply rebuilds the target's exact blobs and manifest digest.
-func TestManifestReproduced(t *testing.T) {
+// exampleLayouts opens the built-in example pair as OCI layouts (real
+// manifests, gzip blobs); they are closed when the test ends.
+func exampleLayouts(t *testing.T) (oldImg, newImg *layerfs.Image) {
+	t.Helper()
 	ctx := context.Background()
 	p, err := example.Write(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldImg, err := layerfs.Open(ctx, "oci:"+p.OldLayout)
-	if err != nil {
+	if oldImg, err = layerfs.Open(ctx, "oci:"+p.OldLayout); err != nil {
 		t.Fatal(err)
 	}
-	defer oldImg.Close()
-	newImg, err := layerfs.Open(ctx, "oci:"+p.NewLayout)
-	if err != nil {
+	t.Cleanup(func() { oldImg.Close() })
+	if newImg, err = layerfs.Open(ctx, "oci:"+p.NewLayout); err != nil {
 		t.Fatal(err)
 	}
-	defer newImg.Close()
+	t.Cleanup(func() { newImg.Close() })
+	return oldImg, newImg
+}
+
+// TestManifestReproduced: from OCI layouts (a real manifest, gzip blobs),
+// apply rebuilds the target's exact blobs and manifest digest.
+func TestManifestReproduced(t *testing.T) {
+	ctx := context.Background()
+	oldImg, newImg := exampleLayouts(t)
 	res := applyWithManifest(t, oldImg, newImg)
 	want, _ := newImg.Digest()
 	// Write it out as an OCI layout and read it back: same digest.

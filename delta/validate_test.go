@@ -7,9 +7,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-
-	"github.com/skiff-dev/skiff/internal/example"
-	"github.com/skiff-dev/skiff/layerfs"
 )
 
 // TestResultImagesValidate: the images Apply returns pass
@@ -57,20 +54,7 @@ func TestResultImagesValidate(t *testing.T) {
 		}
 	}
 
-	p, err := example.Write(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldImg, err := layerfs.Open(ctx, "oci:"+p.OldLayout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer oldImg.Close()
-	newImg, err := layerfs.Open(ctx, "oci:"+p.NewLayout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer newImg.Close()
+	oldImg, newImg := exampleLayouts(t)
 	dist := applyWithManifest(t, oldImg, newImg)
 	if err := validate.Image(dist.Image); err != nil {
 		t.Errorf("rebuilt image in its registry form: %v", err)

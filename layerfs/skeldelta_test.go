@@ -24,14 +24,18 @@ func skeletonOf(t testing.TB, data []byte) []byte {
 	return skel.Bytes()
 }
 
-func TestSkeletonDeltaRoundTrip(t *testing.T) {
-	files := sampleFiles()
-	newer := make([]tarFile, len(files))
-	for i, f := range files {
-		f.hdr.ModTime = f.hdr.ModTime.Add(time.Hour)
-		newer[i] = f
+// touchedFiles are sampleFiles an hour later, one with other content.
+func touchedFiles() []tarFile {
+	newer := sampleFiles()
+	for i := range newer {
+		newer[i].hdr.ModTime = newer[i].hdr.ModTime.Add(time.Hour)
 	}
 	newer[1].data = "device-2\n"
+	return newer
+}
+
+func TestSkeletonDeltaRoundTrip(t *testing.T) {
+	files, newer := sampleFiles(), touchedFiles()
 	newer = append(newer, tarFile{hdr: tar.Header{Name: "etc/new", Typeflag: tar.TypeReg, ModTime: time.Unix(5, 0)}, data: "n"})
 	base := skeletonOf(t, mkTar(t, tar.FormatPAX, files...))
 	pairs := map[string][2][]byte{
@@ -141,13 +145,7 @@ func madeOutside(t testing.TB, base, target []byte) map[digest.Digest]bool {
 // their mtime, one its content, is a few bytes per entry; unchanged
 // payloads cost one byte, the changed one no digest.
 func TestLeanSkeletonDelta(t *testing.T) {
-	files := sampleFiles()
-	newer := make([]tarFile, len(files))
-	for i, f := range files {
-		f.hdr.ModTime = f.hdr.ModTime.Add(time.Hour)
-		newer[i] = f
-	}
-	newer[1].data = "device-2\n"
+	files, newer := sampleFiles(), touchedFiles()
 	base := skeletonOf(t, mkTar(t, tar.FormatPAX, files...))
 	target := skeletonOf(t, mkTar(t, tar.FormatPAX, newer...))
 	made := madeOutside(t, base, target)
