@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/skiff-dev/skiff/internal/ctxio"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -126,7 +127,7 @@ func (d *dedupeIngester) Ingest(ctx context.Context, r io.Reader, size int64) (d
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), ctxReader{ctx, r}, size); err != nil {
+	if _, err := io.CopyN(io.MultiWriter(f, h), ctxio.Reader(ctx, r), size); err != nil {
 		return "", err
 	}
 	dg := digest.NewDigest(digest.SHA256, h)

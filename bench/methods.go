@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-dev/skiff/internal/ctxio"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -383,7 +384,7 @@ func gzipFile(ctx context.Context, src, dst string) error {
 		return err
 	}
 	zw := gzip.NewWriter(out)
-	_, err = io.Copy(zw, ctxReader{ctx, in})
+	_, err = io.Copy(zw, ctxio.Reader(ctx, in))
 	if cerr := zw.Close(); err == nil {
 		err = cerr
 	}
@@ -398,7 +399,7 @@ func copyToFile(ctx context.Context, dst string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, ctxReader{ctx, r})
+	_, err = io.Copy(f, ctxio.Reader(ctx, r))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -467,7 +468,7 @@ func verifyImage(ctx context.Context, ref string, p *Prepared) (bool, error) {
 			return false, err
 		}
 		h := sha256.New()
-		_, err = io.Copy(h, ctxReader{ctx, rc})
+		_, err = io.Copy(h, ctxio.Reader(ctx, rc))
 		rc.Close()
 		if err != nil {
 			return false, err

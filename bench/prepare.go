@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/skiff-dev/skiff/internal/ctxio"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -205,7 +206,7 @@ func extractLayer(ctx context.Context, l v1.Layer, want v1.Hash, dst string) (La
 		return LayerTar{}, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, rc})
+	n, err := io.Copy(io.MultiWriter(f, h), ctxio.Reader(ctx, rc))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -216,18 +217,6 @@ func extractLayer(ctx context.Context, l v1.Layer, want v1.Hash, dst string) (La
 		return LayerTar{}, fmt.Errorf("layer content is %s, the image says %s", got, want)
 	}
 	return LayerTar{Path: dst, DiffID: want, Size: n}, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // storedBlobs says, per layer, how the image stores it. A docker-archive
