@@ -27,7 +27,9 @@ type serveOptions struct {
 	publicURL                 string
 	logFormat, logLevel       string
 	maxDiffs, maxConns        int
+	maxQueued                 int
 	readTimeout               time.Duration
+	computeTimeout, abandon   time.Duration
 	retryAfter, shutdownGrace time.Duration
 	sign                      []string
 
@@ -47,6 +49,9 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&o.maxDiffs, "max-diffs", 2, "deltas computed at once")
+	fs.IntVar(&o.maxQueued, "max-queued-diffs", 64, "pairs computing or waiting to; a check of one more is answered pending and asks again")
+	fs.DurationVar(&o.computeTimeout, "compute-timeout", 30*time.Minute, "deadline of one delta computation (a stalled registry frees its slot)")
+	fs.DurationVar(&o.abandon, "abandon-after", 0, "cancel a computation no device asked for this long (default: 10 × --retry-after, at least 2m; ones a publish started run to their end)")
 	fs.IntVar(&o.maxConns, "max-connections", 0, "connections served at once; more wait to be accepted (default: half the open-file limit, at most 10000)")
 	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "longest a client may take to send a whole request, headers and body (slow or stalled senders are cut)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
@@ -184,6 +189,9 @@ func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, d
 		RefOptions:         g.refOptions(),
 		PublicURL:          o.publicURL,
 		MaxConcurrentDiffs: o.maxDiffs,
+		MaxQueuedDiffs:     o.maxQueued,
+		ComputeTimeout:     o.computeTimeout,
+		AbandonAfter:       o.abandon,
 		RetryAfter:         o.retryAfter,
 		Signers:            signers,
 		CacheTTL:           cacheTTL,
@@ -197,6 +205,12 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	}
 	if o.maxDiffs < 1 {
 		return usageError{fmt.Sprintf("--max-diffs %d: must be at least 1", o.maxDiffs)}
+	}
+	if o.maxQueued < 0 {
+		return usageError{fmt.Sprintf("--max-queued-diffs %d: must be at least 1", o.maxQueued)}
+	}
+	if o.computeTimeout < 0 || o.abandon < 0 {
+		return usageError{fmt.Sprintf("--compute-timeout %v, --abandon-after %v: must be positive", o.computeTimeout, o.abandon)}
 	}
 	if o.cacheTTL < 0 {
 		return usageError{fmt.Sprintf("--cache-ttl %v: must be 0 (never) or positive", o.cacheTTL)}

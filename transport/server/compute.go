@@ -2,26 +2,93 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiff-dev/skiff/delta"
 	"github.com/skiff-dev/skiff/transport"
 )
 
+// A flight is one pair's computation, queued or running: one goroutine,
+// however many devices ask for the pair meanwhile.
+type flight struct {
+	wanted atomic.Int64 // unix nanoseconds of the last check that asked for it
+	keep   atomic.Bool  // started or joined by a publish: never abandoned
+}
+
+// errAbandoned cancels a computation no device asks for any more.
+var errAbandoned = errors.New("no device asked for the delta any more")
+
 // startCompute makes sure the delta base -> target is being computed: at
-// most one computation per pair runs at a time (singleflight on the pair),
-// and at most MaxConcurrentDiffs pairs at once (a semaphore). It returns at
-// once.
-func (s *Server) startCompute(base, target record) {
+// most one flight per pair, at most MaxQueuedDiffs flights (a check of one
+// more is answered pending, and asks again), at most MaxConcurrentDiffs
+// computing at once (a semaphore), each within ComputeTimeout, and one
+// devices started cancelled when none has asked for AbandonAfter. It
+// returns at once. byPublish marks a precomputation, which is never
+// abandoned.
+func (s *Server) startCompute(base, target record, byPublish bool) {
 	key := pairKey(base.ConfigDigest, target.ConfigDigest)
+	s.flightMu.Lock()
+	if f, ok := s.flights[key]; ok {
+		s.flightMu.Unlock()
+		f.wanted.Store(time.Now().UnixNano())
+		if byPublish {
+			f.keep.Store(true)
+		}
+		return
+	}
+	if len(s.flights) >= s.cfg.MaxQueuedDiffs {
+		s.flightMu.Unlock()
+		s.metrics.computations.WithLabelValues("queue_full").Inc()
+		return
+	}
+	f := &flight{}
+	f.wanted.Store(time.Now().UnixNano())
+	f.keep.Store(byPublish)
+	s.flights[key] = f
+	s.flightMu.Unlock()
 	s.goBackground(func(ctx context.Context) {
-		<-s.sf.DoChan(key, func() (any, error) {
-			return s.computePair(ctx, base, target)
-		})
+		defer func() {
+			s.flightMu.Lock()
+			delete(s.flights, key)
+			s.flightMu.Unlock()
+		}()
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		ctx, stop := context.WithTimeoutCause(ctx, s.cfg.ComputeTimeout,
+			fmt.Errorf("delta computation timed out after %v", s.cfg.ComputeTimeout))
+		defer stop()
+		go s.watchFlight(ctx, f, cancel)
+		s.computePair(ctx, base, target)
 	})
+}
+
+// watchFlight cancels ctx when no device has asked for f for AbandonAfter.
+func (s *Server) watchFlight(ctx context.Context, f *flight, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(min(s.cfg.AbandonAfter/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if !f.keep.Load() && time.Since(time.Unix(0, f.wanted.Load())) > s.cfg.AbandonAfter {
+				cancel(errAbandoned)
+				return
+			}
+		}
+	}
+}
+
+// flightCount is how many pairs are computing or queued.
+func (s *Server) flightCount() int {
+	s.flightMu.Lock()
+	defer s.flightMu.Unlock()
+	return len(s.flights)
 }
 
 // computePair computes, stores and indexes the delta base -> target,
@@ -36,6 +103,9 @@ func (s *Server) computePair(ctx context.Context, base, target record) (pairInde
 		return pairIndex{}, err
 	}
 	if err := s.diffs.Acquire(ctx, 1); err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errAbandoned) {
+			s.metrics.computations.WithLabelValues("abandoned").Inc()
+		}
 		return pairIndex{}, err
 	}
 	defer s.diffs.Release(1)
@@ -51,9 +121,17 @@ func (s *Server) computePair(ctx context.Context, base, target record) (pairInde
 	idx, err := s.diff(ctx, base, target)
 	d := time.Since(t0)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch cause := context.Cause(ctx); {
+		case s.ctx.Err() != nil:
 			// Shutting down: not the pair's fault.
 			return pairIndex{}, err
+		case errors.Is(cause, errAbandoned):
+			// Nobody waits: the next device to ask starts it again.
+			s.metrics.computations.WithLabelValues("abandoned").Inc()
+			log.Warn("delta computation abandoned", "duration", d, "after", s.cfg.AbandonAfter)
+			return pairIndex{}, err
+		case cause != nil:
+			err = cause // the deadline, named
 		}
 		s.metrics.computations.WithLabelValues("error").Inc()
 		s.metrics.computeTime.Observe(d.Seconds())

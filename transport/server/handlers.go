@@ -174,7 +174,7 @@ func (s *Server) check(req *api.CheckRequest) (api.CheckResponse, string, error)
 		resp.Error = "computing the delta failed: " + f.Error()
 		return resp, resultFailed, nil
 	}
-	s.startCompute(base, target)
+	s.startCompute(base, target, false)
 	resp.Pending = true
 	resp.RetryAfter = int((s.cfg.RetryAfter + time.Second - 1) / time.Second)
 	return resp, resultPending, nil

@@ -42,7 +42,7 @@ func newMetrics() *metrics {
 		}, []string{"result"}),
 		computations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skiff_server_delta_computations_total",
-			Help: "Delta computations run, by result (ok, error).",
+			Help: "Delta computations, by result: ok, error (timeouts too), abandoned (no device asked any more), queue_full (a check not queued).",
 		}, []string{"result"}),
 		computeTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "skiff_server_delta_computation_seconds",

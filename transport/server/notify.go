@@ -120,7 +120,7 @@ func (s *Server) republish(ctx context.Context, p published) {
 	}
 	for _, base := range s.state.bases(p.Channel, p.Image) {
 		if base.ConfigDigest != rec.ConfigDigest {
-			s.startCompute(base, rec)
+			s.startCompute(base, rec, true)
 		}
 	}
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/skiff-dev/skiff/delta"
 	"github.com/skiff-dev/skiff/delta/sign"
@@ -69,6 +68,19 @@ type Config struct {
 	// MaxConcurrentDiffs bounds how many deltas are computed at once
 	// (default 2); more pairs wait their turn.
 	MaxConcurrentDiffs int
+	// MaxQueuedDiffs bounds the pairs computing or waiting to (default
+	// 64): a check of one more pair is answered pending without queuing
+	// it, and its device asks again after retry_after. Each queued pair is
+	// one goroutine, however many devices wait for it.
+	MaxQueuedDiffs int
+	// ComputeTimeout is the deadline of one delta computation (default 30
+	// minutes; a stalled registry then frees its slot): a pair that
+	// misses it fails as any computation does, for FailureTTL.
+	ComputeTimeout time.Duration
+	// AbandonAfter cancels a computation that devices started when none
+	// has asked for it for this long (default 10 × RetryAfter, at least 2
+	// minutes); one started by a publish runs to its end.
+	AbandonAfter time.Duration
 	// RetryAfter is what a check answers while a delta is being computed
 	// (default 5s; rounded up to whole seconds).
 	RetryAfter time.Duration
@@ -98,7 +110,9 @@ type Server struct {
 	cache   *cache
 	metrics *metrics
 	diffs   *semaphore.Weighted
-	sf      singleflight.Group
+
+	flightMu sync.Mutex
+	flights  map[string]*flight // pairs computing or waiting to, by pairKey
 
 	ctx    context.Context // canceled by Close; parent of background work
 	cancel context.CancelFunc
@@ -132,8 +146,26 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConcurrentDiffs < 0 {
 		return nil, fmt.Errorf("MaxConcurrentDiffs %d: must be at least 1: %w", cfg.MaxConcurrentDiffs, ErrConfig)
 	}
+	if cfg.MaxQueuedDiffs == 0 {
+		cfg.MaxQueuedDiffs = 64
+	}
+	if cfg.MaxQueuedDiffs < 0 {
+		return nil, fmt.Errorf("MaxQueuedDiffs %d: must be at least 1: %w", cfg.MaxQueuedDiffs, ErrConfig)
+	}
+	if cfg.ComputeTimeout == 0 {
+		cfg.ComputeTimeout = 30 * time.Minute
+	}
+	if cfg.ComputeTimeout < 0 {
+		return nil, fmt.Errorf("ComputeTimeout %v: must be positive: %w", cfg.ComputeTimeout, ErrConfig)
+	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.AbandonAfter == 0 {
+		cfg.AbandonAfter = max(10*cfg.RetryAfter, 2*time.Minute)
+	}
+	if cfg.AbandonAfter < 0 {
+		return nil, fmt.Errorf("AbandonAfter %v: must be positive: %w", cfg.AbandonAfter, ErrConfig)
 	}
 	if cfg.FailureTTL <= 0 {
 		cfg.FailureTTL = 5 * time.Minute
@@ -170,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 		metrics:  newMetrics(),
 		diffs:    semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
 		failures: map[string]failure{},
+		flights:  map[string]*flight{},
 	}
 	if len(s.admin) == 0 {
 		s.log.Warn("no admin token configured: publishing is refused")
