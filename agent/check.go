@@ -136,7 +136,7 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrServer, err)
+		return fmt.Errorf("%w: %w", ErrServer, err)
 	}
 	req.Header = hdr
 	req.Header.Set("Content-Type", "application/json")

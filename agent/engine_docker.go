@@ -77,7 +77,7 @@ func (e *DockerEngine) Base(ctx context.Context, ref string) (v1.Image, func() e
 	}
 	img, err := layerfs.Open(ctx, "docker-daemon:"+ref, opts...)
 	if errors.Is(err, layerfs.ErrImageNotFound) {
-		return nil, nil, fmt.Errorf("%w: %v", ErrNoImage, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrNoImage, err)
 	}
 	if err != nil {
 		return nil, nil, err

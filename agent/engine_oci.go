@@ -46,11 +46,11 @@ func (e *OCIEngine) opts() []layerfs.Option {
 func (e *OCIEngine) open(ctx context.Context, ref string) (*layerfs.Image, error) {
 	img, err := layerfs.Open(ctx, e.ref(ref), e.opts()...)
 	if errors.Is(err, layerfs.ErrImageNotFound) {
-		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoImage, err)
 	}
 	if errors.Is(err, layerfs.ErrNotImage) && e.layoutMissing() {
 		// Nothing loaded yet: a directory without index.json (or none).
-		return nil, fmt.Errorf("%w: %v", ErrNoImage, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoImage, err)
 	}
 	return img, err
 }

@@ -250,6 +250,13 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	m := &h.Manifest
+	if via == "file" && m.Target.ConfigDigest.String() == cur.ID && sameDiffIDs(cur.DiffIDs, m.Target.DiffIDs) {
+		// The device already runs what the delta makes: a re-run after a
+		// kill that came after the load (the resumed install finished it),
+		// or the same file applied twice. Nothing to do, and no error.
+		res.To = &Current{ConfigDigest: cur.ID, ManifestDigest: cur.ManifestDigest, Ref: im.Ref}
+		return nil
+	}
 	if m.Base.ConfigDigest.String() != cur.ID {
 		return fmt.Errorf("%w: %s is a delta from %s, %s runs %s", format.ErrBaseMismatch, path, m.Base.ConfigDigest, im.Ref, cur.ID)
 	}
@@ -609,4 +616,17 @@ func sameOrigin(a, b string) bool {
 		return "80"
 	}
 	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) && port(ua) == port(ub)
+}
+
+// sameDiffIDs reports whether an engine's diff_ids are a manifest's.
+func sameDiffIDs(have []string, want []digest.Digest) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for i := range have {
+		if have[i] != want[i].String() {
+			return false
+		}
+	}
+	return true
 }

@@ -312,14 +312,24 @@ func TestApplyFile(t *testing.T) {
 	ctx := context.Background()
 	d := newDevice(t, p)
 	a := newAgent(t, d.config(t, serverSource("http://127.0.0.1:9"), ""))
+	// A delta neither from nor to what runs (a third image).
+	eng := &OCIEngine{Dir: d.images}
+	third := imagetest.Image(t, imagetest.LayerTar(t, imagetest.File{Name: "etc/third", Data: "neither\n"}))
+	if err := eng.Load(ctx, third, "web:stable"); err != nil {
+		t.Fatal(err)
+	}
+	thirdID, _ := third.ConfigName()
 	wrong := writeFile(t, d.dir, "wrong.skiff", p.backward)
 	_, err := a.ApplyFile(ctx, "web", wrong)
 	if !errors.Is(err, format.ErrBaseMismatch) {
 		t.Fatalf("wrong delta: %v", err)
 	}
 	st, _ := a.Status()
-	if s := st.Images["web"]; !strings.Contains(s.LastError, "wrong.skiff") || d.running(t).ID != p.oldID {
+	if s := st.Images["web"]; !strings.Contains(s.LastError, "wrong.skiff") || d.running(t).ID != thirdID.String() {
 		t.Errorf("after a wrong delta: %+v", s)
+	}
+	if err := eng.Load(ctx, p.old, "web:stable"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := a.ApplyFile(ctx, "nope", wrong); !errors.Is(err, ErrUnknownImage) {
 		t.Errorf("unknown image: %v", err)
@@ -341,6 +351,21 @@ func TestApplyFile(t *testing.T) {
 	st, _ = a.Status()
 	if s := st.Images["web"]; s.LastError != "" || s.Current.ConfigDigest != p.newID {
 		t.Errorf("state %+v", s)
+	}
+	// The same file again — as after a kill that came after the load,
+	// once the resumed install has finished it: the device runs the
+	// delta's target, which is success, not "delta is for another base".
+	os.Remove(d.hookOut)
+	res, err = a.ApplyFile(ctx, "web", fw)
+	if err != nil || res.Updated || res.To == nil || res.To.ConfigDigest != p.newID {
+		t.Errorf("the file applied again: %+v, %v; want no update, no error", res, err)
+	}
+	st, _ = a.Status()
+	if s := st.Images["web"]; s.LastError != "" || s.Current.ConfigDigest != p.newID {
+		t.Errorf("state after the file applied again %+v", s)
+	}
+	if _, err := os.Stat(d.hookOut); err == nil {
+		t.Error("the hook ran again")
 	}
 }
 

@@ -180,8 +180,11 @@ func printCheck(out io.Writer, r *agent.CheckResult) {
 
 func printUpdate(out io.Writer, r *agent.UpdateResult) {
 	if !r.Updated {
-		if r.Check != nil {
+		switch {
+		case r.Check != nil:
 			printCheck(out, r.Check)
+		case r.To != nil:
+			fmt.Fprintf(out, "%s: already runs the delta's target %s: nothing to do\n", r.Image, r.To.ConfigDigest)
 		}
 		return
 	}
