@@ -103,7 +103,7 @@ func TestDiffServeSameDelta(t *testing.T) {
 	dir := t.TempDir()
 	o := &serveOptions{stateDir: filepath.Join(dir, "state"), cacheDir: filepath.Join(dir, "cache"), maxDiffs: 1, retryAfter: time.Second}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(o.serverConfig(&globalOptions{}, log, []string{"adm"}, []string{"dev"}, nil, -1))
+	srv, err := server.New(o.serverConfig(&globalOptions{}, log, []string{"adm"}, []string{"dev"}, nil, nil, -1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,37 +105,57 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // starting with # are skipped) and from a comma-separated environment
 // variable.
 func loadTokens(path, env string) ([]string, error) {
+	out, scopes, err := loadScopedTokens(path, env)
+	if err == nil && len(scopes) > 0 {
+		return nil, fmt.Errorf("token file %s: admin tokens have no scopes (only device tokens do)", path)
+	}
+	return out, err
+}
+
+// loadScopedTokens is loadTokens whose file lines may name, after the
+// token, the (channel, image) pairs it may check: "TOKEN stable/web
+// beta/*"; either part "*" for any. It returns the scopes by token.
+func loadScopedTokens(path, env string) ([]string, map[string][]string, error) {
 	var out []string
+	scopes := map[string][]string{}
 	for _, t := range strings.Split(os.Getenv(env), ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			out = append(out, t)
 		}
 	}
 	if path == "" {
-		return out, nil
+		return out, nil, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("token file: %w", err)
+		return nil, nil, fmt.Errorf("token file: %w", err)
 	}
 	defer f.Close()
 	n := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 			continue
+		}
+		t := fields[0]
+		for _, sc := range fields[1:] {
+			c, im, ok := strings.Cut(sc, "/")
+			if !ok || c == "" || im == "" || strings.Contains(im, "/") {
+				return nil, nil, fmt.Errorf("token file %s: scope %q: want CHANNEL/IMAGE (either part * for any)", path, sc)
+			}
+			scopes[t] = append(scopes[t], sc)
 		}
 		out = append(out, t)
 		n++
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("token file %s: %w", path, err)
+		return nil, nil, fmt.Errorf("token file %s: %w", path, err)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("token file %s holds no token", path)
+		return nil, nil, fmt.Errorf("token file %s holds no token", path)
 	}
-	return out, nil
+	return out, scopes, nil
 }
 
 // minTokenLen is the shortest token served without a warning: 16 hex
@@ -179,12 +199,13 @@ func checkSecrets(log *slog.Logger, admin, device []string, files []string) erro
 // serverConfig is the server's configuration from the flags. DiffOptions
 // stay zero: the server then uses delta.DefaultOptions(), as skiff diff
 // does by default.
-func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, device []string, signers []crypto.Signer, cacheTTL time.Duration) server.Config {
+func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, device []string, scopes map[string][]string, signers []crypto.Signer, cacheTTL time.Duration) server.Config {
 	return server.Config{
 		StateDir:           o.stateDir,
 		CacheDir:           o.cacheDir,
 		AdminTokens:        admin,
 		DeviceTokens:       device,
+		DeviceScopes:       scopes,
 		Logger:             log,
 		RefOptions:         g.refOptions(),
 		PublicURL:          o.publicURL,
@@ -232,7 +253,7 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if err != nil {
 		return err
 	}
-	device, err := loadTokens(o.deviceFile, "SKIFF_DEVICE_TOKENS")
+	device, scopes, err := loadScopedTokens(o.deviceFile, "SKIFF_DEVICE_TOKENS")
 	if err != nil {
 		return err
 	}
@@ -246,7 +267,7 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if err := checkSecrets(log, admin, device, append([]string{o.adminFile, o.deviceFile}, o.sign...)); err != nil {
 		return err
 	}
-	srv, err := server.New(o.serverConfig(g, log, admin, device, signers, cacheTTL))
+	srv, err := server.New(o.serverConfig(g, log, admin, device, scopes, signers, cacheTTL))
 	if err != nil {
 		return err
 	}

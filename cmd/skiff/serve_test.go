@@ -235,3 +235,33 @@ func TestCheckSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestScopedTokens: a device token file line may name the (channel,
+// image) pairs its token may check; admin tokens take no scopes.
+func TestScopedTokens(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("SKIFF_TEST_TOKENS", "")
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o600)
+		return p
+	}
+	good := file("devices", "# kiosk fleet\nkiosk-token-0123456789 stable/web stable/cam\nlab-token-0123456789 beta/*\nany-token-0123456789\n")
+	toks, scopes, err := loadScopedTokens(good, "SKIFF_TEST_TOKENS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"kiosk-token-0123456789", "lab-token-0123456789", "any-token-0123456789"}, toks); diff != "" {
+		t.Errorf("tokens (-want +got):\n%s", diff)
+	}
+	want := map[string][]string{"kiosk-token-0123456789": {"stable/web", "stable/cam"}, "lab-token-0123456789": {"beta/*"}}
+	if diff := cmp.Diff(want, scopes); diff != "" {
+		t.Errorf("scopes (-want +got):\n%s", diff)
+	}
+	if _, _, err := loadScopedTokens(file("bad", "tok-0123456789abcdef stable\n"), "SKIFF_TEST_TOKENS"); err == nil || !strings.Contains(err.Error(), `scope "stable"`) {
+		t.Errorf("a scope without an image: %v", err)
+	}
+	if _, err := loadTokens(good, "SKIFF_TEST_TOKENS"); err == nil || !strings.Contains(err.Error(), "admin tokens have no scopes") {
+		t.Errorf("scopes in an admin token file: %v", err)
+	}
+}

@@ -19,9 +19,14 @@
 //
 //   - 404 if nothing is published for (channel, image);
 //   - Update=false if the device's config digest is the target's;
-//   - Update=true, Delta=nil if the device's image was never published on
-//     any channel (or it runs nothing, or its diff_ids differ from those of
-//     the published image with that config digest): pull the target whole;
+//   - Update=true, Delta=nil if the device's image is no base of this
+//     target: published neither on this (channel, image) nor, first,
+//     before the target on another channel — a newer image of another
+//     channel never becomes a downgrade, unless an admin publishes the
+//     older image on this track —, or it runs nothing, or its diff_ids
+//     differ from those of the published image with that config digest:
+//     pull the target whole (a check naming a config digest without
+//     diff_ids is 400);
 //   - Update=true with Delta if the delta is in the cache;
 //   - Update=true, Delta=nil, Error if computing it failed within the
 //     last FailureTTL (then it is tried again);
@@ -36,13 +41,15 @@
 //
 // Errors are a non-2xx status with an api.Error body naming the problem:
 // 400 malformed request, 401 missing or unknown token, 403 device token on
-// an admin route, 404 nothing published / no such delta, 422 the published
-// reference names no image.
+// an admin route or a scoped device token outside its scope, 404 nothing
+// published / no such delta, 422 the published reference names no image.
 //
 // # Auth
 //
 // Admin tokens may do everything; device tokens may check in and download
-// deltas. Presented tokens are hashed with sha256 and compared with every
+// deltas, and Config.DeviceScopes may restrict one to some (channel, image)
+// pairs ("stable/web", "beta/*"; skiff serve reads them after the token on
+// its line of --device-token-file). Presented tokens are hashed with sha256 and compared with every
 // configured token by crypto/subtle, so timing reveals neither length nor
 // prefix. A role without tokens is refused to everyone: there is no open
 // mode. /healthz and /metrics need no token; expose them to the monitoring

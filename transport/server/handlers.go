@@ -100,6 +100,11 @@ func validateCheck(req *api.CheckRequest) error {
 	if req.ConfigDigest != "" && !digestRe.MatchString(req.ConfigDigest) {
 		return fmt.Errorf("config_digest %q: want sha256:<64 hex digits> or empty: %w", req.ConfigDigest, ErrBadRequest)
 	}
+	if req.ConfigDigest != "" && len(req.DiffIDs) == 0 {
+		// Without them the server could not check that the device runs
+		// the image it names.
+		return fmt.Errorf("diff_ids: required with a config_digest: %w", ErrBadRequest)
+	}
 	if len(req.DiffIDs) > maxDiffIDs {
 		return fmt.Errorf("%d diff_ids: at most %d: %w", len(req.DiffIDs), maxDiffIDs, ErrBadRequest)
 	}
@@ -119,6 +124,11 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	if err := decodeJSON(r, maxBody, &req); err != nil {
 		s.metrics.checks.WithLabelValues(resultBadRequest).Inc()
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !scopeAllows(scopeOf(r.Context()), req.Channel, req.Image) {
+		s.metrics.checks.WithLabelValues(resultForbidden).Inc()
+		writeError(w, http.StatusForbidden, fmt.Sprintf("this device token may not check channel %q, image %q", req.Channel, req.Image))
 		return
 	}
 	resp, result, err := s.check(&req)
@@ -151,7 +161,7 @@ func (s *Server) check(req *api.CheckRequest) (api.CheckResponse, string, error)
 		return resp, resultCurrent, nil
 	}
 	resp.Update = true
-	base, ok := s.state.known(req.ConfigDigest)
+	base, ok := s.state.base(req.Channel, req.Image, req.ConfigDigest, target.ConfigDigest)
 	if !ok {
 		return resp, resultUnknownBase, nil
 	}

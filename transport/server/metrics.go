@@ -15,6 +15,7 @@ const (
 	resultFailed      = "failed"       // full pull: the delta computation failed
 	resultNoTarget    = "no_target"    // nothing published for channel/image
 	resultBadRequest  = "bad_request"
+	resultForbidden   = "forbidden" // a scoped token outside its scope
 )
 
 // metrics are the server's Prometheus collectors, in a registry of its own

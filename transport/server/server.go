@@ -51,6 +51,10 @@ type Config struct {
 	// DeviceTokens may check in and download deltas. A role with no
 	// token is refused to everyone. Empty strings are ignored.
 	AdminTokens, DeviceTokens []string
+	// DeviceScopes restricts device tokens to some (channel, image)
+	// pairs: token -> patterns "CHANNEL/IMAGE", either part "*" for any.
+	// A device token without an entry may check any pair.
+	DeviceScopes map[string][]string
 	// Logger receives structured logs (default: slog.Default()).
 	Logger *slog.Logger
 	// RefOptions are passed to layerfs.Open for every image (e.g.
@@ -106,6 +110,7 @@ type Server struct {
 	mux     *http.ServeMux
 	admin   [][sha256.Size]byte
 	device  [][sha256.Size]byte
+	scopes  [][]string // of device[i]; nil: any (channel, image)
 	state   *state
 	cache   *cache
 	metrics *metrics
@@ -197,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		admin:    hashTokens(cfg.AdminTokens),
 		device:   hashTokens(cfg.DeviceTokens),
+		scopes:   scopesOf(cfg.DeviceTokens, cfg.DeviceScopes),
 		state:    st,
 		cache:    c,
 		metrics:  newMetrics(),
@@ -285,22 +291,25 @@ func hashTokens(tokens []string) [][sha256.Size]byte {
 // roleOf returns the role of a bearer token. Tokens are compared as
 // sha256 sums with subtle.ConstantTimeCompare, against every configured
 // token, so the time taken tells nothing about a token's length or prefix.
-func (s *Server) roleOf(token string) role {
+func (s *Server) roleOf(token string) (role, []string) {
 	h := sha256.Sum256([]byte(token))
 	var admin, device int
+	which := -1
 	for i := range s.admin {
 		admin |= subtle.ConstantTimeCompare(h[:], s.admin[i][:])
 	}
 	for i := range s.device {
-		device |= subtle.ConstantTimeCompare(h[:], s.device[i][:])
+		eq := subtle.ConstantTimeCompare(h[:], s.device[i][:])
+		device |= eq
+		which = subtle.ConstantTimeSelect(eq, i, which)
 	}
 	switch {
 	case admin == 1:
-		return roleAdmin
+		return roleAdmin, nil
 	case device == 1:
-		return roleDevice
+		return roleDevice, s.scopes[which]
 	}
-	return roleNone
+	return roleNone, nil
 }
 
 // authorize answers 401 without a known bearer token and 403 when the
@@ -317,7 +326,7 @@ func (s *Server) authorize(need role, h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer TOKEN)")
 			return
 		}
-		got := s.roleOf(strings.TrimSpace(token))
+		got, scopes := s.roleOf(strings.TrimSpace(token))
 		switch {
 		case got == roleNone:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="skiff", error="invalid_token"`)
@@ -326,6 +335,9 @@ func (s *Server) authorize(need role, h http.HandlerFunc) http.HandlerFunc {
 		case got < need:
 			writeError(w, http.StatusForbidden, "this route needs the admin token")
 			return
+		}
+		if scopes != nil {
+			r = r.WithContext(context.WithValue(r.Context(), scopeKey{}, scopes))
 		}
 		h(w, r)
 	}
@@ -366,3 +378,38 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// scopeKey carries a scoped device token's patterns in a request context.
+type scopeKey struct{}
+
+// scopeOf is the scope of the request's token; nil: any pair.
+func scopeOf(ctx context.Context) []string {
+	s, _ := ctx.Value(scopeKey{}).([]string)
+	return s
+}
+
+// scopeAllows reports whether patterns (nil: any) allow (channel, image).
+func scopeAllows(patterns []string, channel, image string) bool {
+	if patterns == nil {
+		return true
+	}
+	for _, p := range patterns {
+		c, i, _ := strings.Cut(p, "/")
+		if (c == "*" || c == channel) && (i == "*" || i == image) {
+			return true
+		}
+	}
+	return false
+}
+
+// scopesOf lists the scope of each device token (by the order of tokens).
+func scopesOf(tokens []string, scopes map[string][]string) [][]string {
+	out := make([][]string, 0, len(tokens))
+	for _, t := range tokens {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		out = append(out, scopes[t])
+	}
+	return out
+}

@@ -75,8 +75,9 @@ type state struct {
 
 	mu       sync.RWMutex
 	f        stateFile
-	byConfig map[string]record // every known image, by config digest
-	mod      time.Time         // of the file as last read or written
+	byConfig map[string]record    // every known image, by config digest
+	first    map[string]time.Time // when each was first published, anywhere
+	mod      time.Time            // of the file as last read or written
 	size     int64
 	checked  time.Time // when the file was last stat'ed
 }
@@ -139,11 +140,15 @@ func (st *state) reload() error {
 
 func (st *state) index() {
 	st.byConfig = map[string]record{}
+	st.first = map[string]time.Time{}
 	for _, imgs := range st.f.Tracks {
 		for _, t := range imgs {
 			for _, r := range t.History {
 				if old, ok := st.byConfig[r.ConfigDigest]; !ok || r.Published.After(old.Published) {
 					st.byConfig[r.ConfigDigest] = r
+				}
+				if f, ok := st.first[r.ConfigDigest]; !ok || r.Published.Before(f) {
+					st.first[r.ConfigDigest] = r.Published
 				}
 			}
 		}
@@ -179,13 +184,26 @@ func (st *state) current(channel, image string) (record, bool) {
 	return t.History[i], true
 }
 
-// known returns the image with this config digest, if any channel ever
-// published it.
-func (st *state) known(config string) (record, bool) {
+// base returns the image with this config digest as a base of deltas to
+// target on (channel, image): one the track itself published (whatever
+// the order: an admin who publishes an older image again chose that
+// rollback), or one another track published first before target was — an
+// upgrade across channels. Never a newer image of another channel: a
+// device token could make the server compute, and sign, a downgrade to
+// this channel's target from any image ever published.
+func (st *state) base(channel, image, config, target string) (record, bool) {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
+	if t := st.f.Tracks[channel][image]; t != nil {
+		if i, ok := t.find(config); ok {
+			return t.History[i], true
+		}
+	}
 	r, ok := st.byConfig[config]
-	return r, ok
+	if !ok || !st.first[config].Before(st.first[target]) {
+		return record{}, false
+	}
+	return r, true
 }
 
 // bases returns the images ever published on (channel, image) other than

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/skiff-dev/skiff/transport/api"
+)
+
+// TestNoDowngradeFromAnotherChannel: a device running an image another
+// channel published after this channel's target gets no delta — the
+// server used to compute and sign a newer→older delta from any image it
+// ever published; a downgrade is made only once an admin publishes the
+// older image on the track (a rollback). (Upgrades across channels still
+// get deltas: TestRestart.)
+func TestNoDowngradeFromAnotherChannel(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), t.TempDir(), nil)
+	imgs := versions(t, 2)
+	refs := writeLayout(t, t.TempDir(), imgs)
+	ts.publish("beta", "web", refs[0])
+	ts.publish("beta", "web", refs[1])
+	ts.publish("stable", "web", refs[0])
+	newer := device(t, imgs[1], "stable", "web")
+	resp := ts.check(newer)
+	if !resp.Update || resp.Delta != nil || resp.Pending {
+		t.Fatalf("a base from another channel: %+v, want an update without a delta", resp)
+	}
+	if ts.flightCount() != 0 {
+		t.Error("a computation started for a base of another channel")
+	}
+	// The admin rolls stable back from imgs[1] to imgs[0]: the delta down
+	// is the admin's choice, and is made.
+	ts.publish("stable", "web", refs[1])
+	ts.publish("stable", "web", refs[0])
+	if resp := ts.waitDelta(newer); resp.Delta == nil {
+		t.Fatalf("after a rollback publish: %+v, want a delta", resp)
+	}
+}
+
+// TestCheckNeedsDiffIDs: a check naming a config digest without diff_ids
+// is refused (it skipped the check that the device runs that image).
+func TestCheckNeedsDiffIDs(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), t.TempDir(), nil)
+	imgs := versions(t, 1)
+	ts.publish("stable", "web", writeLayout(t, t.TempDir(), imgs)[0])
+	req := device(t, imgs[0], "stable", "web")
+	req.DiffIDs = nil
+	if w := ts.do("POST", api.PathCheck, deviceToken, req); w.Code != http.StatusBadRequest {
+		t.Errorf("no diff_ids: %d %s, want 400", w.Code, w.Body)
+	}
+	req.ConfigDigest = "" // a device with nothing yet: a full pull
+	if w := ts.do("POST", api.PathCheck, deviceToken, req); w.Code != http.StatusOK {
+		t.Errorf("nothing running: %d %s, want 200", w.Code, w.Body)
+	}
+}
+
+// TestDeviceScopes: a scoped device token checks only its pairs; an
+// unscoped one and the admin token any.
+func TestDeviceScopes(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), t.TempDir(), func(c *Config) {
+		c.DeviceScopes = map[string][]string{deviceToken: {"stable/web", "beta/*"}}
+	})
+	imgs := versions(t, 1)
+	ref := writeLayout(t, t.TempDir(), imgs)[0]
+	for _, p := range [][2]string{{"stable", "web"}, {"stable", "cam"}, {"beta", "cam"}} {
+		ts.publish(p[0], p[1], ref)
+	}
+	for _, tc := range []struct {
+		token, channel, image string
+		code                  int
+	}{
+		{deviceToken, "stable", "web", 200},
+		{deviceToken, "beta", "cam", 200},
+		{deviceToken, "stable", "cam", 403},
+		{"another-device-token", "stable", "cam", 200},
+		{adminToken, "stable", "cam", 200},
+	} {
+		req := device(t, imgs[0], tc.channel, tc.image)
+		if w := ts.do("POST", api.PathCheck, tc.token, req); w.Code != tc.code {
+			t.Errorf("%s on %s/%s: %d %s, want %d", tc.token, tc.channel, tc.image, w.Code, w.Body, tc.code)
+		}
+	}
+}
