@@ -180,7 +180,8 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 		return fmt.Errorf("%w: POST %s: update without a target", ErrServer, u)
 	}
 	res.Update = true
-	res.Target = &Current{ConfigDigest: cr.Target.ConfigDigest, ManifestDigest: cr.Target.ManifestDigest, Ref: cr.Target.Ref}
+	res.Target = &Current{ConfigDigest: cr.Target.ConfigDigest, ManifestDigest: cr.Target.ManifestDigest, Ref: cr.Target.Ref,
+		Serial: cr.Target.Serial, Channel: s.Channel}
 	switch {
 	case cr.Delta != nil:
 		base, err := url.Parse(s.Server + "/")

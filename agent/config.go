@@ -36,6 +36,9 @@ var (
 	// ErrBackoff: the install of this target failed after its load (and
 	// was rolled back) and is not tried again before its backoff ends.
 	ErrBackoff = errors.New("a failed update of this target is backing off")
+	// ErrRollback: the server offers a target published before the one
+	// installed (anti-rollback; an admin's rollback is a newer publish).
+	ErrRollback = errors.New("refusing an older target")
 	// ErrHook: the post-update hook failed.
 	ErrHook = errors.New("update hook failed")
 	// ErrUnknownImage: no image of that name in the config.

@@ -80,6 +80,10 @@ type Current struct {
 	ConfigDigest   string `json:"config_digest,omitempty"`
 	ManifestDigest string `json:"manifest_digest,omitempty"`
 	Ref            string `json:"ref,omitempty"`
+	// Serial and Channel: the server's publish number of this target on
+	// Channel (api.Target.Serial), when it came from a rollout server.
+	Serial  int64  `json:"serial,omitempty"`
+	Channel string `json:"channel,omitempty"`
 }
 
 // StateStore reads and writes state.json. Writes are atomic (temporary

@@ -82,12 +82,37 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 		// The failure is recorded already: not again.
 		return res, fmt.Errorf("update %s: %w", image, err)
 	}
+	if err := a.notOlder(im.Name, cr.Target); err != nil {
+		err = fmt.Errorf("update %s: %w", image, err)
+		a.recordError(im.Name, err)
+		return res, err
+	}
 	if err := a.update(ctx, im, cr, res); err != nil {
 		err = fmt.Errorf("update %s: %w", image, err)
 		a.recordError(im.Name, err)
 		return res, err
 	}
 	return res, nil
+}
+
+// notOlder refuses (ErrRollback) a target whose publish serial is lower
+// than that of the image the agent installed from the same channel: an
+// admin's rollback is a new publish with a higher serial, so a lower one
+// is a stale or replayed answer.
+func (a *Agent) notOlder(image string, target *Current) error {
+	if target == nil || target.Serial == 0 {
+		return nil
+	}
+	st, err := a.state.Load()
+	if err != nil {
+		return err
+	}
+	s := st.Images[image]
+	if s == nil || s.Current.Serial == 0 || s.Current.Channel != target.Channel || target.Serial >= s.Current.Serial {
+		return nil
+	}
+	return fmt.Errorf("%w: the server offers %s as publish #%d of channel %q, older than publish #%d installed (%s); a rollback an admin publishes has a higher number",
+		ErrRollback, target.ConfigDigest, target.Serial, target.Channel, s.Current.Serial, s.Current.ConfigDigest)
 }
 
 // backingOff returns an ErrBackoff error if target is the image whose
@@ -284,6 +309,9 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 	}
 	defer out.Close()
 	target := Current{ConfigDigest: m.Target.ConfigDigest.String(), Ref: im.Ref}
+	if want != nil && want.ConfigDigest == target.ConfigDigest {
+		target.Serial, target.Channel = want.Serial, want.Channel
+	}
 	if m.Target.Distribution != nil {
 		if d, err := out.Image.Digest(); err == nil {
 			target.ManifestDigest = d.String()
@@ -587,7 +615,7 @@ func (a *Agent) fullPull(ctx context.Context, im *ImageConfig, cr *CheckResult, 
 	if cfg.String() != cr.Target.ConfigDigest {
 		return fmt.Errorf("%w: %s has config %s, the target is %s", ErrVerify, cr.Target.Ref, cfg, cr.Target.ConfigDigest)
 	}
-	target := Current{ConfigDigest: cfg.String(), Ref: im.Ref}
+	target := Current{ConfigDigest: cfg.String(), Ref: im.Ref, Serial: cr.Target.Serial, Channel: cr.Target.Channel}
 	if d, err := img.Digest(); err == nil && strings.HasPrefix(cr.Target.Ref, "docker://") {
 		target.ManifestDigest = d.String()
 	}

@@ -52,6 +52,12 @@ type Target struct {
 	Ref            string `json:"ref"`
 	ConfigDigest   string `json:"config_digest"`
 	ManifestDigest string `json:"manifest_digest"`
+	// Serial is the publish number of this target on its (channel,
+	// image): every publish that sets the target, a rollback to an older
+	// image included, gets a higher one. An agent refuses a target with a
+	// lower serial than the one it installed from the same channel (a
+	// stale or replayed answer). 0: unknown (state written before serials).
+	Serial int64 `json:"serial,omitempty"`
 }
 
 // Delta locates a delta file on the server.

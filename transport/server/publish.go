@@ -16,12 +16,17 @@ func (s *Server) publish(ctx context.Context, channel, image, ref string) (recor
 	rec, err := s.inspect(ctx, ref)
 	if err != nil {
 		s.metrics.publishes.WithLabelValues("error").Inc()
+		s.log.Warn("publish failed", "channel", channel, "image", image, "ref", ref, "err", err)
 		return record{}, err
 	}
 	changed, err := s.state.publish(channel, image, rec)
 	if err != nil {
 		s.metrics.publishes.WithLabelValues("error").Inc()
+		s.log.Error("publish failed", "channel", channel, "image", image, "ref", ref, "err", err)
 		return record{}, err
+	}
+	if cur, ok := s.state.current(channel, image); ok && cur.ConfigDigest == rec.ConfigDigest {
+		rec = cur // with its serial
 	}
 	if changed {
 		s.metrics.publishes.WithLabelValues("changed").Inc()

@@ -81,3 +81,25 @@ func TestDeviceScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestSerials: every publish that sets a target numbers it, one up on
+// its track (a rollback too; a no-op publish not), and checks name it.
+func TestSerials(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), t.TempDir(), nil)
+	imgs := versions(t, 2)
+	refs := writeLayout(t, t.TempDir(), imgs)
+	for _, step := range []struct {
+		ref  string
+		want int64
+	}{{refs[0], 1}, {refs[1], 2}, {refs[1], 2}, {refs[0], 3}} {
+		if tg := ts.publish("stable", "web", step.ref); tg.Serial != step.want {
+			t.Errorf("publish %s: serial %d, want %d", step.ref, tg.Serial, step.want)
+		}
+	}
+	if resp := ts.check(device(t, imgs[1], "stable", "web")); resp.Target == nil || resp.Target.Serial != 3 {
+		t.Errorf("check answer %+v, want the target's serial 3", resp.Target)
+	}
+	if tg := ts.publish("beta", "web", refs[1]); tg.Serial != 1 {
+		t.Errorf("another track's first publish: serial %d, want 1", tg.Serial)
+	}
+}

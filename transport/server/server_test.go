@@ -168,7 +168,7 @@ func TestPublishCheckApply(t *testing.T) {
 
 	tg1 := ts.publish("stable", "web", refs[0])
 	man1, _ := imgs[0].Digest()
-	if diff := cmp.Diff(api.Target{Ref: refs[0], ConfigDigest: configDigest(t, imgs[0]), ManifestDigest: man1.String()}, tg1); diff != "" {
+	if diff := cmp.Diff(api.Target{Ref: refs[0], ConfigDigest: configDigest(t, imgs[0]), ManifestDigest: man1.String(), Serial: 1}, tg1); diff != "" {
 		t.Errorf("publish v1 (-want +got):\n%s", diff)
 	}
 	dev := device(t, imgs[0], "stable", "web")

@@ -33,10 +33,13 @@ type record struct {
 	ManifestDigest string    `json:"manifest_digest"`
 	DiffIDs        []string  `json:"diff_ids"`
 	Published      time.Time `json:"published"`
+	// Serial is the track's publish number when this image last became
+	// its target (api.Target.Serial).
+	Serial int64 `json:"serial,omitempty"`
 }
 
 func (r record) target() *api.Target {
-	return &api.Target{Ref: r.Ref, ConfigDigest: r.ConfigDigest, ManifestDigest: r.ManifestDigest}
+	return &api.Target{Ref: r.Ref, ConfigDigest: r.ConfigDigest, ManifestDigest: r.ManifestDigest, Serial: r.Serial}
 }
 
 // track is what the server knows about one (channel, image).
@@ -46,6 +49,8 @@ type track struct {
 	// History holds every image ever published here, once per config
 	// digest, in the order first published; these are the known bases.
 	History []record `json:"history"`
+	// Serial counts the publishes that set Current.
+	Serial int64 `json:"serial,omitempty"`
 }
 
 func (t *track) find(config string) (int, bool) {
@@ -291,6 +296,10 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 		if t.Current == rec.ConfigDigest && old.ManifestDigest == rec.ManifestDigest && old.Ref == rec.Ref && old.Pinned == rec.Pinned {
 			return false, nil
 		}
+	}
+	t.Serial++
+	rec.Serial = t.Serial
+	if ok {
 		t.History[i] = rec
 	} else {
 		t.History = append(t.History, rec)
