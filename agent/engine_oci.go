@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -126,6 +127,25 @@ func (e *OCIEngine) RemoveRetained(ctx context.Context, ref, id string) error {
 }
 
 func (e *OCIEngine) remove(ctx context.Context, id string, drop func(name string) bool) error {
+	return e.editIndex(ctx, func(im *v1.IndexManifest) error {
+		keep := make([]v1.Descriptor, 0, len(im.Manifests))
+		for _, d := range im.Manifests {
+			if !drop(d.Annotations[refNameAnnotation]) {
+				keep = append(keep, d)
+			}
+		}
+		if len(keep) == len(im.Manifests) {
+			return fmt.Errorf("%w: no retained image %s in %s", ErrNoImage, id, e.Dir)
+		}
+		im.Manifests = keep
+		return nil
+	})
+}
+
+// editIndex changes the layout's index.json by edit under the layout's
+// lock, in one atomic rewrite, then deletes the blobs no entry reaches
+// any more.
+func (e *OCIEngine) editIndex(ctx context.Context, edit func(*v1.IndexManifest) error) error {
 	unlock, err := flock.Dir(ctx, e.Dir, nil)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -143,16 +163,9 @@ func (e *OCIEngine) remove(ctx context.Context, id string, drop func(name string
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
-	keep := make([]v1.Descriptor, 0, len(im.Manifests))
-	for _, d := range im.Manifests {
-		if !drop(d.Annotations[refNameAnnotation]) {
-			keep = append(keep, d)
-		}
+	if err := edit(im); err != nil {
+		return err
 	}
-	if len(keep) == len(im.Manifests) {
-		return fmt.Errorf("%w: no retained image %s in %s", ErrNoImage, id, e.Dir)
-	}
-	im.Manifests = keep
 	out, err := json.MarshalIndent(im, "", "   ")
 	if err != nil {
 		return err
@@ -168,55 +181,33 @@ func (e *OCIEngine) remove(ctx context.Context, id string, drop func(name string
 // entry is dropped), in one atomic rewrite of index.json under the
 // layout's lock, and the blobs only the failed image used are deleted.
 func (e *OCIEngine) Restore(ctx context.Context, ref, previous string) error {
-	unlock, err := flock.Dir(ctx, e.Dir, nil)
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", e.Dir, err)
-	}
-	defer unlock()
-	p := filepath.Join(e.Dir, "index.json")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return err
-	}
-	im, err := v1.ParseIndexManifest(bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
 	retained := ""
 	if previous != "" {
 		retained = retainedName(ref, previous)
 	}
-	found := previous == ""
-	keep := make([]v1.Descriptor, 0, len(im.Manifests))
-	for _, d := range im.Manifests {
-		switch d.Annotations[refNameAnnotation] {
-		case ref:
-			continue
-		case retained:
-			if retained != "" {
-				ann := map[string]string{}
-				for k, v := range d.Annotations {
-					ann[k] = v
+	return e.editIndex(ctx, func(im *v1.IndexManifest) error {
+		found := previous == ""
+		keep := make([]v1.Descriptor, 0, len(im.Manifests))
+		for _, d := range im.Manifests {
+			switch d.Annotations[refNameAnnotation] {
+			case ref:
+				continue
+			case retained:
+				if retained != "" {
+					ann := maps.Clone(d.Annotations)
+					ann[refNameAnnotation] = ref
+					d.Annotations = ann
+					found = true
 				}
-				ann[refNameAnnotation] = ref
-				d.Annotations = ann
-				found = true
 			}
+			keep = append(keep, d)
 		}
-		keep = append(keep, d)
-	}
-	if !found {
-		return fmt.Errorf("%w: no retained image %s (%s) in %s", ErrNoImage, previous, retained, e.Dir)
-	}
-	im.Manifests = keep
-	out, err := json.MarshalIndent(im, "", "   ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(p, out); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return gcLayout(ctx, layout.Path(e.Dir))
+		if !found {
+			return fmt.Errorf("%w: no retained image %s (%s) in %s", ErrNoImage, previous, retained, e.Dir)
+		}
+		im.Manifests = keep
+		return nil
+	})
 }
 
 // InUse is empty: a layout has no containers.
