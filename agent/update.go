@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -350,6 +351,9 @@ func (a *Agent) load(ctx context.Context, im *ImageConfig, img v1.Image, target 
 // record is dropped again; if it does hold it, the next run finishes the
 // install.
 func (a *Agent) loadPending(ctx context.Context, im *ImageConfig, img v1.Image, previous string, target *Current, via string) error {
+	if err := a.checkPlatform(img); err != nil {
+		return err
+	}
 	now := a.clock.Now().UTC()
 	if _, err := a.state.Update(im.Name, func(s *ImageState) {
 		s.Install = &PendingInstall{Target: *target, Previous: previous, Via: via, Since: now}
@@ -657,4 +661,32 @@ func sameDiffIDs(have []string, want []digest.Digest) bool {
 		}
 	}
 	return true
+}
+
+// checkPlatform refuses (layerfs.ErrPlatformMismatch) an image whose
+// config names another OS or architecture than this device's — the
+// config's platform, else what the agent was built for: an ARM device
+// must not load an amd64 image it cannot run. A config that names none is
+// let through.
+func (a *Agent) checkPlatform(img v1.Image) error {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	want := a.cfg.Platform
+	if want == "" {
+		want = runtime.GOOS + "/" + runtime.GOARCH
+	}
+	p := strings.Split(want, "/")
+	if cf.OS == "" || cf.Architecture == "" {
+		return nil
+	}
+	if cf.OS != p[0] || cf.Architecture != p[1] || (len(p) == 3 && cf.Variant != "" && cf.Variant != p[2]) {
+		got := cf.OS + "/" + cf.Architecture
+		if cf.Variant != "" {
+			got += "/" + cf.Variant
+		}
+		return fmt.Errorf("%w: the target is %s, this device runs %s (platform)", layerfs.ErrPlatformMismatch, got, want)
+	}
+	return nil
 }
