@@ -23,6 +23,9 @@ type flight struct {
 // errAbandoned cancels a computation no device asks for any more.
 var errAbandoned = errors.New("no device asked for the delta any more")
 
+// errComputeTimeout is a computation that missed ComputeTimeout.
+var errComputeTimeout = errors.New("delta computation timed out")
+
 // startCompute makes sure the delta base -> target is being computed: at
 // most one flight per pair, at most MaxQueuedDiffs flights (a check of one
 // more is answered pending, and asks again), at most MaxConcurrentDiffs
@@ -60,7 +63,7 @@ func (s *Server) startCompute(base, target record, byPublish bool) {
 		ctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
 		ctx, stop := context.WithTimeoutCause(ctx, s.cfg.ComputeTimeout,
-			fmt.Errorf("delta computation timed out after %v", s.cfg.ComputeTimeout))
+			fmt.Errorf("%w after %v", errComputeTimeout, s.cfg.ComputeTimeout))
 		defer stop()
 		go s.watchFlight(ctx, f, cancel)
 		s.computePair(ctx, base, target)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/skiff-dev/skiff/layerfs"
@@ -156,7 +157,7 @@ func (s *Server) check(req *api.CheckRequest) (api.CheckResponse, string, error)
 	if !ok {
 		return api.CheckResponse{}, resultNoTarget, fmt.Errorf("channel %q, image %q: %w", req.Channel, req.Image, ErrNotPublished)
 	}
-	resp := api.CheckResponse{Target: target.target()}
+	resp := api.CheckResponse{Target: target.deviceTarget()}
 	if req.ConfigDigest == target.ConfigDigest {
 		return resp, resultCurrent, nil
 	}
@@ -168,8 +169,10 @@ func (s *Server) check(req *api.CheckRequest) (api.CheckResponse, string, error)
 	if len(req.DiffIDs) > 0 && !slices.Equal(req.DiffIDs, base.DiffIDs) {
 		// Same config digest, other layers: the device reports something
 		// the server cannot trust to be the base.
-		s.log.Warn("check: diff_ids differ from the published image with that config digest; answering without a delta",
-			"device", req.Device, "config", req.ConfigDigest)
+		if n, ok := s.warnOnce.allow("diff_ids " + req.ConfigDigest); ok {
+			s.log.Warn("check: diff_ids differ from the published image with that config digest; answering without a delta",
+				"device", shorten(req.Device, 64), "config", req.ConfigDigest, "suppressed", n)
+		}
 		return resp, resultUnknownBase, nil
 	}
 	idx, ok, err := s.cache.lookup(base.ConfigDigest, target.ConfigDigest)
@@ -181,7 +184,7 @@ func (s *Server) check(req *api.CheckRequest) (api.CheckResponse, string, error)
 		return resp, resultDelta, nil
 	}
 	if f, ok := s.failed(base.ConfigDigest, target.ConfigDigest); ok {
-		resp.Error = "computing the delta failed: " + f.Error()
+		resp.Error = deviceError(f)
 		return resp, resultFailed, nil
 	}
 	s.startCompute(base, target, false)
@@ -286,4 +289,58 @@ func rangeCount(h string) int {
 		return 0
 	}
 	return strings.Count(h, ",") + 1
+}
+
+// deviceError is what a device is told of a failed computation: the
+// deadline, or that a published image is gone, but no server-side path or
+// reference (the log has the whole error).
+func deviceError(err error) string {
+	switch {
+	case errors.Is(err, errComputeTimeout):
+		return err.Error()
+	case errors.Is(err, ErrImageChanged):
+		return "computing the delta failed: a published image changed since it was published (the server log has the details)"
+	case errors.Is(err, layerfs.ErrImageNotFound), errors.Is(err, layerfs.ErrNotImage):
+		return "computing the delta failed: a published image is no longer where it was published (the server log has the details)"
+	}
+	return "computing the delta failed (the server log has the details)"
+}
+
+// shorten cuts a caller-chosen string for the log.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// throttle lets a log line of one key through at most once per every,
+// counting the ones it held back: devices choose what they send, and one
+// must not fill the server's log.
+type throttle struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+	held  map[string]int
+}
+
+// allow reports whether key may be logged now, and how many of its lines
+// were held back since the last one.
+func (t *throttle) allow(key string) (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == nil {
+		t.last, t.held = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if l, ok := t.last[key]; ok && now.Sub(l) < t.every {
+		t.held[key]++
+		return 0, false
+	}
+	if len(t.last) > 10000 { // bounded: forget all, keep logging
+		t.last, t.held = map[string]time.Time{}, map[string]int{}
+	}
+	n := t.held[key]
+	t.last[key], t.held[key] = now, 0
+	return n, true
 }

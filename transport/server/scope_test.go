@@ -1,7 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/skiff-dev/skiff/transport/api"
@@ -102,4 +107,46 @@ func TestSerials(t *testing.T) {
 	if tg := ts.publish("beta", "web", refs[1]); tg.Serial != 1 {
 		t.Errorf("another track's first publish: serial %d, want 1", tg.Serial)
 	}
+}
+
+// TestWarningsThrottled: checks with diff_ids that differ from the
+// published image's — caller-chosen, one WARN each before — log at most
+// one line a minute per config digest, with the device name cut short.
+func TestWarningsThrottled(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	ts := newTestServer(t, t.TempDir(), t.TempDir(), func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	imgs := versions(t, 2)
+	refs := writeLayout(t, t.TempDir(), imgs)
+	ts.publish("stable", "web", refs[0])
+	ts.publish("stable", "web", refs[1])
+	req := device(t, imgs[0], "stable", "web")
+	req.DiffIDs = []string{"sha256:" + strings.Repeat("0", 64)}
+	req.Device = strings.Repeat("d", 256)
+	for range 100 {
+		if resp := ts.check(req); resp.Delta != nil || resp.Pending {
+			t.Fatalf("a device whose diff_ids differ got %+v", resp)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "diff_ids differ"); n != 1 {
+		t.Errorf("%d warnings for 100 checks, want 1:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), strings.Repeat("d", 65)) {
+		t.Error("the device name is logged whole")
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -116,6 +116,8 @@ type Server struct {
 	metrics *metrics
 	diffs   *semaphore.Weighted
 
+	warnOnce throttle // of log lines devices can cause
+
 	flightMu sync.Mutex
 	flights  map[string]*flight // pairs computing or waiting to, by pairKey
 
@@ -209,6 +211,7 @@ func New(cfg Config) (*Server, error) {
 		diffs:    semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
 		failures: map[string]failure{},
 		flights:  map[string]*flight{},
+		warnOnce: throttle{every: time.Minute},
 	}
 	if len(s.admin) == 0 {
 		s.log.Warn("no admin token configured: publishing is refused")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,17 @@ type record struct {
 
 func (r record) target() *api.Target {
 	return &api.Target{Ref: r.Ref, ConfigDigest: r.ConfigDigest, ManifestDigest: r.ManifestDigest, Serial: r.Serial}
+}
+
+// deviceTarget is target as devices see it: the reference only where a
+// device can pull it (a registry's); an OCI layout's or archive's path, or
+// an engine's name, is the server's own business.
+func (r record) deviceTarget() *api.Target {
+	t := r.target()
+	if !strings.HasPrefix(t.Ref, "docker://") {
+		t.Ref = ""
+	}
+	return t
 }
 
 // track is what the server knows about one (channel, image).
