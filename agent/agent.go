@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/skiff-dev/skiff/delta/format"
@@ -112,6 +114,7 @@ func New(cfg *Config, opts ...Option) (*Agent, error) {
 	case cfg.AllowUnsigned:
 		a.log.Warn("allow_unsigned: unsigned deltas are accepted; their origin is not checked (development only)")
 	}
+	a.warnSecrets()
 	for _, im := range cfg.Images {
 		if a.engines[im.Name] != nil {
 			continue
@@ -151,4 +154,23 @@ func NewHTTPClient(n NetworkConfig) *http.Client {
 	t.TLSHandshakeTimeout = n.ConnectTimeout.D()
 	t.ResponseHeaderTimeout = n.ResponseTimeout.D()
 	return &http.Client{Transport: t}
+}
+
+// warnSecrets warns about secrets other users of the device can read: a
+// token_file, or the config file when it holds a token inline.
+func (a *Agent) warnSecrets() {
+	files := map[string]bool{}
+	for _, im := range a.cfg.Images {
+		if f := im.Source.TokenFile; f != "" {
+			files[f] = true
+		}
+		if im.Source.Token != "" && a.cfg.path != "" {
+			files[a.cfg.path] = true
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(files)) {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			a.log.Warn("a file holding a device token is readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		}
+	}
 }
