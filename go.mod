@@ -6,6 +6,7 @@ require (
 	github.com/andybalholm/brotli v1.3.0
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/containerd/errdefs v1.0.0
+	github.com/coreos/go-systemd/v22 v22.6.0
 	github.com/dsnet/compress v0.0.1
 	github.com/gabstv/go-bsdiff v1.0.5
 	github.com/google/go-cmp v0.7.0

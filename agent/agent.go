@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiff-dev/skiff/delta/format"
@@ -42,6 +43,23 @@ type Agent struct {
 	// cycle checks and updates one image in the run loop (tests replace
 	// it); it returns how long the server asked to wait, if it did.
 	cycle func(ctx context.Context, image string) (retryAfter time.Duration, err error)
+
+	heartbeat atomic.Int64 // unix nanoseconds of the last sign of progress (LastBeat)
+}
+
+// beat records progress: the run loop waiting or moving on, a download
+// or an apply reading bytes.
+func (a *Agent) beat() { a.heartbeat.Store(a.clock.Now().UnixNano()) }
+
+// LastBeat is when the agent last showed progress (zero before Run): a
+// supervisor's watchdog (systemd's WatchdogSec, through skiff agent run)
+// keeps it alive while this is recent, and restarts it when it is stuck.
+func (a *Agent) LastBeat() time.Time {
+	n := a.heartbeat.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 // Option configures New.

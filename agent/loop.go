@@ -52,6 +52,10 @@ func (a *Agent) runOnce(ctx context.Context, image string) (time.Duration, error
 	return 0, nil
 }
 
+// HeartbeatEvery is how often an idle run loop shows it is alive
+// (LastBeat); a watchdog should allow at least twice this.
+const HeartbeatEvery = 30 * time.Second
+
 // Run checks and updates every image on its schedule until ctx is done,
 // then returns nil. Each image's next check is persisted (next_check), so a
 // restarted agent keeps the schedule; an image never checked is checked
@@ -76,6 +80,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent running", "images", len(a.cfg.Images), "state", a.state.Path())
 	for {
+		a.beat()
 		// The earliest due image, in config order on ties.
 		var due string
 		var at time.Time
@@ -84,13 +89,15 @@ func (a *Agent) Run(ctx context.Context) error {
 				due, at = im.Name, t
 			}
 		}
-		if wait := at.Sub(a.clock.Now()); wait > 0 {
+		// Wait in slices, each a heartbeat: an idle loop is alive.
+		for wait := at.Sub(a.clock.Now()); wait > 0; wait = at.Sub(a.clock.Now()) {
 			select {
 			case <-ctx.Done():
 				a.log.Info("agent stopping")
 				return nil
-			case <-a.clock.After(wait):
+			case <-a.clock.After(min(wait, HeartbeatEvery)):
 			}
+			a.beat()
 		}
 		if ctx.Err() != nil {
 			return nil

@@ -183,6 +183,7 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 		st, err := transport.Fetch(ctx, cr.Delta.URL, dst, transport.FetchOptions{
 			Digest: dg, Size: cr.Delta.Size, Header: hdr, Client: a.client,
 			StallTimeout: a.cfg.Network.StallTimeout.D(),
+			Progress:     func(int64, int64) { a.beat() },
 		})
 		if err != nil {
 			return err
@@ -304,6 +305,7 @@ func (a *Agent) install(ctx context.Context, im *ImageConfig, path string, want 
 	defer os.RemoveAll(work)
 	a.log.Info("applying delta", "image", im.Name, "from", cur.ID, "to", m.Target.ConfigDigest, "signed_by", signedBy)
 	out, err := delta.Apply(ctx, base, bufio.NewReaderSize(f, 64<<10), delta.ApplyOptions{WorkDir: work, Sync: true,
+		Progress:    func(int64, int64) { a.beat() },
 		TrustedKeys: a.trust.Keys, AllowUnsigned: a.trust.AllowUnsigned})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/agent"
@@ -58,14 +59,22 @@ func newAgentRunCommand(_ *globalOptions) *cobra.Command {
 		Short: "Check and update every configured image on its schedule until stopped",
 		Long: `Check and update every configured image on its schedule (policy.interval plus
 jitter; exponential backoff after failures, up to policy.backoff_max) until
-SIGINT or SIGTERM. The schedule survives restarts (next_check in the state).`,
+SIGINT or SIGTERM. The schedule survives restarts (next_check in the state).
+Under systemd (Type=notify) it reports READY=1 once started and STOPPING=1
+when stopped, and with WatchdogSec it sends WATCHDOG=1 while the loop shows
+progress (waiting, downloading or applying), so a stuck agent is restarted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := loadAgent(o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			return a.Run(cmd.Context())
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			go watchdog(ctx, a)
+			daemon.SdNotify(false, daemon.SdNotifyReady)
+			defer daemon.SdNotify(false, daemon.SdNotifyStopping)
+			return a.Run(ctx)
 		},
 	}
 	o.addConfig(cmd)
@@ -314,4 +323,30 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// watchdog keeps systemd's watchdog (WatchdogSec) fed while the agent
+// shows progress within the watchdog interval, and stops feeding it when
+// the agent is stuck, so that systemd restarts it. Without a watchdog it
+// returns at once.
+func watchdog(ctx context.Context, a *agent.Agent) {
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || every <= 0 {
+		return
+	}
+	// Stuck means no progress for the watchdog interval, and at least two
+	// idle heartbeats.
+	stuck := max(every, 2*agent.HeartbeatEvery)
+	t := time.NewTicker(every / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if last := a.LastBeat(); !last.IsZero() && time.Since(last) < stuck {
+				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			}
+		}
+	}
 }
