@@ -102,6 +102,9 @@ func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (
 			res.Close()
 		}
 	}()
+	if err := checkScratch(res.work, m.Limits.Scratch); err != nil {
+		return nil, err
+	}
 	a := &applier{m: m, work: res.work, opts: opts, inBase: map[digest.Digest]bool{}}
 	if a.store, err = layerfs.OpenStore(filepath.Join(res.work, "store"), layerfs.WithSync(opts.Sync)); err != nil {
 		return nil, err

@@ -536,7 +536,7 @@ func columnarCases(t *testing.T, good []byte) []craftCase {
 	}
 	// The first region with bytes and the next one after it.
 	first := slices.IndexFunc(regions, func(n int64) bool { return n > 0 })
-	add("in a version 4 manifest", edit(func(_ []int64, m *Manifest) { m.Version = 4 }), ErrBadDelta, "needs manifest version 5")
+	add("in a version 4 manifest", edit(func(_ []int64, m *Manifest) { m.Version, m.Limits.Scratch = 4, 0 }), ErrBadDelta, "needs manifest version 5")
 	add("a region missing", c.edit(func(m *Manifest) { m.Streams[0].Regions = m.Streams[0].Regions[1:] }), ErrBadDelta, "regions")
 	add("a region negative", edit(func(r []int64, _ *Manifest) { r[0] = -1 }), ErrBadDelta, "region 0")
 	add("regions over the output", edit(func(r []int64, m *Manifest) { r[1] = m.Limits.TotalOutput; r[2] = m.Limits.TotalOutput }), ErrLimit, "spill")
@@ -576,12 +576,12 @@ func solidCases(t *testing.T, good []byte) []craftCase {
 	add("op out of range", edit(func(s *Stream, m *Manifest) { s.Ops[0] = len(m.Ops) }), ErrBadDelta, "out of range")
 	add("op left out", edit(func(s *Stream, _ *Manifest) { s.Ops = s.Ops[1:] }), ErrBadDelta, "belongs to a stream")
 	add("members swapped", edit(func(s *Stream, _ *Manifest) { s.Ops[0], s.Ops[1] = s.Ops[1], s.Ops[0] }), ErrCorrupt)
-	add("in a version 2 manifest", edit(func(_ *Stream, m *Manifest) { m.Version = 2 }), ErrBadDelta, "version 3")
+	add("in a version 2 manifest", edit(func(_ *Stream, m *Manifest) { m.Version, m.Limits.Scratch = 2, 0 }), ErrBadDelta, "version 3")
 	add("blob out of order", edit(func(s *Stream, _ *Manifest) { s.Blob = 0 }), ErrBadDelta, "out of order")
 	add("stream blob truncated", c.body(func(b [][]byte) [][]byte { b[1] = b[1][:len(b[1])/2]; return b }), ErrCorrupt)
 	add("stream blob altered", c.body(func(b [][]byte) [][]byte { b[1][len(b[1])/2] ^= 0x40; return b }), ErrCorrupt)
 	add("new executable in a version 3 manifest", edit(func(s *Stream, m *Manifest) {
-		m.Version = 3
+		m.Version, m.Limits.Scratch = 3, 0
 		m.Ops[s.Ops[0]].Encoder, m.Ops[s.Ops[0]].Base = EncBsdiffX86, -1
 	}), ErrBadDelta, "version 4")
 	// Lean skeletons (version 5).
@@ -594,13 +594,15 @@ func solidCases(t *testing.T, good []byte) []craftCase {
 	if c.h.Manifest.Version != 5 || rebuilt < 0 || c.h.Manifest.Layers[rebuilt].DictLayer < 0 {
 		t.Fatalf("the tiny pair should make a version 5 delta with a lean skeleton against a base layer: version %d, layer %d", c.h.Manifest.Version, rebuilt)
 	}
-	add("lean skeleton in a version 4 manifest", c.edit(func(m *Manifest) { m.Version = 4 }), ErrCorrupt, "lean record")
+	add("lean skeleton in a version 4 manifest", c.edit(func(m *Manifest) { m.Version, m.Limits.Scratch = 4, 0 }), ErrCorrupt, "lean record")
 	add("skeleton delta against no base layer in version 4", c.edit(func(m *Manifest) {
-		m.Version, m.Layers[rebuilt].DictLayer = 4, -1
+		m.Version, m.Layers[rebuilt].DictLayer, m.Limits.Scratch = 4, -1, 0
 	}), ErrBadDelta, "needs manifest version 5")
 	add("skeleton delta read against no base layer", c.edit(func(m *Manifest) {
 		m.Layers[rebuilt].DictLayer, m.Layers[rebuilt].SkeletonPlain = -1, true
 	}), ErrCorrupt, "skeleton of layer")
+	add("scratch space over the free space", c.edit(func(m *Manifest) { m.Limits.Scratch = 1 << 60 }), ErrLimit, "scratch space", "is free")
+	add("scratch space declared in version 4", c.edit(func(m *Manifest) { m.Version = 4 }), ErrBadDelta, "a version 5 limit")
 	add("made payload without its op", edit(func(s *Stream, m *Manifest) {
 		last := len(m.Ops) - 1
 		i := slices.Index(s.Ops, last)
@@ -611,7 +613,6 @@ func solidCases(t *testing.T, good []byte) []craftCase {
 		m.Ops = m.Ops[:last]
 	}), ErrBadDelta, "new payloads")
 	add("plain member read as a new executable", edit(func(s *Stream, m *Manifest) {
-		m.Version = 4
 		for _, k := range s.Ops {
 			if m.Ops[k].Encoder == EncZstd {
 				m.Ops[k].Encoder = EncBsdiffX86

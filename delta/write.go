@@ -196,6 +196,9 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		d.rep.Ops[p.op.Encoder]++
 		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
 	}
+	if m.Version >= 5 {
+		m.Limits.Scratch = scratchOf(m, plans, baseInfo)
+	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("internal error: the delta written would be invalid: %w", err)
 	}
@@ -360,4 +363,33 @@ func bestDictLayer(li *layerInfo, baseInfo []*layerInfo) int {
 		}
 	}
 	return best
+}
+
+// scratchOf is limits.scratch: what applying m writes to its work
+// directory at most (FORMAT.md, "limits").
+func scratchOf(m *Manifest, plans []*planned, baseInfo []*layerInfo) int64 {
+	var n int64
+	for _, b := range baseInfo {
+		n += b.size // the base's files in the store (at most its tars)
+	}
+	for _, p := range plans {
+		n += p.op.Size // the payloads the ops make
+	}
+	for _, l := range m.Layers {
+		if l.Skeleton == nil {
+			continue
+		}
+		n += l.Size + 2*m.Limits.MaxSkeleton // the tar; the skeleton, patched and filled
+		if m.Target.Distribution != nil {
+			n += l.Size // its compressed blob, at most as big
+		}
+	}
+	for _, s := range m.Streams {
+		for i, r := range s.Regions {
+			if i != format.RegionLiterals {
+				n += r // spilled
+			}
+		}
+	}
+	return n + 3*m.Limits.MaxExpanded // one file patched: its base transformed, the output, the controls
 }

@@ -259,7 +259,15 @@ func publish(t *testing.T, base, image, ref string) {
 func deltaSizeFor(t *testing.T, base, image string, img v1.Image) int64 {
 	t.Helper()
 	id, _ := img.ConfigName()
-	body, _ := json.Marshal(api.CheckRequest{Device: "e2e-probe", Channel: "stable", Image: image, ConfigDigest: id.String()})
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diffIDs []string
+	for _, d := range cf.RootFS.DiffIDs {
+		diffIDs = append(diffIDs, d.String())
+	}
+	body, _ := json.Marshal(api.CheckRequest{Device: "e2e-probe", Channel: "stable", Image: image, ConfigDigest: id.String(), DiffIDs: diffIDs})
 	req, _ := http.NewRequest(http.MethodPost, base+api.PathCheck, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer device-secret")
 	r, err := http.DefaultClient.Do(req)

@@ -146,8 +146,12 @@ func runInspectDelta(path, output string, trustFiles []string, out io.Writer) er
 	} else {
 		fmt.Fprintln(out, "manifest  not reproduced: the output carries the exact uncompressed layers (same diff_ids and image ID)")
 	}
-	fmt.Fprintf(out, "limits    largest file %s (%s while patched), zstd window %s, largest skeleton %s\n\n",
+	fmt.Fprintf(out, "limits    largest file %s (%s while patched), zstd window %s, largest skeleton %s",
 		humanBytes(m.Limits.MaxPayload), humanBytes(m.Limits.MaxExpanded), humanBytes(m.Limits.MaxWindow), humanBytes(m.Limits.MaxSkeleton))
+	if m.Limits.Scratch > 0 {
+		fmt.Fprintf(out, ", scratch space %s", humanBytes(m.Limits.Scratch))
+	}
+	fmt.Fprint(out, "\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tDIFF_ID\tTAR SIZE\tHOW")
 	for i, l := range rep.Layers {

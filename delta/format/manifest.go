@@ -132,6 +132,12 @@ type Limits struct {
 	// MaxControls is the most control triples of one split bsdiff residue
 	// (version 3): a device spills them to disk and refuses more.
 	MaxControls int64 `json:"max_controls,omitempty"`
+	// Scratch (version 5) is about how many bytes applying writes to its
+	// work directory at most: the base's files, the payloads the ops make,
+	// the skeletons, a columnar stream's spilled regions, the rebuilt
+	// layer tars (and their compressed blobs, with a distribution) and
+	// the largest file's patching. A device checks its free space first.
+	Scratch int64 `json:"scratch,omitempty"`
 }
 
 // Layer is how to get target layer i.

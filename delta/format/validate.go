@@ -117,6 +117,9 @@ func (m *Manifest) checkLayers() error {
 			return bad("layer %d needs exactly one of base_layer and skeleton", i)
 		}
 	}
+	if m.Limits.Scratch < 0 || (m.Limits.Scratch > 0 && m.Version < 5) {
+		return bad("scratch %d (a version 5 limit)", m.Limits.Scratch)
+	}
 	if m.Limits.MaxExpanded < m.Limits.MaxPayload || m.Limits.MaxPayload < 0 {
 		return bad("max_expanded %d below max_payload %d", m.Limits.MaxExpanded, m.Limits.MaxPayload)
 	}
