@@ -33,6 +33,12 @@
 //   - otherwise Pending=true, RetryAfter (also a Retry-After header), and the
 //     computation starts in the background.
 //
+// Target.Ref is given to devices only for a registry reference, which a
+// device can pull; the server's own references (an OCI layout's path, an
+// engine's name) stay on the server, as do the causes of a failed
+// computation (the answer's Error names its class, the log the rest).
+// Target.Serial numbers the publishes of a track (anti-rollback).
+//
 // Delta.URL is "/v1/deltas/<digest>" on this server (or PublicURL plus that
 // path). The file is served with http.ServeContent: Range and If-Range for
 // resuming, ETag "<digest>", and Cache-Control immutable, since the bytes
