@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/opencontainers/go-digest"
+	"github.com/skiff-dev/skiff/delta/format"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -243,10 +245,13 @@ func peakUse(t *testing.T, dir string, fn func()) int64 {
 // TestFullDiskApply: the delta is downloaded but work_dir fills up while
 // the apply writes its scratch files (content store, rebuilt layers), at
 // three points; the delta is kept, so the runs after fetch nothing again.
+// The delta is a version 3 one, which declares no scratch space: a version
+// 5 delta is refused before the apply writes anything (at the end).
 func TestFullDiskApply(t *testing.T) {
 	p := testPair(t)
-	size := int64(len(p.forward))
+	size := int64(len(p.forwardV3))
 	srv := newThrottledServer(p, 0)
+	srv.delta, srv.dg = p.forwardV3, digest.FromBytes(p.forwardV3)
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	ctx := context.Background()
@@ -310,6 +315,25 @@ func TestFullDiskApply(t *testing.T) {
 	}
 	t.Logf("full disk during the apply: %d failure points (scratch space peaks at %d bytes, update %s), delta %d bytes fetched once (%d sent), %d bytes fetched again",
 		len(fracs), scratch, took.Round(time.Millisecond), size, srv.sent.Load(), w.total)
+
+	// A version 5 delta declares its scratch space: on a disk without it
+	// the apply is refused before it writes anything, naming the need.
+	d5 := newDevice(t, p)
+	srv5 := newThrottledServer(p, 0)
+	hs5 := httptest.NewServer(srv5)
+	defer hs5.Close()
+	work5 := mountTmpfs(t, 1<<30)
+	c5 := d5.config(t, serverSource(hs5.URL), "")
+	c5.WorkDir = work5
+	resizeTmpfs(t, work5, pages(int64(len(p.forward)))+scratch/2)
+	_, err := newAgent(t, c5).Update(ctx, "web")
+	if !errors.Is(err, format.ErrLimit) || !strings.Contains(err.Error(), "scratch space in "+filepath.Join(work5, "apply-")) || !strings.Contains(err.Error(), "is free") {
+		t.Fatalf("a version 5 delta on a disk without its scratch space: %v, want the need refused up front", err)
+	}
+	checkUntouched(t, "version 5, no room for the scratch space", d5, p, "scratch space")
+	if m, _ := filepath.Glob(filepath.Join(work5, "apply-*")); len(m) > 0 {
+		t.Errorf("the refused apply left its scratch directory: %v", m)
+	}
 }
 
 // TestFullDiskLoad: the OCI layout fills up while the target is loaded

@@ -29,6 +29,7 @@ type pair struct {
 	oldID, newID     string
 	newManifest      string
 	forward          []byte // old -> new, carrying the target manifest
+	forwardV3        []byte // forward as manifest version 3: no declared scratch space
 	backward         []byte // new -> old: a delta for another base
 	unsigned         []byte // forward, unsigned
 	forwardHeaderRaw *format.Header
@@ -68,6 +69,13 @@ func testPair(t *testing.T) *pair {
 		if _, pairErr = delta.Diff(ctx, p.old, p.new, &fw, opts); pairErr != nil {
 			return
 		}
+		v3 := opts
+		v3.Lean = false
+		var fw3 bytes.Buffer
+		if _, pairErr = delta.Diff(ctx, p.old, p.new, &fw3, v3); pairErr != nil {
+			return
+		}
+		p.forwardV3 = fw3.Bytes()
 		opts.Signers = nil
 		if _, pairErr = delta.Diff(ctx, p.old, p.new, &uw, opts); pairErr != nil {
 			return
