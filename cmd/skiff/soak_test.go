@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/skiff-dev/skiff/internal/imagetest"
@@ -41,17 +38,7 @@ func TestSoak(t *testing.T) {
 	if os.Getenv("SKIFF_SOAK") != "" {
 		checks, slow, p99Bound, span = 10000, 500, 100*time.Millisecond, 10*time.Second
 	}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	var stall atomic.Bool
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if stall.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-			<-r.Context().Done()
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	defer func() { upstream.CloseClientConnections(); upstream.Close() }()
-	host := strings.TrimPrefix(upstream.URL, "http://")
+	host, stall := imagetest.StallingRegistry(t)
 	from, to, edgeImgs := smallPair(t)
 	// The stable pair: other images (another pair of config digests).
 	var imgs [2]v1.Image

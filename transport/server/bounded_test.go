@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -12,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/skiff-dev/skiff/internal/imagetest"
 	"github.com/skiff-dev/skiff/layerfs"
 )
 
@@ -24,17 +22,7 @@ import (
 // on each version but the last, which is the target.
 func stalledPair(t *testing.T, n int, mod func(*Config)) (*testServer, []func() string) {
 	t.Helper()
-	reg := registry.New(registry.Logger(quietLogger))
-	var stall atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if stall.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-			<-r.Context().Done()
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host, stall := imagetest.StallingRegistry(t)
 	ts := newTestServer(t, t.TempDir(), t.TempDir(), mod)
 	imgs := versions(t, n)
 	for i, img := range imgs {
