@@ -82,5 +82,6 @@ func engineConformance(t *testing.T, e Engine, ref string) {
 }
 
 func TestOCIEngineConformance(t *testing.T) {
+	t.Parallel()
 	engineConformance(t, &OCIEngine{Dir: t.TempDir()}, "web:stable")
 }

@@ -14,6 +14,7 @@ import (
 // platform than its own (the config's platform, else what it runs on),
 // and lets through one whose config names none.
 func TestCheckPlatform(t *testing.T) {
+	t.Parallel()
 	p := testPair(t)
 	d := newDevice(t, p)
 	a := newAgent(t, d.config(t, serverSource("http://127.0.0.1:9"), ""))

@@ -22,6 +22,7 @@ import (
 // replayed answer) and keeps running what it runs; the admin's rollback to
 // the old image, a new publish (#6), is installed.
 func TestAntiRollback(t *testing.T) {
+	t.Parallel()
 	p := testPair(t)
 	var answer atomic.Pointer[api.CheckResponse]
 	var serve atomic.Pointer[[]byte]

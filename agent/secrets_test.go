@@ -12,6 +12,7 @@ import (
 // TestWarnSecrets: a token file, or a config holding a token inline, that
 // other users can read is warned about at start; a 0600 one is not.
 func TestWarnSecrets(t *testing.T) {
+	t.Parallel()
 	p := testPair(t)
 	d := newDevice(t, p)
 	tok := filepath.Join(d.dir, "token")

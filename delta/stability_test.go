@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/skiff-dev/skiff/internal/example"
 	"github.com/skiff-dev/skiff/layerfs"
@@ -159,6 +160,11 @@ func TestManifestReproduced(t *testing.T) {
 	ctx := context.Background()
 	oldImg, newImg := exampleLayouts(t)
 	res := applyWithManifest(t, oldImg, newImg)
+	// go-containerregistry's own checks of the registry form: every
+	// digest, size and diff_id against the bytes served.
+	if err := validate.Image(res.Image); err != nil {
+		t.Errorf("rebuilt image in its registry form: %v", err)
+	}
 	want, _ := newImg.Digest()
 	// Write it out as an OCI layout and read it back: same digest.
 	out := t.TempDir()
