@@ -44,18 +44,8 @@ func compressSkeleton(path string, baseInfo []*layerInfo, dict int, level zstd.E
 		if plain {
 			window = plainSkeletonWindow
 		}
-		var buf bytes.Buffer
-		enc, err := newEncoder(&buf, level, window, zdict)
-		if err != nil {
-			return nil, 0, err
-		}
-		if _, err := enc.Write(content); err != nil {
-			return nil, 0, err
-		}
-		if err := enc.Close(); err != nil {
-			return nil, 0, err
-		}
-		return buf.Bytes(), window, nil
+		b, err := zstdBytes(content, level, window, zdict)
+		return b, window, err
 	}
 	blob, window, err = compress(raw)
 	if err != nil || dict < 0 {
@@ -105,22 +95,45 @@ func brotliSkeleton(path, base string, than int) (blob []byte, window int64, ok 
 	if err := layerfs.DiffSkeletonSums(b, raw, &d); err != nil {
 		return nil, 0, false, err
 	}
-	// A 1 MiB window, as plain zstd skeletons have: the device holds the
-	// base skeleton besides, and a skeleton delta's matches are near (the
-	// toolchain's 5.8 MB skeleton in an 8 MiB window put apply at 37 MiB).
-	lgwin := min(streamWindowBits(int64(d.Len())), 20)
-	var out bytes.Buffer
-	w := brotli.NewWriterOptions(&out, brotli.WriterOptions{Quality: 11, LGWin: lgwin})
-	if _, err := (&pieceWriter{w: w, piece: 64 << 10}).Write(d.Bytes()); err != nil {
+	out, window, err := brotliSkeletonBytes(d.Bytes(), 11)
+	if err != nil || len(out) >= than {
 		return nil, 0, false, err
+	}
+	return out, window, true, nil
+}
+
+// brotliSkeletonBytes compresses a skeleton delta with brotli at quality,
+// in a window of at most 1 MiB, as plain zstd skeletons have: the device
+// holds the base skeleton besides, and a skeleton delta's matches are near
+// (the toolchain's 5.8 MB skeleton in an 8 MiB window put apply at 37 MiB).
+func brotliSkeletonBytes(d []byte, quality int) ([]byte, int64, error) {
+	lgwin := min(streamWindowBits(int64(len(d))), 20)
+	var out bytes.Buffer
+	w := brotli.NewWriterOptions(&out, brotli.WriterOptions{Quality: quality, LGWin: lgwin})
+	if _, err := (&pieceWriter{w: w, piece: 64 << 10}).Write(d); err != nil {
+		return nil, 0, err
 	}
 	if err := w.Close(); err != nil {
-		return nil, 0, false, err
+		return nil, 0, err
 	}
-	if out.Len() >= than {
-		return nil, 0, false, nil
+	return out.Bytes(), 1 << lgwin, nil
+}
+
+// zstdBytes compresses content as one zstd frame in window, with dict as
+// raw dictionary (nil: none).
+func zstdBytes(content []byte, level zstd.EncoderLevel, window int64, dict []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	enc, err := newEncoder(&buf, level, window, dict)
+	if err != nil {
+		return nil, err
 	}
-	return out.Bytes(), 1 << lgwin, true, nil
+	if _, err := enc.Write(content); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // leanSkeleton codes the target skeleton in file path as a lean skeleton
@@ -150,27 +163,13 @@ func leanSkeleton(path string, baseInfo []*layerInfo, dict int, made func(digest
 		return nil, 0, 0, false, "", err
 	}
 	rawSize = int64(max(d.Len(), len(raw)))
-	zstdOf := func(zdict []byte, window int64) ([]byte, error) {
-		var zb bytes.Buffer
-		enc, err := newEncoder(&zb, level, window, zdict)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := enc.Write(d.Bytes()); err != nil {
-			return nil, err
-		}
-		if err := enc.Close(); err != nil {
-			return nil, err
-		}
-		return zb.Bytes(), nil
-	}
-	if blob, err = zstdOf(nil, plainSkeletonWindow); err != nil {
+	if blob, err = zstdBytes(d.Bytes(), level, plainSkeletonWindow, nil); err != nil {
 		return nil, 0, 0, false, "", err
 	}
 	window, plain = plainSkeletonWindow, true
 	if len(base) > 0 && len(base) <= maxSkeletonDict {
 		w := windowFor(int64(len(base)), int64(d.Len()))
-		b, err := zstdOf(base, w)
+		b, err := zstdBytes(d.Bytes(), level, w, base)
 		if err != nil {
 			return nil, 0, 0, false, "", err
 		}
@@ -179,17 +178,12 @@ func leanSkeleton(path string, baseInfo []*layerInfo, dict int, made func(digest
 		}
 	}
 	if brotliQ != 0 {
-		lgwin := min(streamWindowBits(int64(d.Len())), 20)
-		var out bytes.Buffer
-		w := brotli.NewWriterOptions(&out, brotli.WriterOptions{Quality: brotliQ, LGWin: lgwin})
-		if _, err := (&pieceWriter{w: w, piece: 64 << 10}).Write(d.Bytes()); err != nil {
+		out, bw, err := brotliSkeletonBytes(d.Bytes(), brotliQ)
+		if err != nil {
 			return nil, 0, 0, false, "", err
 		}
-		if err := w.Close(); err != nil {
-			return nil, 0, 0, false, "", err
-		}
-		if out.Len() < len(blob) {
-			return out.Bytes(), 1 << lgwin, rawSize, true, CodecBrotli, nil
+		if len(out) < len(blob) {
+			return out, bw, rawSize, true, CodecBrotli, nil
 		}
 	}
 	return blob, window, rawSize, plain, "", nil
