@@ -69,6 +69,10 @@ func (r *Result) Close() error {
 	return nil
 }
 
+// testHookBeforeRebuild, when set, sees the work directory once the delta
+// body is read (tests count what the content store holds then).
+var testHookBeforeRebuild func(work string)
+
 // Apply reads a delta from r and rebuilds the target image from base.
 // Everything is verified before the Result is returned: the base identity,
 // every blob and payload digest, every rebuilt layer's diff_id and the
@@ -118,6 +122,9 @@ func Apply(ctx context.Context, base v1.Image, r io.Reader, opts ApplyOptions) (
 		return nil, err
 	}
 	t2 := time.Now()
+	if testHookBeforeRebuild != nil {
+		testHookBeforeRebuild(res.work)
+	}
 	if err := a.rebuildLayers(ctx); err != nil {
 		return nil, err
 	}
@@ -222,7 +229,14 @@ func (a *applier) loadBase(ctx context.Context, base v1.Image) error {
 		if err != nil {
 			return err
 		}
-		st, err := layerfs.DisassembleLayer(ctx, l, a.store, f)
+		ki, err := a.keeper(i)
+		var st layerfs.Stats
+		if err == nil {
+			st, err = layerfs.DisassembleLayer(ctx, l, ki, f)
+		}
+		if err == nil {
+			err = ki.check(i)
+		}
 		if err == nil {
 			err = a.checkReusedSize(i, st.TarSize)
 		}
@@ -396,7 +410,10 @@ func (a *applier) resolveOps() error {
 			if err := paths.Check(&file.Entry); err != nil {
 				return fmt.Errorf("%w: target image: %w", ErrBadDelta, err)
 			}
-			if !file.Made && (file.Payload == "" || a.inBase[file.Payload] || seen[file.Payload]) {
+			if !file.Made && a.inBase[file.Payload] {
+				return a.checkKept(file.Payload, fmt.Sprintf("target layer %d", i))
+			}
+			if !file.Made && (file.Payload == "" || seen[file.Payload]) {
 				return nil
 			}
 			seen[file.Payload] = true
@@ -428,6 +445,9 @@ func (a *applier) resolveOps() error {
 		}
 		if op.Base >= 0 {
 			op.BaseDigest = a.baseList[op.Base]
+			if err := a.checkKept(op.BaseDigest, fmt.Sprintf("op %d", k)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -618,7 +638,7 @@ func (a *applier) applyBsdiffX86(ctx context.Context, op resolvedOp, base *os.Fi
 	bbr := bufio.NewReader(br)
 	var xp exefilter.Params
 	var zBase, zTarget zsections.Params
-	if err := readX86Params(bbr, &xp, &zBase, &zTarget); err != nil {
+	if err := readX86Params(bbr, a.m.Version, &xp, &zBase, &zTarget); err != nil {
 		return err
 	}
 	outSize := outSize(op) + zTarget.Growth()
@@ -706,24 +726,37 @@ func (a *applier) readSkeleton(i int, l Layer, br io.Reader) error {
 
 // rebuildLayers assembles every changed target layer into a tar file and
 // checks it against its diff_id.
+//
+// Each payload leaves the content store once the last layer that reads it
+// is written, so the store's bytes move into the tars instead of being
+// there twice (limits.scratch counts it so in version 6).
 func (a *applier) rebuildLayers(ctx context.Context) error {
 	made := 0 // Made records filled in so far
+	for i := range a.m.Layers {
+		if a.tarOf[i] == "" || len(a.madeOps) == 0 {
+			continue
+		}
+		filled, err := a.fillMade(i, a.tarOf[i], &made)
+		if err != nil {
+			return fmt.Errorf("target layer %d: %w", i, err)
+		}
+		os.Remove(a.tarOf[i])
+		a.tarOf[i] = filled
+	}
+	cs, err := a.consumingStore()
+	if err != nil {
+		return err
+	}
 	for i, l := range a.m.Layers {
 		skel := a.tarOf[i]
 		if skel == "" {
 			continue
 		}
-		if len(a.madeOps) > 0 {
-			filled, err := a.fillMade(i, skel, &made)
-			if err != nil {
-				return fmt.Errorf("target layer %d: %w", i, err)
-			}
-			skel = filled
-		}
 		p := filepath.Join(a.work, fmt.Sprintf("layer-%d.tar", i))
-		if err := a.assemble(ctx, skel, p, l); err != nil {
+		if err := a.assemble(ctx, skel, p, l, cs); err != nil {
 			return fmt.Errorf("target layer %d: %w", i, err)
 		}
+		os.Remove(skel)
 		a.tarOf[i] = p
 	}
 	return nil
@@ -764,7 +797,7 @@ func (a *applier) fillMade(i int, skel string, made *int) (string, error) {
 	return p, nil
 }
 
-func (a *applier) assemble(ctx context.Context, skel, out string, l Layer) error {
+func (a *applier) assemble(ctx context.Context, skel, out string, l Layer, p layerfs.Provider) error {
 	sf, err := os.Open(skel)
 	if err != nil {
 		return err
@@ -774,7 +807,7 @@ func (a *applier) assemble(ctx context.Context, skel, out string, l Layer) error
 	if err != nil {
 		return err
 	}
-	got, err := layerfs.Assemble(ctx, sf, a.store, f)
+	got, err := layerfs.Assemble(ctx, sf, p, f)
 	var n int64
 	if err == nil {
 		n, err = f.Seek(0, io.SeekCurrent)

@@ -134,7 +134,7 @@ func (a *applier) applyResidue(ctx context.Context, op resolvedOp, params io.Byt
 	var zBase, zTarget zsections.Params
 	size := outSize(op)
 	if op.Encoder == EncBsdiffX86 {
-		if err := readX86Params(params, &xp, &zBase, &zTarget); err != nil {
+		if err := readX86Params(params, a.m.Version, &xp, &zBase, &zTarget); err != nil {
 			return err
 		}
 		if op.NewExecutable() && len(zBase.Sections) != 0 {
@@ -173,8 +173,9 @@ func (a *applier) applyResidue(ctx context.Context, op resolvedOp, params io.Byt
 	return a.ingest(ctx, op, patched)
 }
 
-// readX86Params reads bsdiff-x86's three length-prefixed parameter blocks.
-func readX86Params(r io.ByteReader, xp *exefilter.Params, zBase, zTarget *zsections.Params) error {
+// readX86Params reads bsdiff-x86's three length-prefixed parameter blocks
+// of a delta of the given manifest version (ARM code needs version 6).
+func readX86Params(r io.ByteReader, version int, xp *exefilter.Params, zBase, zTarget *zsections.Params) error {
 	for _, p := range []struct {
 		what string
 		u    interface{ UnmarshalBinary([]byte) error }
@@ -182,6 +183,9 @@ func readX86Params(r io.ByteReader, xp *exefilter.Params, zBase, zTarget *zsecti
 		if err := readParam(r, p.what, p.u); err != nil {
 			return err
 		}
+	}
+	if xp.Layout.Machine != exefilter.MachineX86_64 && version < 6 {
+		return fmt.Errorf("%w: bsdiff-x86 parameters for machine %d need manifest version 6", ErrBadDelta, xp.Layout.Machine)
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/skiff-dev/skiff/delta/exefilter"
 )
 
 func (d *differ) level() zstd.EncoderLevel { return zstd.EncoderLevel(d.opts.Level) }
@@ -158,7 +160,7 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 	case useBsdiff:
 		x86 := false
 		if d.opts.BsdiffX86 {
-			prefix, raw, n, expanded, ok, err := bsdiffX86Raw(ctx, base, tgt, solid)
+			prefix, raw, n, expanded, ok, err := bsdiffX86Raw(ctx, base, tgt, solid, d.forms())
 			if err != nil {
 				return fmt.Errorf("%s: bsdiff-x86: %w", p.path, err)
 			}
@@ -243,6 +245,15 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 // below it the transform parameters cost about what they win.
 const minNewExecutable = 16 << 10
 
+// forms are the executable transforms the delta may use: the ARM ones
+// need manifest version 6 (Options.Keep).
+func (d *differ) forms() exefilter.Forms {
+	if d.opts.Keep && d.opts.Lean && d.opts.Solid {
+		return exefilter.DefaultForms
+	}
+	return exefilter.DefaultForms & exefilter.X86Forms
+}
+
 // encodeNew carries a new x86-64 ELF file through bsdiff-x86's transforms
 // against the empty base (manifest version 4, FORMAT.md "New
 // executables") where that residue compresses smaller than the file: it
@@ -264,7 +275,7 @@ func (d *differ) encodeNew(ctx context.Context, p *planned, sem *semaphore.Weigh
 	if err != nil {
 		return err
 	}
-	prefix, raw, n, expanded, ok, err := bsdiffX86Raw(ctx, nil, tgt, true)
+	prefix, raw, n, expanded, ok, err := bsdiffX86Raw(ctx, nil, tgt, true, d.forms())
 	if err != nil || !ok {
 		return err
 	}

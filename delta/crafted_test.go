@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -383,13 +384,17 @@ func TestCraftedDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	solid, err := diff(target, DefaultOptions())
+	solid, err := diff(target, noKeep())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := diff(target, DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func(old int64) { maxInterleavedTry = old }(maxInterleavedTry)
 	maxInterleavedTry = -1
-	columnar, err := diff(target, DefaultOptions())
+	columnar, err := diff(target, noKeep())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +408,7 @@ func TestCraftedDeltas(t *testing.T) {
 	trust := []ed25519.PublicKey{pubOf(craftKey)}
 	// The good deltas apply: every case below differs from them only in
 	// what it breaks.
-	for _, d := range [][]byte{good, bsDelta, solid, columnar} {
+	for _, d := range [][]byte{good, bsDelta, solid, kept, columnar} {
 		res, err := Apply(ctx, base, bytes.NewReader(d), ApplyOptions{WorkDir: t.TempDir(), TrustedKeys: trust})
 		if err != nil {
 			t.Fatalf("the good delta does not apply: %v", err)
@@ -413,6 +418,7 @@ func TestCraftedDeltas(t *testing.T) {
 	cases := craftedCases(t, good, target, bsDelta)
 	cases = append(cases, solidCases(t, solid)...)
 	cases = append(cases, columnarCases(t, columnar)...)
+	cases = append(cases, keepCases(t, kept)...)
 
 	// Targets with unsafe paths: diff refuses them; forced through the
 	// test hook, Apply refuses the delta.
@@ -548,6 +554,32 @@ func columnarCases(t *testing.T, good []byte) []craftCase {
 	return cases
 }
 
+// keepCases derives hostile deltas from good, a version 6 delta of the
+// tiny pair: base layer 0's payload is read by target layer 1 (a copy),
+// base layer 1's are the ops' bases.
+func keepCases(t *testing.T, good []byte) []craftCase {
+	c := takeApart(t, good)
+	if c.h.Manifest.Version != 6 || len(c.h.Manifest.Base.Keep) != 2 || c.h.Manifest.Base.Keep[0] == "" || c.h.Manifest.Base.Keep[1] == "" {
+		t.Fatalf("want a version 6 delta keeping payloads of both base layers: version %d, keep %q", c.h.Manifest.Version, c.h.Manifest.Base.Keep)
+	}
+	var cases []craftCase
+	add := func(name string, d []byte, want error, msg ...string) {
+		cases = append(cases, craftCase{name: "keep: " + name, delta: d, want: []error{want}, msg: msg})
+	}
+	setKeep := func(i int, b []byte) []byte {
+		return c.edit(func(m *Manifest) { m.Base.Keep[i] = base64.RawStdEncoding.EncodeToString(b) })
+	}
+	add("in a version 5 manifest", c.edit(func(m *Manifest) { m.Version = 5 }), ErrBadDelta, "needs manifest version 6")
+	add("one base layer short", c.edit(func(m *Manifest) { m.Base.Keep = m.Base.Keep[:1] }), ErrBadDelta, "1 entries for 2 base layers")
+	add("not base64", c.edit(func(m *Manifest) { m.Base.Keep[0] = "!!" }), ErrBadDelta, "base keep 0")
+	add("padded", c.edit(func(m *Manifest) { m.Base.Keep[0] += "==" }), ErrBadDelta, "base keep 0")
+	add("a zero byte at the end", setKeep(0, []byte{1, 0}), ErrBadDelta, "ends in a zero byte")
+	add("a payload the layer lacks", setKeep(0, []byte{1, 0, 0, 0x80}), ErrBadDelta, "marks payload 31 of base layer 0, which has 1")
+	add("a reused file not kept", setKeep(0, nil), ErrBadDelta, "target layer 1 reads base payload", "does not keep")
+	add("ops' bases not kept", setKeep(1, nil), ErrBadDelta, "reads base payload", "does not keep")
+	return cases
+}
+
 // solidCases derives hostile deltas from good, a version 3 delta with one
 // solid stream (blob 1, after the skeleton).
 func solidCases(t *testing.T, good []byte) []craftCase {
@@ -591,8 +623,8 @@ func solidCases(t *testing.T, good []byte) []craftCase {
 			rebuilt = i
 		}
 	}
-	if c.h.Manifest.Version != 5 || rebuilt < 0 || c.h.Manifest.Layers[rebuilt].DictLayer < 0 {
-		t.Fatalf("the tiny pair should make a version 5 delta with a lean skeleton against a base layer: version %d, layer %d", c.h.Manifest.Version, rebuilt)
+	if c.h.Manifest.Version < 5 || rebuilt < 0 || c.h.Manifest.Layers[rebuilt].DictLayer < 0 {
+		t.Fatalf("the tiny pair should make a version 5 or later delta with a lean skeleton against a base layer: version %d, layer %d", c.h.Manifest.Version, rebuilt)
 	}
 	add("lean skeleton in a version 4 manifest", c.edit(func(m *Manifest) { m.Version, m.Limits.Scratch = 4, 0 }), ErrCorrupt, "lean record")
 	add("skeleton delta against no base layer in version 4", c.edit(func(m *Manifest) {

@@ -52,6 +52,12 @@ type Options struct {
 	// without a base layer get too, against nothing (layerfs/SKELETON.md,
 	// "Lean skeleton deltas"). Off: versions 3-4.
 	Lean bool
+	// Keep (with Lean) writes manifest version 6: base.keep names the base
+	// payloads the delta reads, so the device stores only those, and
+	// limits.scratch counts the rebuild as version 6 readers do it, each
+	// payload leaving the store after its last read (FORMAT.md, "Kept base
+	// payloads"). Off: versions up to 5.
+	Keep bool
 	// TargetNames are names (REPO:TAG) to carry for the target (manifest
 	// version 5, so Lean): apply writes them into a docker-archive output
 	// whose reference names no tag. Sorted and deduplicated in the delta.
@@ -89,7 +95,7 @@ type Options struct {
 
 // DefaultOptions are the settings `skiff diff` uses.
 func DefaultOptions() Options {
-	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Solid: true, Lean: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
+	return Options{Bsdiff: true, BsdiffX86: true, ZstdDict: true, Gunzip: true, Solid: true, Lean: true, Keep: true, Level: 4, BrotliQuality: 9, Jobs: runtime.GOMAXPROCS(0),
 		MemoryCap: 256 << 20, MaxDictBase: 2 << 20}
 }
 

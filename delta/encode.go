@@ -325,13 +325,14 @@ func bsdiffChunkedRaw(ctx context.Context, base, target []byte, chunk int, split
 // target, and raw is the streaming bsdiff of E(T(base)) to E(T(target)).
 // ok is false for files neither transform applies to; expanded is the size
 // of E(T(target)), what the patcher writes.
-func bsdiffX86Raw(ctx context.Context, base, target []byte, split bool) (prefix, raw []byte, controls, expanded int64, ok bool, err error) {
-	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), exefilter.DefaultForms)
-	tBase, _, err := exefilter.EncodeLayout(base, lo)
+func bsdiffX86Raw(ctx context.Context, base, target []byte, split bool, forms exefilter.Forms) (prefix, raw []byte, controls, expanded int64, ok bool, err error) {
+	tTarget, xp, err := exefilter.Encode(target, forms)
 	if err != nil {
 		return nil, nil, 0, 0, false, nil
 	}
-	tTarget, xp, err := exefilter.Encode(target, exefilter.DefaultForms)
+	// The base under the target's forms, as the device analyzes it.
+	lo := exefilter.Analyze(bytes.NewReader(base), int64(len(base)), xp.Layout.Forms)
+	tBase, _, err := exefilter.EncodeLayout(base, lo)
 	if err != nil {
 		return nil, nil, 0, 0, false, nil
 	}

@@ -48,12 +48,42 @@ func noLean() Options {
 	return o
 }
 
+// noKeep are the default options without base.keep: manifest version 5,
+// pinned by the golden files of that version.
+func noKeep() Options {
+	o := DefaultOptions()
+	o.Keep = false
+	return o
+}
+
+// scratchV5 is limits.scratch of the version 5 delta of a pair.
+func scratchV5(t *testing.T, base, target v1.Image) int64 {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := Diff(context.Background(), base, target, &buf, noKeep()); err != nil {
+		t.Fatal(err)
+	}
+	h, err := format.ReadHeader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.Manifest.Limits.Scratch
+}
+
 // TestDeltaGolden pins the delta byte format (FORMAT.md) on a tiny pair:
-// manifest version 5 (lean skeletons), version 3 (solid streams) and
+// manifest version 6 (base.keep), 5 (lean skeletons), version 3 (solid streams) and
 // version 1 as written without them, which readers still apply.
 func TestDeltaGolden(t *testing.T) {
 	base, target := tinyPair(t)
-	want := checkGolden(t, "tiny-v5.skiff", base, target, DefaultOptions())
+	v6 := checkGolden(t, "tiny-v6.skiff", base, target, DefaultOptions())
+	h6, err := format.ReadHeader(bytes.NewReader(v6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h6.Manifest.Version != 6 || len(h6.Manifest.Base.Keep) != 2 || h6.Manifest.Limits.Scratch >= scratchV5(t, base, target) {
+		t.Errorf("the tiny pair should make a version 6 delta that keeps fewer base payloads: version %d, keep %q", h6.Manifest.Version, h6.Manifest.Base.Keep)
+	}
+	want := checkGolden(t, "tiny-v5.skiff", base, target, noKeep())
 	h5, err := format.ReadHeader(bytes.NewReader(want))
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +95,7 @@ func TestDeltaGolden(t *testing.T) {
 	// The columnar layout, which small streams only get when forced.
 	defer func(old int64) { maxInterleavedTry = old }(maxInterleavedTry)
 	maxInterleavedTry = -1
-	cols := checkGolden(t, "tiny-v5-columns.skiff", base, target, DefaultOptions())
+	cols := checkGolden(t, "tiny-v5-columns.skiff", base, target, noKeep())
 	hc, err := format.ReadHeader(bytes.NewReader(cols))
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +283,7 @@ func gzipPair(t testing.TB) (base, target v1.Image) {
 func TestDeltaGoldenGzip(t *testing.T) {
 	base, target := gzipPair(t)
 	checkGolden(t, "gzip-v3.skiff", base, target, noLean())
-	checkGolden(t, "gzip-v5.skiff", base, target, DefaultOptions())
+	checkGolden(t, "gzip-v5.skiff", base, target, noKeep())
 	legacy := DefaultOptions()
 	legacy.Solid = false
 	want := checkGolden(t, "gzip.skiff", base, target, legacy)

@@ -99,7 +99,7 @@ func TestGunzipOps(t *testing.T) {
 					ops++
 				}
 			}
-			wantOps, wantVersion := 0, 5
+			wantOps, wantVersion := 0, 6
 			if gunzip {
 				wantOps = 4 // all but the Go-made one
 			}

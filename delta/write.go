@@ -197,7 +197,14 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		d.rep.PayloadBytes[p.op.Encoder] += p.op.Size
 	}
 	if m.Version >= 5 {
-		m.Limits.Scratch = scratchOf(m, plans, baseInfo)
+		if d.opts.Keep {
+			var kept int64
+			m.Base.Keep, kept = keepOf(m, plans, baseInfo, targetInfo)
+			m.Version = 6
+			m.Limits.Scratch = scratchKept(m, plans, baseInfo, targetInfo, kept)
+		} else {
+			m.Limits.Scratch = scratchOf(m, plans, baseInfo)
+		}
 	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("internal error: the delta written would be invalid: %w", err)

@@ -116,6 +116,33 @@ func (s *Store) Open(_ context.Context, d digest.Digest) (io.ReadCloser, error) 
 	return f, err
 }
 
+// List returns the digests of the blobs the store holds, in no order.
+func (s *Store) List() ([]digest.Digest, error) {
+	ents, err := os.ReadDir(s.blobDir())
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	var ds []digest.Digest
+	for _, e := range ents {
+		if d := digest.NewDigestFromEncoded(digest.SHA256, e.Name()); e.Type().IsRegular() && d.Validate() == nil {
+			ds = append(ds, d)
+		}
+	}
+	return ds, nil
+}
+
+// Remove deletes the blob d; a blob that is not there is no error.
+func (s *Store) Remove(d digest.Digest) error {
+	p, err := s.Path(d)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
 // Ingest stores size bytes of r and returns their digest.
 func (s *Store) Ingest(ctx context.Context, r io.Reader, size int64) (digest.Digest, error) {
 	if size <= smallBlob {

@@ -190,11 +190,15 @@ func (s *scanner) run(buf []byte, base int64, start int, final bool) (int, error
 				i = end
 				continue
 			}
-			if (pos-r.Off)%symSize != 0 { // unreachable: entries are visited whole
+			size := int64(symSize)
+			if s.l.Machine == MachineARM {
+				size = sym32Size
+			}
+			if (pos-r.Off)%size != 0 { // unreachable: entries are visited whole
 				i = end
 				continue
 			}
-			if end-i < symSize {
+			if int64(end-i) < size {
 				if !final && end == len(buf) {
 					return i, nil
 				}
@@ -204,16 +208,16 @@ func (s *scanner) run(buf []byte, base int64, start int, final bool) (int, error
 			if pos == r.Off {
 				s.prev = 0
 			}
-			f := buf[i+symValue : i+symValue+8]
-			v := binary.LittleEndian.Uint64(f)
-			if s.decode {
-				v += s.prev // v is the original value again
-				binary.LittleEndian.PutUint64(f, v)
-			} else {
-				binary.LittleEndian.PutUint64(f, v-s.prev)
+			s.symbol(buf[i:])
+			i += int(size)
+			continue
+		}
+		if s.l.Machine != MachineX86_64 {
+			n, more := s.arm(buf[i:end], r.Addr+uint64(pos-r.Off))
+			if more && !final && end == len(buf) {
+				return i, nil // need more input
 			}
-			s.prev = v
-			i += symSize
+			i += n
 			continue
 		}
 		if !final && end-i < maxInsn && end == len(buf) {
@@ -254,6 +258,32 @@ func (s *scanner) run(buf []byte, base int64, start int, final bool) (int, error
 		i++
 	}
 	return i, nil
+}
+
+// symbol delta-codes the value of the symbol table entry at the start of
+// e (or undoes it), relative to the previous entry's original value.
+func (s *scanner) symbol(e []byte) {
+	if s.l.Machine == MachineARM {
+		f := e[sym32Value : sym32Value+4]
+		v := binary.LittleEndian.Uint32(f)
+		if s.decode {
+			v += uint32(s.prev)
+			binary.LittleEndian.PutUint32(f, v)
+		} else {
+			binary.LittleEndian.PutUint32(f, v-uint32(s.prev))
+		}
+		s.prev = uint64(v)
+		return
+	}
+	f := e[symValue : symValue+8]
+	v := binary.LittleEndian.Uint64(f)
+	if s.decode {
+		v += s.prev // v is the original value again
+		binary.LittleEndian.PutUint64(f, v)
+	} else {
+		binary.LittleEndian.PutUint64(f, v-s.prev)
+	}
+	s.prev = v
 }
 
 // finish reports exceptions left unused at the end of the input.

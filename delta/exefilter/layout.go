@@ -20,8 +20,10 @@ var (
 	ErrNotExact = errors.New("exefilter: transform is not exact")
 )
 
-// Forms selects the instruction forms whose operands are converted.
-type Forms uint8
+// Forms selects the instruction forms whose operands are converted. Each
+// form belongs to one machine (FormSymtab to all); a Layout only holds the
+// forms of its machine.
+type Forms uint16
 
 const (
 	// FormCall: E8 rel32 (call).
@@ -39,13 +41,60 @@ const (
 	// symbols that move together keep their bytes. Not machine code, but
 	// the same problem: addresses that shift when code grows.
 	FormSymtab
+	// FormA64Call: ARM64 BL imm26 (call).
+	FormA64Call
+	// FormA64Jump: ARM64 B imm26.
+	FormA64Jump
+	// FormA64Page: ARM64 ADRP (the page of a PC-relative address; the
+	// ADD or LDR after it carries the low 12 bits, already absolute).
+	FormA64Page
+	// FormA64Adr: ARM64 ADR imm21.
+	FormA64Adr
+	// FormA64Cond: ARM64 B.cond, CBZ/CBNZ imm19 and TBZ/TBNZ imm14.
+	FormA64Cond
+	// FormA64Literal: ARM64 LDR (literal) imm19, LDRSW, PRFM and SIMD.
+	FormA64Literal
+	// FormA32Call: ARM (A32) BL and BLX imm24.
+	FormA32Call
+	// FormA32Jump: ARM (A32) B imm24.
+	FormA32Jump
+	// FormT32Call: Thumb-2 BL and BLX (a pair of halfwords).
+	FormT32Call
 
-	formAll = FormCall | FormJmp | FormJcc | FormRIP | FormSymtab
+	formX86 = FormCall | FormJmp | FormJcc | FormRIP
+	formA64 = FormA64Call | FormA64Jump | FormA64Page | FormA64Adr | FormA64Cond | FormA64Literal
+	formA32 = FormA32Call | FormA32Jump | FormT32Call
+	formAll = formX86 | formA64 | formA32 | FormSymtab
 )
 
 // DefaultForms is the set Encode uses when given 0: the forms that made
-// patches smaller on the measured corpus (see doc.go).
-const DefaultForms = FormCall | FormRIP | FormSymtab
+// patches smaller on the measured corpus (see doc.go), for each machine.
+const DefaultForms = FormCall | FormRIP | FormSymtab | FormA64Call | FormA64Page | FormA64Adr | FormA64Literal | FormA32Call | FormT32Call
+
+// X86Forms are the forms of x86-64 code (and FormSymtab), the only ones
+// of Params version 1.
+const X86Forms = formX86 | FormSymtab
+
+// Machines the transform knows. A Layout's Machine is 0 for x86-64 (the
+// first machine, whose Params keep their version 1 encoding).
+const (
+	MachineX86_64 = 0
+	MachineARM64  = elf.Machine(elf.EM_AARCH64)
+	MachineARM    = elf.Machine(elf.EM_ARM)
+)
+
+// machineForms are the forms a machine's code can have converted.
+func machineForms(m elf.Machine) (Forms, bool) {
+	switch m {
+	case MachineX86_64:
+		return formX86 | FormSymtab, true
+	case MachineARM64:
+		return formA64 | FormSymtab, true
+	case MachineARM:
+		return formA32 | FormSymtab, true
+	}
+	return 0, false
+}
 
 // String names the forms, e.g. "call+rip".
 func (f Forms) String() string {
@@ -53,7 +102,7 @@ func (f Forms) String() string {
 		return "none"
 	}
 	s := ""
-	for i, n := range []string{"call", "jmp", "jcc", "rip", "symtab"} {
+	for i, n := range []string{"call", "jmp", "jcc", "rip", "symtab", "a64-call", "a64-jump", "a64-page", "a64-adr", "a64-cond", "a64-literal", "a32-call", "a32-jump", "t32-call"} {
 		if f&(1<<i) != 0 {
 			if s != "" {
 				s += "+"
@@ -65,8 +114,9 @@ func (f Forms) String() string {
 }
 
 // Region is a run of machine code in the file (Size bytes at file offset
-// Off, loaded at virtual address Addr), or with Symtab set, an ELF64 symbol
-// table (24-byte entries; Addr unused).
+// Off, loaded at virtual address Addr), or with Symtab set, an ELF symbol
+// table (24-byte ELF64 entries, 16-byte ELF32 ones for MachineARM; Addr
+// unused).
 type Region struct {
 	Off, Size int64
 	Addr      uint64
@@ -74,9 +124,12 @@ type Region struct {
 }
 
 // symSize is the size of an Elf64_Sym; its value field is at symValue.
+// sym32Size and sym32Value are the same for an Elf32_Sym.
 const (
-	symSize  = 24
-	symValue = 8
+	symSize    = 24
+	symValue   = 8
+	sym32Size  = 16
+	sym32Value = 4
 )
 
 func (r Region) end() int64 { return r.Off + r.Size }
@@ -87,22 +140,38 @@ func (r Region) end() int64 { return r.Off + r.Size }
 // [CodeLo, CodeHi), RIP-relative ones when in [DataLo, DataHi); both spans
 // are below 4 GiB.
 type Layout struct {
+	Machine        elf.Machine // MachineX86_64 (0), MachineARM64 or MachineARM
 	Forms          Forms
 	Code           []Region // sorted by Off, not overlapping
 	CodeLo, CodeHi uint64
 	DataLo, DataHi uint64
 }
 
-// Analyze reads the headers of an x86-64 ELF file of the given size and
-// returns its Layout for forms. Anything else (not ELF, another machine,
-// unreadable headers) yields the identity Layout and no error: the filter
-// is an optimization, never a reason to fail. It reads only headers, so r
-// may be a file on disk.
+// Analyze reads the headers of an x86-64, ARM64 or 32-bit ARM ELF file of
+// the given size and returns its Layout for the forms of its machine among
+// forms. Anything else (not ELF, another machine, unreadable headers)
+// yields the identity Layout and no error: the filter is an optimization,
+// never a reason to fail. It reads only headers, so r may be a file on
+// disk.
 func Analyze(r io.ReaderAt, size int64, forms Forms) Layout {
 	f, err := elf.NewFile(io.NewSectionReader(r, 0, size))
-	if err != nil || f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
+	if err != nil || f.Data != elf.ELFDATA2LSB {
 		return Layout{}
 	}
+	var machine elf.Machine
+	entsize := uint64(symSize)
+	switch {
+	case f.Class == elf.ELFCLASS64 && f.Machine == elf.EM_X86_64:
+		machine = MachineX86_64
+	case f.Class == elf.ELFCLASS64 && f.Machine == elf.EM_AARCH64:
+		machine = MachineARM64
+	case f.Class == elf.ELFCLASS32 && f.Machine == elf.EM_ARM:
+		machine, entsize = MachineARM, sym32Size
+	default:
+		return Layout{}
+	}
+	mf, _ := machineForms(machine)
+	forms &= mf
 	var code []Region
 	var codeLo, codeHi, dataLo, dataHi uint64
 	codeLo, dataLo = ^uint64(0), ^uint64(0)
@@ -120,7 +189,7 @@ func Analyze(r io.ReaderAt, size int64, forms Forms) Layout {
 	var syms []Region
 	if forms&FormSymtab != 0 {
 		for _, s := range f.Sections {
-			if (s.Type == elf.SHT_SYMTAB || s.Type == elf.SHT_DYNSYM) && s.Entsize == symSize && s.Size >= symSize {
+			if (s.Type == elf.SHT_SYMTAB || s.Type == elf.SHT_DYNSYM) && s.Entsize == entsize && s.Size >= entsize {
 				syms = append(syms, Region{Off: int64(s.Offset), Size: int64(s.Size), Symtab: true})
 			}
 		}
@@ -138,9 +207,9 @@ func Analyze(r io.ReaderAt, size int64, forms Forms) Layout {
 			}
 		}
 	}
-	l := Layout{Forms: forms & formAll, CodeLo: codeLo, CodeHi: codeHi, DataLo: dataLo, DataHi: dataHi}
+	l := Layout{Machine: machine, Forms: forms, CodeLo: codeLo, CodeHi: codeHi, DataLo: dataLo, DataHi: dataHi}
 	if len(code) == 0 || codeHi-codeLo >= 1<<32 || codeHi < codeLo {
-		l.Forms &^= FormCall | FormJmp | FormJcc | FormRIP
+		l.Forms &= FormSymtab
 		l.CodeLo, l.CodeHi, code = 0, 0, nil
 	}
 	l.Code = normalize(append(code, syms...), size)
@@ -151,7 +220,48 @@ func Analyze(r io.ReaderAt, size int64, forms Forms) Layout {
 		l.Forms &^= FormRIP
 		l.DataLo, l.DataHi = 0, 0
 	}
+	if machine == MachineARM && l.Forms&FormT32Call != 0 && l.Forms&(FormA32Call|FormA32Jump) != 0 {
+		if thumb(r, l.Code) {
+			l.Forms &^= FormA32Call | FormA32Jump
+		} else {
+			l.Forms &^= FormT32Call
+		}
+	}
+	if machine != MachineX86_64 {
+		// The ARM forms are bijections on their fields and need no
+		// target ranges.
+		l.CodeLo, l.CodeHi, l.DataLo, l.DataHi = 0, 0, 0, 0
+	}
 	return l
+}
+
+// thumb tells whether 32-bit ARM code is mostly Thumb-2 (Debian's armhf)
+// or ARM (Go's GOARCH=arm), by counting, in up to 1 MiB of it, the calls
+// of each kind: unconditional A32 BL words and T32 BL pairs.
+func thumb(r io.ReaderAt, code []Region) bool {
+	var a32, t32 int
+	left := int64(1 << 20)
+	for _, c := range code {
+		if c.Symtab || left <= 0 {
+			continue
+		}
+		b := make([]byte, min(c.Size, left))
+		left -= int64(len(b))
+		n, _ := r.ReadAt(b, c.Off)
+		b = b[:n]
+		for i := int((4 - c.Addr%4) % 4); i+4 <= len(b); i += 4 {
+			if b[i+3] == 0xEB {
+				a32++
+			}
+		}
+		for i := int(c.Addr % 2); i+4 <= len(b); i += 2 {
+			if b[i+1]&0xF8 == 0xF0 && b[i+3]&0xD0 == 0xD0 {
+				t32++
+				i += 2
+			}
+		}
+	}
+	return t32 > a32
 }
 
 // normalize clips regions to the file, sorts them, trims overlaps and
@@ -199,8 +309,12 @@ func normalize(rs []Region, size int64) []Region {
 
 // validate checks the invariants the scanner relies on.
 func (l Layout) validate() error {
-	if l.Forms&^formAll != 0 {
-		return fmt.Errorf("%w: unknown forms %#x", ErrCorrupt, uint8(l.Forms))
+	mf, ok := machineForms(l.Machine)
+	if !ok {
+		return fmt.Errorf("%w: unknown machine %d", ErrCorrupt, l.Machine)
+	}
+	if l.Forms&^mf != 0 {
+		return fmt.Errorf("%w: forms %#x for machine %d", ErrCorrupt, uint16(l.Forms), l.Machine)
 	}
 	var prev int64
 	for i, r := range l.Code {
@@ -226,18 +340,27 @@ type Params struct {
 	Exceptions Exceptions
 }
 
-const paramsVersion = 1
+// Params encodings: version 1 for x86-64 (a forms byte), version 2 for
+// the other machines (uvarint machine and forms).
+const (
+	paramsVersion  = 1
+	paramsVersionM = 2
+)
 
-// MarshalBinary encodes p compactly: a version byte, the forms, the
-// regions as uvarint gaps, sizes and addresses and a kind byte, the target
-// ranges, and the
-// exceptions as uvarint deltas.
+// MarshalBinary encodes p compactly: a version byte, the forms (version 2:
+// the machine, then the forms), the regions as uvarint gaps, sizes and
+// addresses and a kind byte, the target ranges, and the exceptions as
+// uvarint deltas.
 func (p Params) MarshalBinary() ([]byte, error) {
 	if err := p.Layout.validate(); err != nil {
 		return nil, err
 	}
 	l := p.Layout
 	b := []byte{paramsVersion, byte(l.Forms)}
+	if l.Machine != MachineX86_64 {
+		b = binary.AppendUvarint([]byte{paramsVersionM}, uint64(l.Machine))
+		b = binary.AppendUvarint(b, uint64(l.Forms))
+	}
 	b = binary.AppendUvarint(b, uint64(len(l.Code)))
 	var prev int64
 	for _, r := range l.Code {
@@ -273,12 +396,7 @@ func (p *Params) UnmarshalBinary(b []byte) error {
 	if len(b) < 2 {
 		return bad("truncated header")
 	}
-	if b[0] != paramsVersion {
-		return bad(fmt.Sprintf("version %d (want %d)", b[0], paramsVersion))
-	}
 	var q Params
-	q.Layout.Forms = Forms(b[1])
-	b = b[2:]
 	next := func(what string) (uint64, error) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -286,6 +404,27 @@ func (p *Params) UnmarshalBinary(b []byte) error {
 		}
 		b = b[n:]
 		return v, nil
+	}
+	switch b[0] {
+	case paramsVersion:
+		q.Layout.Forms = Forms(b[1])
+		b = b[2:]
+	case paramsVersionM:
+		b = b[1:]
+		m, err := next("machine")
+		if err != nil {
+			return err
+		}
+		f, err := next("forms")
+		if err != nil {
+			return err
+		}
+		if m == MachineX86_64 || m > 0xFFFF || f > 0xFFFF {
+			return bad(fmt.Sprintf("machine %d, forms %#x", m, f))
+		}
+		q.Layout.Machine, q.Layout.Forms = elf.Machine(m), Forms(f)
+	default:
+		return bad(fmt.Sprintf("version %d (want %d or %d)", b[0], paramsVersion, paramsVersionM))
 	}
 	count := func(what string) (int, error) {
 		v, err := next(what)

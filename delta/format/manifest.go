@@ -89,6 +89,12 @@ type Base struct {
 	DiffIDs      []digest.Digest `json:"diff_ids"`
 	// Payloads is how many distinct payloads the base layers hold.
 	Payloads int `json:"payloads"`
+	// Keep (version 6), one per base layer, says which of the layer's
+	// payloads the device keeps in its content store while applying: bit
+	// k (least significant first, base64 without padding) stands for the
+	// k-th entry with data in tar order. The others are only hashed. Empty:
+	// every payload is kept (FORMAT.md, "Kept base payloads").
+	Keep []string `json:"keep,omitempty"`
 }
 
 // Target is what a delta produces.
@@ -214,11 +220,12 @@ type GzipOp struct {
 // per-op bsdiff blobs by solid streams; 4 lets a bsdiff-x86 stream member
 // have no base (a new executable, FORMAT.md "New executables"); 5 makes
 // skeleton deltas lean, and lets a layer have one against no base layer
-// (FORMAT.md "Lean skeletons"). A writer uses the lowest version that can
+// (FORMAT.md "Lean skeletons"); 6 adds Base.Keep (FORMAT.md "Kept base
+// payloads"). A writer uses the lowest version that can
 // express its delta.
 const (
 	MinVersion = 1
-	MaxVersion = 5
+	MaxVersion = 6
 )
 
 // MaxBrotliWindow is the largest brotli window a stream may declare

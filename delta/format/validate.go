@@ -1,8 +1,10 @@
 package format
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -61,6 +63,9 @@ func (m *Manifest) checkIdentity() error {
 		if err := d.Validate(); err != nil {
 			return bad("diff_id %q: %v", d, err)
 		}
+	}
+	if err := m.checkKeep(); err != nil {
+		return err
 	}
 	if len(m.Target.Names) > 0 && m.Version < 5 {
 		return bad("target names need manifest version 5")
@@ -341,4 +346,71 @@ func (m *Manifest) checkDistribution() error {
 		}
 	}
 	return nil
+}
+
+// checkKeep checks base.keep's shape; whether each bit set stands for a
+// payload of its layer is only known once the layer is taken apart
+// (KeepBits).
+func (m *Manifest) checkKeep() error {
+	if len(m.Base.Keep) == 0 {
+		return nil
+	}
+	if m.Version < 6 {
+		return bad("base keep needs manifest version 6")
+	}
+	if len(m.Base.Keep) != len(m.Base.DiffIDs) {
+		return bad("base keep has %d entries for %d base layers", len(m.Base.Keep), len(m.Base.DiffIDs))
+	}
+	for i := range m.Base.Keep {
+		if _, err := m.KeepBits(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KeepBits decodes base.keep for base layer i; nil means keep everything.
+func (m *Manifest) KeepBits(i int) (KeepSet, error) {
+	if len(m.Base.Keep) == 0 {
+		return nil, nil
+	}
+	b, err := base64.RawStdEncoding.Strict().DecodeString(m.Base.Keep[i])
+	if err != nil {
+		return nil, bad("base keep %d: %v", i, err)
+	}
+	if len(b) > 0 && b[len(b)-1] == 0 {
+		return nil, bad("base keep %d ends in a zero byte", i)
+	}
+	return KeepSet(b), nil
+}
+
+// KeepSet is a decoded base.keep entry.
+type KeepSet []byte
+
+// Has reports whether payload k is kept.
+func (s KeepSet) Has(k int) bool {
+	return k/8 < len(s) && s[k/8]&(1<<(k%8)) != 0
+}
+
+// Len is one more than the highest payload kept, 0 for none.
+func (s KeepSet) Len() int {
+	if len(s) == 0 {
+		return 0
+	}
+	return 8*(len(s)-1) + bits.Len8(s[len(s)-1])
+}
+
+// EncodeKeep encodes the set of kept payload indices of one layer.
+func EncodeKeep(keep []bool) string {
+	n := len(keep)
+	for n > 0 && !keep[n-1] {
+		n--
+	}
+	b := make([]byte, (n+7)/8)
+	for k := range n {
+		if keep[k] {
+			b[k/8] |= 1 << (k % 8)
+		}
+	}
+	return base64.RawStdEncoding.EncodeToString(b)
 }
