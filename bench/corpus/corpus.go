@@ -16,7 +16,7 @@ import (
 )
 
 // Pairs are the corpus pairs, in build order.
-var Pairs = []string{"os", "toolchain", "app", "npm", "apt", "python", "goarm64"}
+var Pairs = []string{"os", "toolchain", "app", "npm", "apt", "python", "goarm64", "armapp", "armv7app", "goamd64", "debarm64"}
 
 var (
 	// ErrUnknownPair reports a pair name that is not one of Pairs.
@@ -89,12 +89,14 @@ type pairSpec struct {
 func specFor(root, pair string) (pairSpec, error) {
 	layer := func(p, v string) string { return filepath.Join(root, "layers", p, v+".tar") }
 	switch pair {
-	case "os", "apt":
+	case "os", "apt", "debarm64":
 		// One layer per side: a rebuilt base image (apt: minbase, then the same
-		// rootfs with packages installed, as one new layer).
+		// rootfs with packages installed, as one new layer; debarm64: an arm64
+		// minbase, then one with more packages).
 		return pairSpec{[]string{layer(pair, "old")}, []string{layer(pair, "new")}}, nil
-	case "toolchain", "app", "npm", "python", "goarm64":
-		// The pair's layer on top of the old Debian rootfs, shared by both sides.
+	case "toolchain", "app", "npm", "python", "goarm64", "armapp", "armv7app", "goamd64":
+		// The pair's layer on top of the old Debian rootfs, shared by both sides
+		// (the amd64 one for the arm Go binaries too, as for goarm64).
 		base := layer("os", "old")
 		return pairSpec{[]string{base, layer(pair, "old")}, []string{base, layer(pair, "new")}}, nil
 	}

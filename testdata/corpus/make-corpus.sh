@@ -15,6 +15,11 @@
 #   python     a layer on os/old: apt-get install python3 python3-flask + a Flask app in
 #              /app (v1) -> + python3-requests and app v2
 #   goarm64    node_exporter v1.8.1 -> v1.8.2 cross-built for linux/arm64 (like app)
+#   armapp     the app pair (node_exporter v1.7.0 -> v1.8.0, same files) for linux/arm64
+#   armv7app   the app pair for linux/arm GOARM=7
+#   goamd64    the goarm64 pair (v1.8.1 -> v1.8.2) for linux/amd64 GOAMD64=v1, its x86 twin
+#   debarm64   Debian bookworm minbase for arm64, unpacked only (debootstrap --foreign, no
+#              emulation, no second stage); new = the same + nginx-light sqlite3 and deps
 #
 # Output (default SKIFF_CORPUS=$HOME/.cache/skiff/corpus):
 #   $SKIFF_CORPUS/layers/<pair>/{old,new}.tar   the layer tars (uncompressed)
@@ -27,16 +32,17 @@
 # toolchain and app are bit-identical across rebuilds (same GNU tar); os follows the
 # live Debian suite and drifts. Scratch space is $SKIFF_CORPUS/work (removed on success).
 # Needs: Go >= 1.21 on PATH (for `go mod download`), network access to the Go module proxy
-# and a Debian mirror; root for the os pair (debootstrap, chroot) and to apt-get missing tools.
+# and a Debian mirror; root for the os, apt, python and debarm64 pairs (debootstrap, chroot)
+# and to apt-get missing tools.
 set -euo pipefail
 shopt -s inherit_errexit # errors inside $(...) abort too
 
 RECIPE_VERSION=1 # bump whenever a change below alters any output byte
-ALL_PAIRS="toolchain app os npm apt python goarm64"
+ALL_PAIRS="toolchain app os npm apt python goarm64 armapp armv7app goamd64 debarm64"
 
 usage() {
   cat <<EOF
-usage: $0 [--force] [--pairs "toolchain app os npm apt python goarm64"] [--keep-work]
+usage: $0 [--force] [--pairs "toolchain app os npm apt python goarm64 ..."] [--keep-work]
   --force       rebuild the selected pairs even if their stamp says they are current
   --pairs LIST  build only these pairs (space or comma separated; default: $ALL_PAIRS)
   --keep-work   keep \$SKIFF_CORPUS/work (module cache, staging trees, logs) afterwards
@@ -78,7 +84,8 @@ SUITE=bookworm
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NPM_DIR=$HERE/npm                             # {old,new}/package{,-lock}.json, committed
 NPM_OLD_TIME=2024-03-20T00:00:00Z NPM_NEW_TIME=2024-05-15T00:00:00Z # fixed mtimes of the two sides
-ARM_OLD=v1.8.1 ARM_NEW=v1.8.2                 # node_exporter for goarm64, built with go$APP_GO
+ARM_OLD=v1.8.1 ARM_NEW=v1.8.2                 # node_exporter for goarm64 and goamd64, built with go$APP_GO
+DEBARM_PKGS="nginx-light sqlite3"             # what debarm64/new adds (with dependencies)
 APT_PKGS="nginx-light sqlite3"
 PY_OLD_PKGS="python3 python3-flask" PY_NEW_PKGS="python3 python3-flask python3-requests"
 
@@ -147,6 +154,10 @@ stamp_key() {
     apt) echo "skiff-corpus v$RECIPE_VERSION apt base os/old $(os_old_sum) +$APT_PKGS $SUITE main amd64" ;;
     python) echo "skiff-corpus v$RECIPE_VERSION python base os/old $(os_old_sum) $PY_OLD_PKGS app-v1 -> $PY_NEW_PKGS app-v2 $SUITE main amd64" ;;
     goarm64) echo "skiff-corpus v$RECIPE_VERSION goarm64 $APP $ARM_OLD $ARM_NEW go$APP_GO linux-arm64" ;;
+    armapp) echo "skiff-corpus v$RECIPE_VERSION armapp $APP $APP_OLD $APP_NEW go$APP_GO linux-arm64" ;;
+    armv7app) echo "skiff-corpus v$RECIPE_VERSION armv7app $APP $APP_OLD $APP_NEW go$APP_GO linux-arm-v7" ;;
+    goamd64) echo "skiff-corpus v$RECIPE_VERSION goamd64 $APP $ARM_OLD $ARM_NEW go$APP_GO linux-amd64-v1" ;;
+    debarm64) echo "skiff-corpus v$RECIPE_VERSION debarm64 debian $SUITE minbase foreign arm64 +$DEBARM_PKGS" ;;
   esac
 }
 # os_old_sum: sha256 prefix of layers/os/old.tar from its stamp (apt and python build on it)
@@ -243,23 +254,28 @@ build_toolchain() {
   echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --owner=0 --group=0" >>"$o/RECIPE.txt"
 }
 
-# ================================================================ 2. app
-# node_exporter built with go$APP_GO (downloaded, independent of the host Go), -trimpath,
-# promu-style version ldflags, for linux/amd64; plus LICENSE/NOTICE and a changing config.
-build_app() {
-  local o=$1 side v info dir when rev t st tc harch pv
+# ================================================================ 2. app (and 7.-10.: goarm64, armapp, armv7app, goamd64)
+# build_nodeexp OUT PAIR OLD NEW GOARCH VARIANT CONFIG: node_exporter OLD -> NEW built with
+# go$APP_GO (downloaded, independent of the host Go), -trimpath, promu-style version
+# ldflags, for linux/GOARCH (VARIANT: extra environment such as GOAMD64=v1 or GOARM=7, or
+# empty); plus LICENSE/NOTICE and /etc/default/node_exporter: CONFIG=edit changes it
+# (fleet-config rev 41 -> 42, two more flags), CONFIG=same keeps rev 42 on both sides.
+# A native build installs with GOBIN; a cross build cannot (go install refuses GOBIN for
+# cross-compiled binaries), so it lands in $GOPATH/bin/linux_GOARCH.
+build_nodeexp() {
+  local o=$1 p=$2 vold=$3 vnew=$4 arch=$5 variant=$6 conf=$7 side v info dir when rev t st tc harch pv gp bin
   harch=$(go env GOHOSTARCH)
   tc=$W/go$APP_GO-$harch
-  STEP="app: go$APP_GO toolchain"
+  STEP="$p: go$APP_GO toolchain"
   if [ ! -x "$tc/bin/go" ]; then
-    log "app: fetching go$APP_GO (linux-$harch) to build with"
+    log "$p: fetching go$APP_GO (linux-$harch) to build with"
     safe_rm "$tc"
     unzip_toolchain "$APP_GO" "$tc" "$harch" >/dev/null
   fi
   for side in old new; do
-    v=$APP_OLD
-    [ $side = new ] && v=$APP_NEW
-    STEP="app: node_exporter $v"
+    v=$vold
+    [ $side = new ] && v=$vnew
+    STEP="$p: node_exporter $v"
     info=$(gomod "$APP@$v")
     dir=$(echo "$info" | jfield Dir)
     when=$(grep -o '"Time":"[^"]*"' "$(echo "$info" | jfield Info)" | cut -d'"' -f4)
@@ -270,32 +286,49 @@ build_app() {
       rev=unknown
     fi
     t=$(epoch "$when")
-    st=$W/stage-app-$side
-    safe_rm "$st"
+    st=$W/stage-$p-$side
+    gp=$W/gopath-$p
+    safe_rm "$st" "$gp/bin"
     mkdir -p "$st/usr/local/bin" "$st/usr/local/share/doc/node_exporter" "$st/etc/default"
-    log "app/$side: go install $APP@$v with go$APP_GO"
+    log "$p/$side: go install $APP@$v with go$APP_GO for linux/$arch${variant:+ ($variant)}"
     pv=github.com/prometheus/common/version
-    (cd "$W" && GOBIN=$st/usr/local/bin "$tc/bin/go" install -trimpath \
-      -ldflags "-X $pv.Version=${v#v} -X $pv.Revision=$rev -X $pv.Branch=HEAD -X $pv.BuildUser=root@corpus -X $pv.BuildDate=$(date -u -d "$when" +%Y%m%d-%H:%M:%S)" \
-      "$APP@$v") >"$W/app-$side.log" 2>&1 || { tail -20 "$W/app-$side.log" >&2; die "building $APP@$v failed (log $W/app-$side.log)"; }
-    [ -x "$st/usr/local/bin/node_exporter" ] || die "go install $APP@$v produced no node_exporter binary (GOARCH mismatch?)"
+    if [ "$arch" = "$harch" ]; then
+      bin=$st/usr/local/bin/node_exporter
+      # shellcheck disable=SC2086 # $variant is zero or more VAR=value words
+      (cd "$W" && env GOBIN="$st/usr/local/bin" GOARCH="$arch" $variant "$tc/bin/go" install -trimpath \
+        -ldflags "-X $pv.Version=${v#v} -X $pv.Revision=$rev -X $pv.Branch=HEAD -X $pv.BuildUser=root@corpus -X $pv.BuildDate=$(date -u -d "$when" +%Y%m%d-%H:%M:%S)" \
+        "$APP@$v") >"$W/$p-$side.log" 2>&1 || { tail -20 "$W/$p-$side.log" >&2; die "building $APP@$v for linux/$arch failed (log $W/$p-$side.log)"; }
+    else
+      bin=$gp/bin/linux_$arch/node_exporter
+      # shellcheck disable=SC2086
+      (cd "$W" && env -u GOBIN GOPATH="$gp" GOARCH="$arch" $variant "$tc/bin/go" install -trimpath \
+        -ldflags "-X $pv.Version=${v#v} -X $pv.Revision=$rev -X $pv.Branch=HEAD -X $pv.BuildUser=root@corpus -X $pv.BuildDate=$(date -u -d "$when" +%Y%m%d-%H:%M:%S)" \
+        "$APP@$v") >"$W/$p-$side.log" 2>&1 || { tail -20 "$W/$p-$side.log" >&2; die "building $APP@$v for linux/$arch failed (log $W/$p-$side.log)"; }
+    fi
+    [ -x "$bin" ] || die "go install $APP@$v for linux/$arch left no $bin"
+    [ "$bin" = "$st/usr/local/bin/node_exporter" ] || mv "$bin" "$st/usr/local/bin/node_exporter"
     install -m 0644 "$dir/LICENSE" "$dir/NOTICE" "$st/usr/local/share/doc/node_exporter/"
-    if [ $side = old ]; then
+    if [ $conf = edit ] && [ $side = old ]; then
       printf '%s\n' '# managed by fleet-config rev 41' \
         'NODE_EXPORTER_ARGS="--web.listen-address=:9100 --collector.textfile.directory=/var/lib/node_exporter/textfile --no-collector.wifi"' \
         >"$st/etc/default/node_exporter"
-    else
+    elif [ $conf = edit ]; then
       printf '%s\n' '# managed by fleet-config rev 42' \
         'NODE_EXPORTER_ARGS="--web.listen-address=:9100 --collector.textfile.directory=/var/lib/node_exporter/textfile --no-collector.wifi --collector.systemd --web.telemetry-path=/metrics"' \
+        >"$st/etc/default/node_exporter"
+    else
+      printf '%s\n' '# managed by fleet-config rev 42' \
+        'NODE_EXPORTER_ARGS="--web.listen-address=:9100 --collector.textfile.directory=/var/lib/node_exporter/textfile --no-collector.wifi"' \
         >"$st/etc/default/node_exporter"
     fi
     chmod -R go-w,a+rX "$st"
     mktar "$st" "$o/$side.tar" "$t" fixed
-    echo "$side: $APP@$v (rev $rev) via 'go install -trimpath' with go$APP_GO, CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOAMD64=v1, + LICENSE, NOTICE, etc/default/node_exporter; every entry mtime=@$t (module time), owner 0:0" >>"$o/RECIPE.txt"
+    echo "$side: $APP@$v (rev $rev) via 'go install -trimpath' with go$APP_GO, CGO_ENABLED=0 GOOS=linux GOARCH=$arch${variant:+ $variant}, + LICENSE, NOTICE, etc/default/node_exporter$([ $conf = same ] && echo ' (same on both sides)'); every entry mtime=@$t (module time), owner 0:0" >>"$o/RECIPE.txt"
     safe_rm "$st"
   done
   echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --owner=0 --group=0" >>"$o/RECIPE.txt"
 }
+build_app() { build_nodeexp "$1" app "$APP_OLD" "$APP_NEW" amd64 GOAMD64=v1 edit; }
 
 # ================================================================ 3. os
 # The Debian mirrors this machine's apt already uses (deb822 or one-line sources), else deb.debian.org.
@@ -643,51 +676,72 @@ build_python() {
   } >>"$o/RECIPE.txt"
 }
 
-# ================================================================ 7. goarm64
-# node_exporter cross-built for linux/arm64 with go$APP_GO, otherwise as the app pair.
-# go install puts cross-compiled binaries in $GOPATH/bin/linux_arm64 (GOBIN must be unset).
-build_goarm64() {
-  local o=$1 side v info dir when rev t st tc harch pv gp
-  harch=$(go env GOHOSTARCH)
-  tc=$W/go$APP_GO-$harch
-  STEP="goarm64: go$APP_GO toolchain"
-  if [ ! -x "$tc/bin/go" ]; then
-    log "goarm64: fetching go$APP_GO (linux-$harch) to build with"
-    safe_rm "$tc"
-    unzip_toolchain "$APP_GO" "$tc" "$harch" >/dev/null
-  fi
+# ================================================================ 7.-10. goarm64, armapp, armv7app, goamd64
+# The same node_exporter builds for other architectures (build_nodeexp, section 2):
+# goarm64 and its x86-64 counterpart goamd64 are v1.8.1 -> v1.8.2 with one config on both
+# sides; armapp and armv7app are the app pair (v1.7.0 -> v1.8.0, config edited) for
+# arm64 and ARMv7.
+build_goarm64() { build_nodeexp "$1" goarm64 "$ARM_OLD" "$ARM_NEW" arm64 "" same; }
+build_goamd64() { build_nodeexp "$1" goamd64 "$ARM_OLD" "$ARM_NEW" amd64 GOAMD64=v1 same; }
+build_armapp() { build_nodeexp "$1" armapp "$APP_OLD" "$APP_NEW" arm64 "" edit; }
+build_armv7app() { build_nodeexp "$1" armv7app "$APP_OLD" "$APP_NEW" arm GOARM=7 edit; }
+
+# ================================================================ 11. debarm64
+# A Debian arm64 userland built on any host without emulation: debootstrap --foreign only
+# downloads the packages and unpacks them (dpkg-deb), so no arm64 code runs and no
+# maintainer scripts do (no /etc/passwd, an empty dpkg status: what a first stage leaves).
+# Each side is a fresh first stage from $SUITE main (a point release, so the versions do
+# not move between builds). For new, debootstrap --include's $DEBARM_PKGS and resolves
+# their dependencies, but a first stage only unpacks the required packages and leaves
+# these "base" ones for the second; they are unpacked here in debootstrap's order the way
+# it unpacks (dpkg-deb --fsys-tarfile | tar, keeping the merged-/usr symlinks).
+# /debootstrap (second-stage scripts, log, package lists) and the downloaded .debs are
+# removed, the rest is cleaned like the os pair: one rebuilt layer per side, mtimes
+# clamped to the InRelease date, real owners (unpacked as root).
+build_debarm64() {
+  local o=$1 side r t inc n pk deb
+  need_root "the debarm64 pair (debootstrap unpacks as root to keep the packages' owners)"
+  mkdir -p "$W/debs-arm64"
   for side in old new; do
-    v=$ARM_OLD
-    [ $side = new ] && v=$ARM_NEW
-    STEP="goarm64: node_exporter $v"
-    info=$(gomod "$APP@$v")
-    dir=$(echo "$info" | jfield Dir)
-    when=$(grep -o '"Time":"[^"]*"' "$(echo "$info" | jfield Info)" | cut -d'"' -f4)
-    rev=$(grep -o '"Hash":"[0-9a-f]*"' "$(echo "$info" | jfield Info)" | cut -d'"' -f4 || true)
-    [ -n "$when" ] || die "no Time in the module proxy's info for $APP@$v"
-    [ -n "$rev" ] || { log "WARN: no Origin.Hash for $APP@$v; Revision=unknown"; rev=unknown; }
-    t=$(epoch "$when")
-    st=$W/stage-goarm64-$side
-    gp=$W/gopath-arm64
-    safe_rm "$st" "$gp/bin"
-    mkdir -p "$st/usr/local/bin" "$st/usr/local/share/doc/node_exporter" "$st/etc/default"
-    log "goarm64/$side: go install $APP@$v with go$APP_GO for linux/arm64"
-    pv=github.com/prometheus/common/version
-    (cd "$W" && env -u GOBIN GOPATH="$gp" GOARCH=arm64 "$tc/bin/go" install -trimpath \
-      -ldflags "-X $pv.Version=${v#v} -X $pv.Revision=$rev -X $pv.Branch=HEAD -X $pv.BuildUser=root@corpus -X $pv.BuildDate=$(date -u -d "$when" +%Y%m%d-%H:%M:%S)" \
-      "$APP@$v") >"$W/goarm64-$side.log" 2>&1 || { tail -20 "$W/goarm64-$side.log" >&2; die "building $APP@$v for arm64 failed (log $W/goarm64-$side.log)"; }
-    [ -x "$gp/bin/linux_arm64/node_exporter" ] || die "go install $APP@$v for arm64 left no $gp/bin/linux_arm64/node_exporter"
-    mv "$gp/bin/linux_arm64/node_exporter" "$st/usr/local/bin/node_exporter"
-    install -m 0644 "$dir/LICENSE" "$dir/NOTICE" "$st/usr/local/share/doc/node_exporter/"
-    printf '%s\n' '# managed by fleet-config rev 42' \
-      'NODE_EXPORTER_ARGS="--web.listen-address=:9100 --collector.textfile.directory=/var/lib/node_exporter/textfile --no-collector.wifi"' \
-      >"$st/etc/default/node_exporter"
-    chmod -R go-w,a+rX "$st"
-    mktar "$st" "$o/$side.tar" "$t" fixed
-    echo "$side: $APP@$v (rev $rev) via 'go install -trimpath' with go$APP_GO, CGO_ENABLED=0 GOOS=linux GOARCH=arm64, + LICENSE, NOTICE, etc/default/node_exporter (same on both sides); every entry mtime=@$t (module time), owner 0:0" >>"$o/RECIPE.txt"
-    safe_rm "$st"
+    inc=()
+    [ $side = new ] && inc=(--include="${DEBARM_PKGS// /,}")
+    r=$W/rootfs-debarm64-$side
+    safe_rm "$r"
+    STEP="debarm64: debootstrap --foreign ($side)"
+    log "debarm64/$side: debootstrap --arch=arm64 --foreign --variant=minbase ${inc[*]} $SUITE $MIRROR"
+    debootstrap --arch=arm64 --foreign --variant=minbase "${inc[@]}" --cache-dir="$W/debs-arm64" "$SUITE" "$r" "$MIRROR" \
+      >"$W/debootstrap-debarm64-$side.log" 2>&1 ||
+      { tail -20 "$W/debootstrap-debarm64-$side.log" >&2; die "debootstrap --foreign failed (log $W/debootstrap-debarm64-$side.log)"; }
+    [ -f "$r/debootstrap/debpaths" ] || die "debootstrap --foreign left no $r/debootstrap/debpaths"
+    [ "$(cat "$r/debootstrap/arch")" = arm64 ] || die "debootstrap did not bootstrap arm64 ($r/debootstrap/arch)"
+    if [ $side = new ]; then
+      STEP="debarm64: unpack $DEBARM_PKGS and dependencies"
+      for pk in $(cat "$r/debootstrap/base"); do
+        deb=$(awk -v p="$pk" '$1 == p {print $2}' "$r/debootstrap/debpaths")
+        [ -n "$deb" ] && [ -f "$r$deb" ] || die "debarm64: no .deb for $pk in $r/debootstrap/debpaths"
+        dpkg-deb --fsys-tarfile "$r$deb" | tar -C "$r" --keep-directory-symlink -xf - || die "unpacking $r$deb failed"
+      done
+      log "debarm64/new: unpacked $(wc -w <"$r/debootstrap/base") more packages"
+    fi
+    STEP="debarm64: tar ($side)"
+    t=$(newest_release "$r")
+    # the package list, from the .debs it unpacked (dpkg-query needs a second stage)
+    while read -r _ deb; do
+      dpkg-deb --show --showformat='${Package} ${Version}\n' "$r$deb"
+    done <"$r/debootstrap/debpaths" | LC_ALL=C sort >"$o/$side.packages"
+    n=$(wc -l <"$o/$side.packages")
+    rm -rf --one-file-system "$r/debootstrap"
+    clean_rootfs "$r"
+    mktar "$r" "$o/$side.tar" "$t" clamp
+    echo "$side: debootstrap --arch=arm64 --foreign --variant=minbase${inc[*]:+ ${inc[*]}} $SUITE $MIRROR$([ $side = new ] && echo ", the --include'd packages and their dependencies unpacked with dpkg-deb --fsys-tarfile | tar --keep-directory-symlink") ($n packages unpacked, no second stage); /debootstrap and the .debs removed, cleaned like the os pair; mtimes clamped to @$t (newest InRelease Date); real owners" >>"$o/RECIPE.txt"
+    safe_rm "$r"
   done
-  echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --owner=0 --group=0" >>"$o/RECIPE.txt"
+  {
+    echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --clamp-mtime"
+    echo "image: one layer per side (a rebuilt base layer, like os and apt); the image config says amd64 like every corpus image"
+    echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ). Packages added (> new):"
+    diff "$o/old.packages" "$o/new.packages" | grep '^[<>]' || true
+  } >>"$o/RECIPE.txt"
 }
 
 # ================================================================ main
@@ -719,7 +773,7 @@ if [ ${#todo[@]} -gt 0 ]; then
   command -v go >/dev/null || die "need a Go >= 1.21 binary on PATH (only for 'go mod download')"
   pk=()
   command -v unzip >/dev/null || pk+=(unzip)
-  if [[ " ${todo[*]} " == *" os "* ]]; then
+  if [[ " ${todo[*]} " == *" os "* || " ${todo[*]} " == *" debarm64 "* ]]; then
     command -v debootstrap >/dev/null || pk+=(debootstrap)
     [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || pk+=(debian-archive-keyring)
   fi
