@@ -5,6 +5,7 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -213,5 +214,56 @@ func TestAnalyzeARMGoBinary(t *testing.T) {
 			}
 			t.Logf("%d bytes, %d words changed (%.1f%%), forms %v", len(in), changed, 100*float64(changed)/float64(len(in)/4), l.Forms)
 		})
+	}
+}
+
+// TestParamsMarshalARM: ARM Params take version 2, which names the
+// machine, and read back; forms of another machine are refused.
+func TestParamsMarshalARM(t *testing.T) {
+	p := Params{Layout: Layout{Machine: MachineARM64, Forms: FormA64Call | FormA64Page | FormSymtab,
+		Code: []Region{{Off: 0x10000, Size: 0x200000, Addr: 0x410000}, {Off: 0x400000, Size: 24 * 10, Symtab: true}}}}
+	b, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != paramsVersionM {
+		t.Fatalf("version %d, want %d", b[0], paramsVersionM)
+	}
+	var q Params
+	if err := q.UnmarshalBinary(b); err != nil || q.Layout.Machine != p.Layout.Machine || q.Layout.Forms != p.Layout.Forms || len(q.Layout.Code) != 2 {
+		t.Fatalf("read back %+v, %v", q, err)
+	}
+	for name, l := range map[string]Layout{
+		"x86 forms on arm64":   {Machine: MachineARM64, Forms: FormCall},
+		"arm64 forms on x86":   {Forms: FormA64Call},
+		"unknown machine":      {Machine: elf.EM_MIPS, Forms: FormSymtab},
+		"thumb forms on arm64": {Machine: MachineARM64, Forms: FormT32Call},
+	} {
+		if _, err := (Params{Layout: l}).MarshalBinary(); err == nil {
+			t.Errorf("%s: marshalled", name)
+		}
+	}
+	for name, in := range map[string][]byte{
+		"machine 0 in version 2": {paramsVersionM, 0, 1, 0, 0, 0, 0, 0, 0},
+	} {
+		var q Params
+		if err := q.UnmarshalBinary(in); err == nil {
+			t.Errorf("%s: read", name)
+		}
+	}
+}
+
+// TestParamsMarshalARMBytes pins the version 2 header and refuses a
+// machine's Params that name another machine's forms.
+func TestParamsMarshalARMBytes(t *testing.T) {
+	p := Params{Layout: Layout{Machine: MachineARM64, Forms: FormA64Call | FormA64Page | FormSymtab}}
+	b, _ := p.MarshalBinary()
+	if !bytes.HasPrefix(b, []byte{paramsVersionM, 0xB7, 0x01, 0xB0, 0x01}) {
+		t.Fatalf("arm64 params % x: want version 2, uvarint machine 183, uvarint forms 0xB0", b)
+	}
+	var q Params
+	in := append([]byte{paramsVersionM, 0xB7, 0x01, byte(FormCall)}, b[5:]...)
+	if err := q.UnmarshalBinary(in); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("x86 forms on arm64: %v, want ErrCorrupt", err)
 	}
 }

@@ -1,5 +1,5 @@
-// Package exefilter is an exactly reversible transform of x86-64 ELF files
-// that makes their binary diffs smaller. It is applied to both files before
+// Package exefilter is an exactly reversible transform of x86-64, ARM64
+// and 32-bit ARM ELF files that makes their binary diffs smaller. It is applied to both files before
 // bsdiff: the server diffs T(old) against T(new); the device computes T(old)
 // from the file it has (NewEncoder), patches to get T(new), and inverts it
 // (NewDecoder) to get new.
@@ -25,7 +25,27 @@
 // Only the executable sections (SHF_EXECINSTR, or PF_X segments when there
 // are no section headers) are scanned, and an operand is converted only
 // when its target falls in the code (branches) or the loaded image (RIP).
-// Anything that is not x86-64 ELF is left unchanged.
+// Anything that is not x86-64, ARM64 or 32-bit ARM ELF is left unchanged.
+//
+// ARM (Machine, arm.go). The ARM forms rewrite a PC-relative field as
+// (field + PC term) modulo its width, a bijection that leaves the bits
+// identifying the instruction alone, so they are exact for any input and
+// need no Exceptions: ARM64 BL and B (imm26), ADRP (page) and ADR, B.cond,
+// CBZ/CBNZ, TBZ/TBNZ and LDR literal; A32 BL/BLX and B (imm24); Thumb-2
+// BL/BLX pairs. Analyze picks A32 or Thumb-2 for a 32-bit ARM file by
+// counting the calls of each kind in its code. Symbol tables are
+// delta-coded as for x86-64 (16-byte entries for ELF32). Measured on
+// node_exporter 1.7.0→1.8.0 (whole deltas, bytes):
+//
+//	forms (default in bold)          arm64      armv7
+//	none (zsections only)          1231080    1146626
+//	a64-call / a32-call            1122757    1084181
+//	**a64-call+a64-page**          1103868          -
+//	+a64-adr+a64-literal           1106368          -
+//	+a64-jump+a64-cond / +a32-jump 1185703    1143087
+//
+// Like x86 jumps, ARM B and conditional branches mostly stay inside a
+// function and made the deltas bigger.
 //
 // Exactness. The inverse walks the same positions as the forward scan (the
 // opcode tables are chosen so that a match never reads a rewritten byte;

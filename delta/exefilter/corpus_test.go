@@ -1,0 +1,78 @@
+package exefilter
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/iotest"
+)
+
+// TestRoundTripCorpusELF round-trips every ELF file of the benchmark
+// corpus layers (testdata/corpus/make-corpus.sh; $SKIFF_CORPUS, default
+// ~/.cache/skiff/corpus) with the default forms, through Encode and the
+// streaming decoder, and counts them by machine. It skips when the corpus
+// is not built.
+func TestRoundTripCorpusELF(t *testing.T) {
+	root := os.Getenv("SKIFF_CORPUS")
+	if root == "" {
+		home, _ := os.UserHomeDir()
+		root = filepath.Join(home, ".cache", "skiff", "corpus")
+	}
+	tars, _ := filepath.Glob(filepath.Join(root, "layers", "*", "*.tar"))
+	if len(tars) == 0 || testing.Short() {
+		t.Skip("no corpus layers under " + root)
+	}
+	byMachine := map[string]int{}
+	var exceptions int
+	for _, p := range tars {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(f)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if h.Typeflag != tar.TypeReg || h.Size < 64 {
+				continue
+			}
+			in, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(in, []byte("\x7fELF")) {
+				continue
+			}
+			out, prm, err := Encode(in, DefaultForms)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", p, h.Name, err)
+			}
+			back, err := io.ReadAll(NewDecoder(iotest.HalfReader(bytes.NewReader(out)), prm))
+			if err != nil || !bytes.Equal(back, in) {
+				t.Fatalf("%s: %s: round trip failed (%v)", p, h.Name, err)
+			}
+			name := "other"
+			switch {
+			case len(prm.Layout.Code) == 0:
+				name = "untransformed"
+			case prm.Layout.Machine == MachineX86_64:
+				name = "x86-64"
+			default:
+				name = prm.Layout.Machine.String() + " " + prm.Layout.Forms.String()
+			}
+			byMachine[name]++
+			exceptions += len(prm.Exceptions)
+		}
+		f.Close()
+	}
+	t.Logf("%d layer tars: ELF files by layout %v, %d x86 exceptions", len(tars), byMachine, exceptions)
+}
