@@ -145,6 +145,7 @@ func (d *differ) encodeOne(ctx context.Context, p *planned, useBsdiff bool, chun
 		}
 		if size < bestSize {
 			bestSize, p.op.Encoder, p.blob, p.expanded, p.window, winner = size, enc, b, rp.expanded, window, rp
+			p.transform = rp.transform()
 		}
 		return nil
 	}
@@ -287,9 +288,10 @@ func (d *differ) encodeNew(ctx context.Context, p *planned, sem *semaphore.Weigh
 	if err != nil || x >= z {
 		return err
 	}
-	p.op.Encoder, p.expanded, p.controls, p.zstdSize = EncBsdiffX86, expanded, n, int64(z)
+	rp := &rawPatch{prefix: prefix, raw: raw, expanded: expanded, controls: n}
+	p.op.Encoder, p.expanded, p.controls, p.zstdSize, p.transform = EncBsdiffX86, expanded, n, int64(z), rp.transform()
 	p.cost = int64(float64(x) * solidShare)
-	return d.keepResidue(p, &rawPatch{prefix: prefix, raw: raw, expanded: expanded, controls: n})
+	return d.keepResidue(p, rp)
 }
 
 // solidShare is what a residue or a new file costs in a solid stream, as a

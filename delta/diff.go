@@ -179,8 +179,12 @@ type StreamReport struct {
 type FileCost struct {
 	Path    string `json:"path"`
 	Encoder string `json:"encoder"`
-	Size    int64  `json:"size"`
-	Bytes   int64  `json:"bytes"`
+	// Transform names the machine code bsdiff-x86 transformed: x86-64,
+	// arm64, arm or thumb; empty when only compressed sections were
+	// expanded, or for other encoders.
+	Transform string `json:"transform,omitempty"`
+	Size      int64  `json:"size"`
+	Bytes     int64  `json:"bytes"`
 }
 
 // Source is an image to diff, as layerfs opens it.
@@ -330,6 +334,7 @@ type planned struct {
 	size, baseSize int64
 	zstdSize       int64  // plain zstd size on its own
 	expanded       int64  // bsdiff-x86: size of the transformed target
+	transform      string // bsdiff-x86: the machine code transformed (FileCost.Transform)
 	window         int64  // zstd window the blob needs
 	blob           []byte // encoded bytes (nil for the pack members)
 	// Solid mode: residue is the file holding the bsdiff residue (split

@@ -208,6 +208,28 @@ type rawPatch struct {
 	controls    int64 // control triples
 }
 
+// transform names the machine code of bsdiff-x86's target Params (the
+// first block of the prefix), "" if none.
+func (rp *rawPatch) transform() string {
+	n, k := binary.Uvarint(rp.prefix)
+	if k <= 0 || uint64(len(rp.prefix)-k) < n {
+		return ""
+	}
+	var xp exefilter.Params
+	if xp.UnmarshalBinary(rp.prefix[k:k+int(n)]) != nil || len(xp.Layout.Code) == 0 || xp.Layout.Forms&^exefilter.FormSymtab == 0 {
+		return ""
+	}
+	switch {
+	case xp.Layout.Machine == exefilter.MachineARM64:
+		return "arm64"
+	case xp.Layout.Machine == exefilter.MachineARM && xp.Layout.Forms&exefilter.FormT32Call != 0:
+		return "thumb"
+	case xp.Layout.Machine == exefilter.MachineARM:
+		return "arm"
+	}
+	return "x86-64"
+}
+
 // encode returns the op blob with the patch compressed by coder, and the
 // zstd window a device needs for it (0 for brotli, whose window is fixed).
 func (rp *rawPatch) encode(coder patchCoder) ([]byte, int64, error) {

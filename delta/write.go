@@ -175,7 +175,7 @@ func (d *differ) write(ctx context.Context, m *Manifest, plans []*planned, baseI
 		case p.op.Encoder == EncZstd:
 			cost = p.zstdSize
 		}
-		d.rep.Largest = append(d.rep.Largest, FileCost{Path: p.path, Encoder: p.op.Encoder, Size: p.op.Size, Bytes: cost})
+		d.rep.Largest = append(d.rep.Largest, FileCost{Path: p.path, Encoder: p.op.Encoder, Transform: p.transform, Size: p.op.Size, Bytes: cost})
 	}
 	sort.SliceStable(d.rep.Largest, func(i, j int) bool { return d.rep.Largest[i].Bytes > d.rep.Largest[j].Bytes })
 	if len(d.rep.Largest) > 20 {

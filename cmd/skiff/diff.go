@@ -205,7 +205,11 @@ func runDiff(ctx context.Context, o *diffOptions, g *globalOptions, out, errOut 
 	if o.verbose {
 		fmt.Fprintln(out, "\nfiles that cost the most:")
 		for _, f := range rep.Largest {
-			fmt.Fprintf(out, "  %10s  %-9s %10s  %s\n", humanBytes(f.Bytes), f.Encoder, humanBytes(f.Size), f.Path)
+			enc := f.Encoder
+			if f.Transform != "" {
+				enc += " (" + f.Transform + ")"
+			}
+			fmt.Fprintf(out, "  %10s  %-20s %10s  %s\n", humanBytes(f.Bytes), enc, humanBytes(f.Size), f.Path)
 		}
 	}
 	return nil

@@ -170,9 +170,9 @@ func goBuild(t *testing.T, goarch string, env ...string) []byte {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module armtest\n\ngo 1.22\n"), 0o644)
-	cmd := exec.CommandContext(context.Background(), goBin, "build", "-trimpath", "-o", "prog", ".")
+	cmd := exec.CommandContext(context.Background(), goBin, "build", "-o", "prog", ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append([]string{"GOOS=linux", "GOARCH=" + goarch, "CGO_ENABLED=0", "GOFLAGS=-mod=mod"}, env...)...)
+	cmd.Env = append(os.Environ(), append([]string{"GOOS=linux", "GOARCH=" + goarch, "CGO_ENABLED=0"}, env...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build for %s: %v\n%s", goarch, err, out)
 	}

@@ -28,6 +28,7 @@ func TestRoundTripCorpusELF(t *testing.T) {
 	}
 	byMachine := map[string]int{}
 	var exceptions int
+	changed, words := map[string]int{}, map[string]int{} // 4-byte code words, by machine
 	for _, p := range tars {
 		f, err := os.Open(p)
 		if err != nil {
@@ -71,8 +72,26 @@ func TestRoundTripCorpusELF(t *testing.T) {
 			}
 			byMachine[name]++
 			exceptions += len(prm.Exceptions)
+			m := prm.Layout.Machine.String()
+			if prm.Layout.Machine == MachineX86_64 {
+				m = "x86-64"
+			}
+			for _, r := range prm.Layout.Code {
+				if r.Symtab {
+					continue
+				}
+				for i := r.Off; i+4 <= r.Off+r.Size; i += 4 {
+					words[m]++
+					if !bytes.Equal(in[i:i+4], out[i:i+4]) {
+						changed[m]++
+					}
+				}
+			}
 		}
 		f.Close()
 	}
 	t.Logf("%d layer tars: ELF files by layout %v, %d x86 exceptions", len(tars), byMachine, exceptions)
+	for m, n := range words {
+		t.Logf("%s: %d of %d code words rewritten (%.1f%%)", m, changed[m], n, 100*float64(changed[m])/float64(n))
+	}
 }
