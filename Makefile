@@ -13,8 +13,13 @@ export SKIFF_CORPUS INFRA
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
+# The commit (and whether the work tree had changes) for `skiff version`,
+# whatever GOFLAGS says about -buildvcs; empty outside a git checkout.
+COMMIT       := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+LDFLAGS      := $(if $(filter-out +dirty,$(COMMIT)),-X github.com/skiff-dev/skiff/internal/buildinfo.Commit=$(COMMIT))
+
 build: ## build bin/skiff
-	$(GO) build -o $(BIN) ./cmd/skiff
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/skiff
 
 example: build ## the main job on the built-in example pair: key, signed diff, apply with --trust, verify (no network needed)
 	@rm -rf $(EXAMPLE_DIR)

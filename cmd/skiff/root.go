@@ -1,7 +1,11 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/internal/buildinfo"
 )
 
 // globalOptions are the flags every command shares.
@@ -51,6 +55,10 @@ removed): 130 SIGINT, 143 SIGTERM, 129 SIGHUP.`,
 		newPullCommand(g),
 		newServeCommand(g),
 		newAgentCommand(g),
+		newVersionCommand(),
 	)
+	in := buildinfo.Get()
+	root.Version = in.Short()
+	root.SetVersionTemplate(fmt.Sprintf("skiff %s (delta manifest versions %d to %d)\n", in.Short(), in.ManifestMin, in.ManifestMax))
 	return root
 }

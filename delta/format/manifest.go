@@ -5,7 +5,11 @@ import (
 )
 
 // magic starts every delta; its last byte is the container version.
-var magic = [8]byte{'S', 'K', 'I', 'F', 'F', 'D', 'L', 1}
+// ContainerVersion is the container format version, the magic's last
+// byte (FORMAT.md, "Byte grammar").
+const ContainerVersion = 1
+
+var magic = [8]byte{'S', 'K', 'I', 'F', 'F', 'D', 'L', ContainerVersion}
 
 // Hard limits of this implementation (FORMAT.md).
 const (
