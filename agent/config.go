@@ -41,6 +41,12 @@ var (
 	ErrRollback = errors.New("refusing an older target")
 	// ErrHook: the post-update hook failed.
 	ErrHook = errors.New("update hook failed")
+	// ErrUnhealthy: the update's hook or health check failed and the
+	// agent rolled back to the previous image.
+	ErrUnhealthy = errors.New("update failed its health check")
+	// ErrHeldBack: the target offered is one that failed its health check
+	// on this device; the agent waits for a newer one.
+	ErrHeldBack = errors.New("target failed its health check here")
 	// ErrUnknownImage: no image of that name in the config.
 	ErrUnknownImage = errors.New("no such image in the config")
 )
@@ -53,6 +59,9 @@ const (
 	DefaultKeep         = 1
 	DefaultNamespace    = "default"
 	DefaultContainerdIO = "/run/containerd/containerd.sock"
+
+	DefaultHealthTimeout  = 2 * time.Minute
+	DefaultHealthInterval = 5 * time.Second
 
 	DefaultConnectTimeout  = 30 * time.Second
 	DefaultResponseTimeout = time.Minute
@@ -143,6 +152,25 @@ type ImageConfig struct {
 	// AllowFullPull lets the agent pull the whole target when no delta
 	// exists (default false: report and wait).
 	AllowFullPull bool `yaml:"allow_full_pull" json:"allow_full_pull,omitempty"`
+	// Health makes updates health-checked: after the hook, the check must
+	// pass, and if it or the hook fails the agent rolls back to the
+	// previous image. Nil: an update stands once loaded.
+	Health *HealthConfig `yaml:"health" json:"health,omitempty"`
+}
+
+// HealthConfig is an image's health check after an update.
+type HealthConfig struct {
+	// Command is run with sh -c (with the hook's environment); exit 0 is
+	// healthy. Empty: only the hook's success counts.
+	Command string `yaml:"command" json:"command,omitempty"`
+	// Timeout is how long the check may take to pass first, tried every
+	// Interval (default 2m).
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Interval between tries (default 5s).
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Settle is how long the check must keep passing once it has, tried
+	// every Interval (default 0: once is enough).
+	Settle Duration `yaml:"settle" json:"settle"`
 }
 
 // SourceConfig says where updates come from: a rollout server or a registry.
@@ -455,6 +483,25 @@ func (im *ImageConfig) validate(f string, bad func(field, format string, args ..
 	}
 	if im.AllowFullPull && s.Server == "" && s.Registry == "" {
 		return bad(f+".allow_full_pull", "needs a source")
+	}
+	if h := im.Health; h != nil {
+		for _, d := range []struct {
+			n string
+			v Duration
+		}{{"timeout", h.Timeout}, {"interval", h.Interval}, {"settle", h.Settle}} {
+			if d.v < 0 {
+				return bad(f+".health."+d.n, "negative duration %s", d.v.D())
+			}
+		}
+		if h.Timeout == 0 {
+			h.Timeout = Duration(DefaultHealthTimeout)
+		}
+		if h.Interval == 0 {
+			h.Interval = Duration(min(DefaultHealthInterval, h.Timeout.D()))
+		}
+		if h.Interval > h.Timeout {
+			return bad(f+".health.interval", "%s is longer than the timeout %s", h.Interval.D(), h.Timeout.D())
+		}
 	}
 	return nil
 }

@@ -110,6 +110,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("agent stopping")
 			return nil
 		}
+		if errors.Is(err, ErrHeldBack) {
+			// Not a failure: the target that failed its health check
+			// stays refused, and the next check comes at the usual time.
+			a.log.Info("holding back", "image", due, "reason", err)
+			err = nil
+		}
 		checked := a.clock.Now()
 		s, serr := a.state.Update(due, func(s *ImageState) {
 			if errors.Is(err, ErrBackoff) && s.Failed != nil {

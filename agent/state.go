@@ -59,6 +59,12 @@ type PendingInstall struct {
 	// Via is how the target was made: "delta", "full-pull" or "file".
 	Via   string    `json:"via,omitempty"`
 	Since time.Time `json:"since,omitzero"`
+	// PreviousCurrent is what the state said the device ran before the
+	// load (a health-checked rollback restores it).
+	PreviousCurrent Current `json:"previous_current,omitzero"`
+	// RollingBack is set once a failed health check (or hook) decided to
+	// roll back: a run killed later puts the previous image back too.
+	RollingBack bool `json:"rolling_back,omitempty"`
 }
 
 // FailedInstall is a target whose install failed after its load.
@@ -73,6 +79,11 @@ type FailedInstall struct {
 	// Until is when Target may be tried again (backoff_min·2^(Count-1),
 	// capped at backoff_max, drawn from the upper half).
 	Until time.Time `json:"until,omitzero"`
+	// Unhealthy: Target loaded but failed its hook or health check, and
+	// was rolled back; it is not installed again (a newer target is).
+	Unhealthy bool `json:"unhealthy,omitempty"`
+	// Reason is why it failed, cut short.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Current identifies an image.

@@ -35,6 +35,9 @@ type UpdateResult struct {
 	Via        string   `json:"via,omitempty"`
 	DeltaBytes int64    `json:"delta_bytes,omitempty"`
 	Pruned     []string `json:"pruned,omitempty"`
+	// RolledBack: the update loaded but failed its hook or health check,
+	// and the previous image runs again.
+	RolledBack bool `json:"rolled_back,omitempty"`
 	// Check is the check the update followed (nil for ApplyFile).
 	Check *CheckResult `json:"check,omitempty"`
 }
@@ -129,6 +132,10 @@ func (a *Agent) backingOff(image string, target *Current) error {
 	s := st.Images[image]
 	if s == nil || s.Failed == nil || s.Failed.Target != target.ConfigDigest {
 		return nil
+	}
+	if s.Failed.Unhealthy {
+		return fmt.Errorf("%w: %s failed its health check at %s and was rolled back; waiting for a newer target", ErrHeldBack,
+			target.ConfigDigest, s.Failed.At.Format(time.RFC3339))
 	}
 	if now := a.clock.Now(); now.Before(s.Failed.Until) {
 		return fmt.Errorf("%w: %d failed install(s) of %s (last %s), next try after %s", ErrBackoff,
@@ -358,7 +365,7 @@ func (a *Agent) loadPending(ctx context.Context, im *ImageConfig, img v1.Image, 
 	}
 	now := a.clock.Now().UTC()
 	if _, err := a.state.Update(im.Name, func(s *ImageState) {
-		s.Install = &PendingInstall{Target: *target, Previous: previous, Via: via, Since: now}
+		s.Install = &PendingInstall{Target: *target, Previous: previous, Via: via, Since: now, PreviousCurrent: s.Current}
 	}); err != nil {
 		return err
 	}
@@ -457,6 +464,15 @@ func (a *Agent) resumeInstall(ctx context.Context, im *ImageConfig, res *UpdateR
 		return nil
 	}
 	p := *s.Install
+	if p.RollingBack {
+		// Killed while rolling back a failed health check: finish it.
+		a.log.Info("finishing a rollback a stopped run began", "image", im.Name, "to", p.Previous, "from", p.Target.ConfigDigest)
+		if err := a.restorePrevious(ctx, im, p); err != nil {
+			return fmt.Errorf("an interrupted rollback to %s is pending: %w", p.Previous, err)
+		}
+		res.RolledBack = true
+		return nil
+	}
 	cur, err := a.engines[im.Name].Inspect(ctx, im.Ref)
 	if err != nil && !errors.Is(err, ErrNoImage) {
 		return fmt.Errorf("an interrupted install of %s is pending: %w", p.Target.ConfigDigest, err)
@@ -472,7 +488,10 @@ func (a *Agent) resumeInstall(ctx context.Context, im *ImageConfig, res *UpdateR
 	}
 	a.log.Info("finishing an install a stopped run loaded", "image", im.Name, "from", p.Previous, "to", target.ConfigDigest)
 	res.Updated, res.From, res.To, res.Via = true, p.Previous, &target, p.Via
-	return a.finish(ctx, im, ImageInfo{ID: p.Previous}, target, res)
+	if err := a.finish(ctx, im, ImageInfo{ID: p.Previous}, target, res); err != nil && !errors.Is(err, ErrUnhealthy) {
+		return err
+	}
+	return nil
 }
 
 // crashKey is the context key of a fault-injection function: tests
@@ -521,6 +540,30 @@ func (a *Agent) finish(ctx context.Context, im *ImageConfig, old ImageInfo, targ
 		return errors.Join(hookErr, ctx.Err())
 	}
 	crash(ctx, "hooked")
+	if im.Health != nil {
+		// A health-checked update: the check must pass too, and if it or
+		// the hook fails the previous image comes back.
+		if hookErr == nil {
+			hookErr = a.checkHealth(ctx, im, old.ID, target)
+			if ctx.Err() != nil {
+				// Cut short: the next run checks again.
+				return errors.Join(hookErr, ctx.Err())
+			}
+		}
+		crash(ctx, "checked")
+		if hookErr != nil {
+			st, err := a.state.Load()
+			if err != nil {
+				return errors.Join(hookErr, err)
+			}
+			p := PendingInstall{Target: target, Previous: old.ID, Via: res.Via}
+			if s := st.Images[im.Name]; s != nil && s.Install != nil && s.Install.Target.ConfigDigest == target.ConfigDigest {
+				p = *s.Install
+			}
+			res.Updated = false
+			return a.rollbackUnhealthy(ctx, im, p, hookErr, res)
+		}
+	}
 	if err := a.clearInstall(im.Name, target.ConfigDigest); err != nil {
 		return errors.Join(hookErr, err)
 	}
