@@ -59,7 +59,15 @@ func (s *scanner) arm(b []byte, addr uint64) (n int, more bool) {
 	}
 	w := binary.LittleEndian.Uint32(b)
 	if s.l.Machine == MachineARM64 {
-		w = s.a64(w, addr)
+		afterPage := s.prevWordAt == addr-4 && addr >= 4 && s.prevWord&0x9F000000 == 0x90000000
+		in := w
+		w = s.a64(w, addr, afterPage)
+		if s.decode {
+			s.prevWord = w // the original
+		} else {
+			s.prevWord = in
+		}
+		s.prevWordAt = addr
 	} else {
 		w = s.a32(w, addr)
 	}
@@ -80,9 +88,17 @@ func (s *scanner) field(w uint32, shift, width uint, term uint32) uint32 {
 	return w&^(mask<<shift) | (v&mask)<<shift
 }
 
-func (s *scanner) a64(w uint32, addr uint64) uint32 {
+func (s *scanner) a64(w uint32, addr uint64, afterPage bool) uint32 {
 	f := s.l.Forms
 	pc := uint32(addr >> 2)
+	if f&FormA64Pair != 0 && afterPage && (w&0x7F800000 == 0x11000000 || w&0x3B000000 == 0x39000000) {
+		// ADD (immediate) or LDR/STR (unsigned offset) after an ADRP:
+		// imm12 (bits 10-21) to bits 0-11, registers (0-9) to 12-21.
+		if s.decode {
+			return w&^0x3FFFFF | (w&0xFFF)<<10 | w>>12&0x3FF
+		}
+		return w&^0x3FFFFF | w>>10&0xFFF | (w&0x3FF)<<12
+	}
 	switch {
 	case w&0xFC000000 == 0x94000000:
 		if f&FormA64Call != 0 {
@@ -101,13 +117,23 @@ func (s *scanner) a64(w uint32, addr uint64) uint32 {
 		if page {
 			term = uint32(addr >> 12)
 		}
-		imm := (w>>5&0x7FFFF)<<2 | w>>29&3
+		pair := page && f&FormA64Pair != 0
+		var imm, rd uint32
+		if s.decode && pair {
+			// The page in bits 0-20, Rd in 21-23 and 29-30.
+			imm, rd = w&0x1FFFFF, w>>21&7|(w>>29&3)<<3
+		} else {
+			imm, rd = (w>>5&0x7FFFF)<<2|w>>29&3, w&0x1F
+		}
 		v := imm + term
 		if s.decode {
 			v = imm - term
 		}
 		v &= 0x1FFFFF
-		return w&^(0x7FFFF<<5|3<<29) | (v>>2)<<5 | (v&3)<<29
+		if pair && !s.decode {
+			return w&^(0xFFFFFF|3<<29) | v | (rd&7)<<21 | (rd>>3)<<29
+		}
+		return w&^(0xFFFFFF|3<<29) | (v>>2)<<5 | (v&3)<<29 | rd
 	case w&0xFF000010 == 0x54000000, w&0x7E000000 == 0x34000000:
 		if f&FormA64Cond != 0 {
 			return s.field(w, 5, 19, pc)

@@ -93,7 +93,16 @@ func TestARMEncodings(t *testing.T) {
 		// bl back to 0 at 0x1000: imm26 -0x400 + 0x400 = 0.
 		{"a64 bl backwards", MachineARM64, mA64, 0x1000, le32(0x97FFFC00), le32(0x94000000)},
 		// adrp x0, 0x20000 at 0x10000: 0x10 pages + 0x10 = 0x20 (immhi 8).
-		{"a64 adrp", MachineARM64, mA64, 0x10000, le32(0x90000080), le32(0x90000100)},
+		{"a64 adrp", MachineARM64, mA64 &^ FormA64Pair, 0x10000, le32(0x90000080), le32(0x90000100)},
+		// The same with FormA64Pair: the page in bits 0-20, Rd (0) above.
+		{"a64 adrp pair", MachineARM64, mA64, 0x10000, le32(0x90000080), le32(0x90000020)},
+		// adrp x3 then add x3, x3, #0x123: Rd 3 to bits 21-23; imm12 to
+		// bits 0-11, Rn and Rd (3, 3) to bits 12-21.
+		{"a64 adrp add pair", MachineARM64, mA64, 0x10000, cat(le32(0x90000083), le32(0x91048C63)), cat(le32(0x90600020), le32(0x91063123))},
+		// ldr x1, [x3, #0x10] (imm12 2, scaled) after the adrp.
+		{"a64 adrp ldr pair", MachineARM64, mA64, 0x10000, cat(le32(0x90000083), le32(0xF9400861)), cat(le32(0x90600020), le32(0xF9461002))},
+		// An add not right after an adrp stays.
+		{"a64 add alone", MachineARM64, mA64, 0x10000, cat(le32(0xD503201F), le32(0x91048C63)), cat(le32(0xD503201F), le32(0x91048C63))},
 		// adr x1, .+5 at 0x100: 5 + 0x100 = 0x105 (immlo 1, immhi 0x41).
 		{"a64 adr", MachineARM64, mA64, 0x100, le32(0x30000021), le32(0x30000821)},
 		// b.ne .+8 at 0x40: imm19 2 + 0x10 = 0x12.
@@ -267,3 +276,5 @@ func TestParamsMarshalARMBytes(t *testing.T) {
 		t.Fatalf("x86 forms on arm64: %v, want ErrCorrupt", err)
 	}
 }
+
+func cat(b ...[]byte) []byte { return bytes.Join(b, nil) }

@@ -138,6 +138,10 @@ type scanner struct {
 	exc     []int64 // decode: exceptions still ahead
 	skipped []skip  // encode: matched, not converted (nil: don't record)
 	record  bool
+	// ARM64: the previous word (original) and its address, for the
+	// address pairs of FormA64Pair.
+	prevWord   uint32
+	prevWordAt uint64
 }
 
 // skip records a matched but unconverted position for the exception pass.

@@ -60,9 +60,14 @@ const (
 	FormA32Jump
 	// FormT32Call: Thumb-2 BL and BLX (a pair of halfwords).
 	FormT32Call
+	// FormA64Pair: ARM64 address pairs made byte-aligned: an ADRP's page
+	// in its low 21 bits, and the 12-bit immediate of an ADD or a load or
+	// store (unsigned offset) right after an ADRP in its low 12 bits, so
+	// that data that moved by the same amount changes those bytes alike.
+	FormA64Pair
 
 	formX86 = FormCall | FormJmp | FormJcc | FormRIP
-	formA64 = FormA64Call | FormA64Jump | FormA64Page | FormA64Adr | FormA64Cond | FormA64Literal
+	formA64 = FormA64Call | FormA64Jump | FormA64Page | FormA64Adr | FormA64Cond | FormA64Literal | FormA64Pair
 	formA32 = FormA32Call | FormA32Jump | FormT32Call
 	formAll = formX86 | formA64 | formA32 | FormSymtab
 )
@@ -102,7 +107,7 @@ func (f Forms) String() string {
 		return "none"
 	}
 	s := ""
-	for i, n := range []string{"call", "jmp", "jcc", "rip", "symtab", "a64-call", "a64-jump", "a64-page", "a64-adr", "a64-cond", "a64-literal", "a32-call", "a32-jump", "t32-call"} {
+	for i, n := range []string{"call", "jmp", "jcc", "rip", "symtab", "a64-call", "a64-jump", "a64-page", "a64-adr", "a64-cond", "a64-literal", "a32-call", "a32-jump", "t32-call", "a64-pair"} {
 		if f&(1<<i) != 0 {
 			if s != "" {
 				s += "+"
