@@ -698,42 +698,66 @@ build_armv7app() { build_nodeexp "$1" armv7app "$APP_OLD" "$APP_NEW" arm GOARM=7
 # /debootstrap (second-stage scripts, log, package lists) and the downloaded .debs are
 # removed, the rest is cleaned like the os pair: one rebuilt layer per side, mtimes
 # clamped to the InRelease date, real owners (unpacked as root).
-build_debarm64() {
-  local o=$1 side r t inc n pk deb
-  need_root "the debarm64 pair (debootstrap unpacks as root to keep the packages' owners)"
-  mkdir -p "$W/debs-arm64"
+# deb_foreign LABEL ARCH ROOT LOG [OPTION...]: a fresh first stage in ROOT, debootstrap
+# --arch=ARCH --foreign --variant=minbase OPTION... $SUITE $MIRROR; the .debs are cached
+# in $W/debs-ARCH for the next first stage of that architecture.
+deb_foreign() {
+  local label=$1 arch=$2 r=$3 lg=$4
+  shift 4
+  safe_rm "$r"
+  mkdir -p "$W/debs-$arch"
+  log "$label: debootstrap --arch=$arch --foreign --variant=minbase${*:+ $*} $SUITE $MIRROR"
+  debootstrap --arch="$arch" --foreign --variant=minbase "$@" --cache-dir="$W/debs-$arch" "$SUITE" "$r" "$MIRROR" \
+    >"$lg" 2>&1 || { tail -20 "$lg" >&2; die "debootstrap --foreign failed (log $lg)"; }
+  [ -f "$r/debootstrap/debpaths" ] || die "debootstrap --foreign left no $r/debootstrap/debpaths"
+  [ "$(cat "$r/debootstrap/arch")" = "$arch" ] || die "debootstrap did not bootstrap $arch ($r/debootstrap/arch)"
+}
+# deb_unpack ROOT DEB: unpack DEB over ROOT the way debootstrap does (dpkg-deb
+# --fsys-tarfile | tar, keeping the merged-/usr directory symlinks); no scripts run
+deb_unpack() {
+  dpkg-deb --fsys-tarfile "$2" | tar -C "$1" --keep-directory-symlink -xf - || die "unpacking $2 failed"
+}
+# deb_foreign_packages ROOT: "Package Version" of each .deb the first stage in ROOT
+# downloaded, sorted (dpkg-query needs a second stage)
+deb_foreign_packages() {
+  local deb
+  while read -r _ deb; do
+    dpkg-deb --show --showformat='${Package} ${Version}\n' "$1$deb"
+  done <"$1/debootstrap/debpaths" | LC_ALL=C sort
+}
+# deb_foreign_tar ROOT OUT EPOCH: /debootstrap (second-stage scripts, log, package lists)
+# and the .debs removed, cleaned like os, tarred with mtimes clamped to EPOCH, real owners
+deb_foreign_tar() {
+  rm -rf --one-file-system "$1/debootstrap"
+  clean_rootfs "$1"
+  mktar "$1" "$2" "$3" clamp
+}
+# build_debforeign OUT PAIR ARCH: old = a minbase first stage, new = one with
+# --include=$DEBARM_PKGS and the packages debootstrap left for the second stage unpacked
+build_debforeign() {
+  local o=$1 p=$2 arch=$3 side r t inc n pk deb
+  need_root "the $p pair (debootstrap unpacks as root to keep the packages' owners)"
   for side in old new; do
     inc=()
     [ $side = new ] && inc=(--include="${DEBARM_PKGS// /,}")
-    r=$W/rootfs-debarm64-$side
-    safe_rm "$r"
-    STEP="debarm64: debootstrap --foreign ($side)"
-    log "debarm64/$side: debootstrap --arch=arm64 --foreign --variant=minbase ${inc[*]} $SUITE $MIRROR"
-    debootstrap --arch=arm64 --foreign --variant=minbase "${inc[@]}" --cache-dir="$W/debs-arm64" "$SUITE" "$r" "$MIRROR" \
-      >"$W/debootstrap-debarm64-$side.log" 2>&1 ||
-      { tail -20 "$W/debootstrap-debarm64-$side.log" >&2; die "debootstrap --foreign failed (log $W/debootstrap-debarm64-$side.log)"; }
-    [ -f "$r/debootstrap/debpaths" ] || die "debootstrap --foreign left no $r/debootstrap/debpaths"
-    [ "$(cat "$r/debootstrap/arch")" = arm64 ] || die "debootstrap did not bootstrap arm64 ($r/debootstrap/arch)"
+    r=$W/rootfs-$p-$side
+    STEP="$p: debootstrap --foreign ($side)"
+    deb_foreign "$p/$side" "$arch" "$r" "$W/debootstrap-$p-$side.log" "${inc[@]}"
     if [ $side = new ]; then
-      STEP="debarm64: unpack $DEBARM_PKGS and dependencies"
+      STEP="$p: unpack $DEBARM_PKGS and dependencies"
       for pk in $(cat "$r/debootstrap/base"); do
         deb=$(awk -v p="$pk" '$1 == p {print $2}' "$r/debootstrap/debpaths")
-        [ -n "$deb" ] && [ -f "$r$deb" ] || die "debarm64: no .deb for $pk in $r/debootstrap/debpaths"
-        dpkg-deb --fsys-tarfile "$r$deb" | tar -C "$r" --keep-directory-symlink -xf - || die "unpacking $r$deb failed"
+        [ -n "$deb" ] && [ -f "$r$deb" ] || die "$p: no .deb for $pk in $r/debootstrap/debpaths"
+        deb_unpack "$r" "$r$deb"
       done
-      log "debarm64/new: unpacked $(wc -w <"$r/debootstrap/base") more packages"
+      log "$p/new: unpacked $(wc -w <"$r/debootstrap/base") more packages"
     fi
-    STEP="debarm64: tar ($side)"
+    STEP="$p: tar ($side)"
     t=$(newest_release "$r")
-    # the package list, from the .debs it unpacked (dpkg-query needs a second stage)
-    while read -r _ deb; do
-      dpkg-deb --show --showformat='${Package} ${Version}\n' "$r$deb"
-    done <"$r/debootstrap/debpaths" | LC_ALL=C sort >"$o/$side.packages"
+    deb_foreign_packages "$r" >"$o/$side.packages"
     n=$(wc -l <"$o/$side.packages")
-    rm -rf --one-file-system "$r/debootstrap"
-    clean_rootfs "$r"
-    mktar "$r" "$o/$side.tar" "$t" clamp
-    echo "$side: debootstrap --arch=arm64 --foreign --variant=minbase${inc[*]:+ ${inc[*]}} $SUITE $MIRROR$([ $side = new ] && echo ", the --include'd packages and their dependencies unpacked with dpkg-deb --fsys-tarfile | tar --keep-directory-symlink") ($n packages unpacked, no second stage); /debootstrap and the .debs removed, cleaned like the os pair; mtimes clamped to @$t (newest InRelease Date); real owners" >>"$o/RECIPE.txt"
+    deb_foreign_tar "$r" "$o/$side.tar" "$t"
+    echo "$side: debootstrap --arch=$arch --foreign --variant=minbase${inc[*]:+ ${inc[*]}} $SUITE $MIRROR$([ $side = new ] && echo ", the --include'd packages and their dependencies unpacked with dpkg-deb --fsys-tarfile | tar --keep-directory-symlink") ($n packages unpacked, no second stage); /debootstrap and the .debs removed, cleaned like the os pair; mtimes clamped to @$t (newest InRelease Date); real owners" >>"$o/RECIPE.txt"
     safe_rm "$r"
   done
   {
@@ -743,6 +767,7 @@ build_debarm64() {
     diff "$o/old.packages" "$o/new.packages" | grep '^[<>]' || true
   } >>"$o/RECIPE.txt"
 }
+build_debarm64() { build_debforeign "$1" debarm64 arm64; }
 
 # ================================================================ main
 T_START=$(date +%s)
