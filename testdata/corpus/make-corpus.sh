@@ -20,6 +20,8 @@
 #   goamd64    the goarm64 pair (v1.8.1 -> v1.8.2) for linux/amd64 GOAMD64=v1, its x86 twin
 #   debarm64   Debian bookworm minbase for arm64, unpacked only (debootstrap --foreign, no
 #              emulation, no second stage); new = the same + nginx-light sqlite3 and deps
+#   debarm64up debarm64's old side -> a fresh first stage with the newer versions of its
+#              packages from bookworm-security and bookworm-updates unpacked over it
 #
 # Output (default SKIFF_CORPUS=$HOME/.cache/skiff/corpus):
 #   $SKIFF_CORPUS/layers/<pair>/{old,new}.tar   the layer tars (uncompressed)
@@ -30,15 +32,16 @@
 #   $SKIFF_CORPUS/layers/SUMMARY.txt            pair, side, bytes, entries, sha256 prefix
 #
 # toolchain and app are bit-identical across rebuilds (same GNU tar); os follows the
-# live Debian suite and drifts. Scratch space is $SKIFF_CORPUS/work (removed on success).
+# live Debian suite and drifts, and so does debarm64up/new (bookworm-security, -updates).
+# Scratch space is $SKIFF_CORPUS/work (removed on success).
 # Needs: Go >= 1.21 on PATH (for `go mod download`), network access to the Go module proxy
-# and a Debian mirror; root for the os, apt, python and debarm64 pairs (debootstrap, chroot)
-# and to apt-get missing tools.
+# and a Debian mirror (and the security mirror for os and debarm64up); root for the os, apt,
+# python, debarm64 and debarm64up pairs (debootstrap, chroot) and to apt-get missing tools.
 set -euo pipefail
 shopt -s inherit_errexit # errors inside $(...) abort too
 
 RECIPE_VERSION=1 # bump whenever a change below alters any output byte
-ALL_PAIRS="toolchain app os npm apt python goarm64 armapp armv7app goamd64 debarm64"
+ALL_PAIRS="toolchain app os npm apt python goarm64 armapp armv7app goamd64 debarm64 debarm64up"
 
 usage() {
   cat <<EOF
@@ -86,6 +89,7 @@ NPM_DIR=$HERE/npm                             # {old,new}/package{,-lock}.json, 
 NPM_OLD_TIME=2024-03-20T00:00:00Z NPM_NEW_TIME=2024-05-15T00:00:00Z # fixed mtimes of the two sides
 ARM_OLD=v1.8.1 ARM_NEW=v1.8.2                 # node_exporter for goarm64 and goamd64, built with go$APP_GO
 DEBARM_PKGS="nginx-light sqlite3"             # what debarm64/new adds (with dependencies)
+UP_SUITES="$SUITE-security $SUITE-updates"    # the suites debarm64up/new upgrades from (main)
 APT_PKGS="nginx-light sqlite3"
 PY_OLD_PKGS="python3 python3-flask" PY_NEW_PKGS="python3 python3-flask python3-requests"
 
@@ -158,6 +162,7 @@ stamp_key() {
     armv7app) echo "skiff-corpus v$RECIPE_VERSION armv7app $APP $APP_OLD $APP_NEW go$APP_GO linux-arm-v7" ;;
     goamd64) echo "skiff-corpus v$RECIPE_VERSION goamd64 $APP $ARM_OLD $ARM_NEW go$APP_GO linux-amd64-v1" ;;
     debarm64) echo "skiff-corpus v$RECIPE_VERSION debarm64 debian $SUITE minbase foreign arm64 +$DEBARM_PKGS" ;;
+    debarm64up) echo "skiff-corpus v$RECIPE_VERSION debarm64up debian $SUITE minbase foreign arm64 upgraded from $UP_SUITES main" ;;
   esac
 }
 # os_old_sum: sha256 prefix of layers/os/old.tar from its stamp (apt and python build on it)
@@ -769,6 +774,138 @@ build_debforeign() {
 }
 build_debarm64() { build_debforeign "$1" debarm64 arm64; }
 
+# ================================================================ 12. debarm64up
+# An arm64 base image after a package upgrade, still without emulation: old is debarm64's
+# old side (a minbase first stage from $SUITE main), new a fresh first stage upgraded the
+# way apt-get upgrade would pick, without running anything: for each package of the first
+# stage, the newest version in $SUITE-security ($SECMIRROR) or $SUITE-updates ($MIRROR),
+# main, ARCH, when dpkg --compare-versions says it is newer. The suites' InRelease files
+# are checked with gpgv against the Debian archive keyring, their Packages indexes against
+# the InRelease sha256s, each .deb against its Packages sha256 and size. Each upgrade is
+# unpacked over the tree like debootstrap unpacks (deb_unpack), after removing the files
+# the old version shipped and the new one does not (what dpkg's upgrade does). Like the os
+# pair, new follows the live suites and drifts; mtimes are clamped to the newest InRelease
+# Date of the three suites.
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+# suite_mirror SUITE: the mirror serving SUITE
+suite_mirror() { case $1 in *-security) echo "$SECMIRROR" ;; *) echo "$MIRROR" ;; esac; }
+# fetch URL FILE: download URL to FILE
+fetch() { curl -fsSL --retry 3 -o "$2" "$1" || die "downloading $1 failed"; }
+# deb_index SUITE ARCH DIR: the suite's InRelease, signature checked (gpgv, $KEYRING), as
+# DIR/<apt list name>_InRelease, and its main/binary-ARCH/Packages (sha256 checked against
+# the InRelease) as DIR/<suite>_Packages
+deb_index() {
+  local s=$1 arch=$2 d=$3 m n f sum size want
+  m=$(suite_mirror "$s")
+  n=$(echo "${m#*://}" | tr / _)_dists_$s
+  f=$d/$n.InRelease.signed
+  fetch "$m/dists/$s/InRelease" "$f"
+  gpgv --keyring "$KEYRING" --output "$d/${n}_InRelease" "$f" >"$f.gpgv" 2>&1 ||
+    { cat "$f.gpgv" >&2; die "$m/dists/$s/InRelease: no good signature by $KEYRING"; }
+  want=main/binary-$arch/Packages.xz
+  read -r sum size < <(awk -v w="$want" '/^[^ ]/ {sha = ($1 == "SHA256:")} sha && $3 == w {print $1, $2}' "$d/${n}_InRelease") ||
+    die "$m/dists/$s/InRelease lists no SHA256 for $want"
+  fetch "$m/dists/$s/$want" "$d/$s.Packages.xz"
+  [ "$(stat -c %s "$d/$s.Packages.xz")" = "$size" ] && [ "$(sha256sum <"$d/$s.Packages.xz" | cut -c1-64)" = "$sum" ] ||
+    die "$m/dists/$s/$want does not match its InRelease (sha256 $sum, $size bytes)"
+  xz -dc "$d/$s.Packages.xz" >"$d/${s}_Packages"
+}
+# deb_upgrades PACKAGES DIR SUITE...: for each "Package Version" line of PACKAGES, the newest
+# newer version in DIR/<suite>_Packages of the SUITEs, as "Package Old New Suite Filename
+# SHA256 Size", sorted by package
+deb_upgrades() {
+  local pl=$1 d=$2 s p v nv best bs line
+  shift 2
+  for s in "$@"; do
+    awk -v s="$s" 'BEGIN {RS = ""; FS = "\n"; OFS = " "}
+      { p = v = fn = sum = sz = ""
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^Package: /) p = substr($i, 10); else if ($i ~ /^Version: /) v = substr($i, 10)
+          else if ($i ~ /^Filename: /) fn = substr($i, 11); else if ($i ~ /^SHA256: /) sum = substr($i, 9)
+          else if ($i ~ /^Size: /) sz = substr($i, 7) }
+        if (p != "" && v != "" && fn != "" && sum != "" && sz != "") print p, v, s, fn, sum, sz }' "$d/${s}_Packages"
+  done >"$d/candidates"
+  while read -r p v; do
+    best=$v bs=
+    while read -r _ nv line; do
+      if dpkg --compare-versions "$nv" gt "$best"; then best=$nv bs=$line; fi
+    done < <(awk -v p="$p" '$1 == p' "$d/candidates")
+    [ -z "$bs" ] || echo "$p $v $best $bs"
+  done <"$pl" | LC_ALL=C sort
+}
+# deb_upgrade ROOT OLD NEW: replace the unpacked package OLD.deb in ROOT by NEW.deb: the
+# non-directories OLD ships and NEW does not are removed, then NEW is unpacked over ROOT;
+# prints how many were removed
+deb_upgrade() {
+  local r=$1 e k=0
+  while IFS= read -r e; do
+    e=${e#./}
+    if [ -L "$r/$e" ] || { [ -e "$r/$e" ] && [ ! -d "$r/$e" ]; }; then rm -f "$r/$e"; k=$((k + 1)); fi
+  done < <(LC_ALL=C comm -23 <(dpkg-deb --fsys-tarfile "$2" | tar -t | LC_ALL=C sort) \
+    <(dpkg-deb --fsys-tarfile "$3" | tar -t | LC_ALL=C sort) | grep -v '/$')
+  deb_unpack "$r" "$3"
+  echo $k
+}
+build_debarm64up() {
+  local o=$1 p=debarm64up arch=arm64 side r t n s d=$W/index-debarm64up deb pk v nv st fn sum sz k gone=0 m
+  need_root "the $p pair (debootstrap unpacks as root to keep the packages' owners)"
+  for side in old new; do
+    r=$W/rootfs-$p-$side
+    STEP="$p: debootstrap --foreign ($side)"
+    deb_foreign "$p/$side" "$arch" "$r" "$W/debootstrap-$p-$side.log"
+    deb_foreign_packages "$r" >"$o/$side.packages"
+    n=$(wc -l <"$o/$side.packages")
+    if [ $side = new ]; then
+      STEP="$p: the $UP_SUITES indexes"
+      safe_rm "$d"
+      mkdir -p "$d" "$W/debs-$p"
+      for s in $UP_SUITES; do
+        log "$p/new: $(suite_mirror "$s") $s main binary-$arch Packages"
+        deb_index "$s" "$arch" "$d"
+      done
+      # shellcheck disable=SC2086 # UP_SUITES is a list
+      deb_upgrades "$o/new.packages" "$d" $UP_SUITES >"$d/upgrades"
+      [ -s "$d/upgrades" ] || die "$p: no package of the first stage has a newer version in $UP_SUITES (see $d)"
+      log "$p/new: upgrading $(wc -l <"$d/upgrades") packages: $(cut -d' ' -f1 "$d/upgrades" | tr '\n' ' ')"
+      STEP="$p: download and unpack the upgrades"
+      while read -r pk v nv s fn sum sz; do
+        deb=$W/debs-$p/${fn##*/}
+        [ -f "$deb" ] && [ "$(sha256sum <"$deb" | cut -c1-64)" = "$sum" ] || fetch "$(suite_mirror "$s")/$fn" "$deb"
+        [ "$(stat -c %s "$deb")" = "$sz" ] && [ "$(sha256sum <"$deb" | cut -c1-64)" = "$sum" ] ||
+          die "$(suite_mirror "$s")/$fn does not match the $s Packages index (sha256 $sum, $sz bytes)"
+        [ "$(dpkg-deb --show --showformat='${Package} ${Version}' "$deb")" = "$pk $nv" ] || die "$deb is not $pk $nv"
+        st=$(awk -v p="$pk" '$1 == p {print $2}' "$r/debootstrap/debpaths")
+        [ -n "$st" ] && [ -f "$r$st" ] || die "$p: no .deb for $pk in $r/debootstrap/debpaths"
+        k=$(deb_upgrade "$r" "$r$st" "$deb")
+        gone=$((gone + k))
+        echo "upgrade: $pk $v -> $nv from $(suite_mirror "$s") $s ($fn, sha256 $sum)$([ "$k" = 0 ] || echo ", $k files of $v removed")" >>"$d/recipe"
+      done <"$d/upgrades"
+      awk 'NR == FNR {nv[$1] = $3; next} {print $1, ($1 in nv ? nv[$1] : $2)}' "$d/upgrades" "$o/new.packages" >"$d/packages"
+      mv "$d/packages" "$o/new.packages"
+      cp "$d"/*_InRelease "$r/var/lib/apt/lists/" # for newest_release; clean_rootfs removes them
+    fi
+    STEP="$p: tar ($side)"
+    t=$(newest_release "$r")
+    deb_foreign_tar "$r" "$o/$side.tar" "$t"
+    if [ $side = old ]; then
+      echo "old: debootstrap --arch=$arch --foreign --variant=minbase $SUITE $MIRROR ($n packages unpacked, no second stage; debarm64's old side); /debootstrap and the .debs removed, cleaned like the os pair; mtimes clamped to @$t (newest InRelease Date); real owners"
+    else
+      m=""
+      for s in $UP_SUITES; do m+="${m:+, }$(suite_mirror "$s") $s"; done
+      echo "new: debootstrap --arch=$arch --foreign --variant=minbase $SUITE $MIRROR ($n packages unpacked, no second stage), then the $(wc -l <"$d/upgrades") of them with a newer version (dpkg --compare-versions) in main/binary-$arch of $m (InRelease checked with gpgv against $KEYRING, Packages.xz against its sha256 there, each .deb against the Packages sha256 and size) unpacked over it with dpkg-deb --fsys-tarfile | tar --keep-directory-symlink, after removing the files the old versions shipped and the new do not ($gone); /debootstrap and the .debs removed, cleaned like the os pair; mtimes clamped to @$t (newest InRelease Date); real owners"
+      cat "$d/recipe"
+      safe_rm "$d"
+    fi >>"$o/RECIPE.txt"
+    safe_rm "$r"
+  done
+  {
+    echo "tar: GNU tar --sort=name --format=posix (pax, no atime/ctime) --numeric-owner --clamp-mtime"
+    echo "image: one layer per side (a rebuilt base layer, like os and debarm64); the image config says amd64 like every corpus image"
+    echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ); drifts with $UP_SUITES. Package changes (< old, > new):"
+    diff "$o/old.packages" "$o/new.packages" | grep '^[<>]' || true
+  } >>"$o/RECIPE.txt"
+}
+
 # ================================================================ main
 T_START=$(date +%s)
 todo=()
@@ -798,9 +935,14 @@ if [ ${#todo[@]} -gt 0 ]; then
   command -v go >/dev/null || die "need a Go >= 1.21 binary on PATH (only for 'go mod download')"
   pk=()
   command -v unzip >/dev/null || pk+=(unzip)
-  if [[ " ${todo[*]} " == *" os "* || " ${todo[*]} " == *" debarm64 "* ]]; then
+  if [[ " ${todo[*]} " == *" os "* || " ${todo[*]} " == *" debarm64 "* || " ${todo[*]} " == *" debarm64up "* ]]; then
     command -v debootstrap >/dev/null || pk+=(debootstrap)
     [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || pk+=(debian-archive-keyring)
+  fi
+  if [[ " ${todo[*]} " == *" debarm64up "* ]]; then
+    command -v curl >/dev/null || pk+=(curl)
+    command -v gpgv >/dev/null || pk+=(gpgv)
+    command -v xz >/dev/null || pk+=(xz-utils)
   fi
   apt_install "${pk[@]}"
 
