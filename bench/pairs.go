@@ -11,7 +11,7 @@ import (
 
 // CorpusPairs are the corpus pairs `skiff bench --corpus` measures, in
 // table order.
-var CorpusPairs = []string{"toolchain", "os", "app", "npm", "apt", "python", "goarm64", "armapp", "armv7app", "goamd64", "debarm64"}
+var CorpusPairs = []string{"toolchain", "os", "app", "npm", "apt", "python", "goarm64", "armapp", "armv7app", "goamd64", "debarm64", "debarm64up"}
 
 // Corpus returns the corpus pairs of root (see package corpus): the
 // docker-archives images/<pair>/{old,new}.tar. A missing image is an error

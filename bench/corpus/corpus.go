@@ -16,7 +16,7 @@ import (
 )
 
 // Pairs are the corpus pairs, in build order.
-var Pairs = []string{"os", "toolchain", "app", "npm", "apt", "python", "goarm64", "armapp", "armv7app", "goamd64", "debarm64"}
+var Pairs = []string{"os", "toolchain", "app", "npm", "apt", "python", "goarm64", "armapp", "armv7app", "goamd64", "debarm64", "debarm64up"}
 
 var (
 	// ErrUnknownPair reports a pair name that is not one of Pairs.
@@ -89,10 +89,11 @@ type pairSpec struct {
 func specFor(root, pair string) (pairSpec, error) {
 	layer := func(p, v string) string { return filepath.Join(root, "layers", p, v+".tar") }
 	switch pair {
-	case "os", "apt", "debarm64":
+	case "os", "apt", "debarm64", "debarm64up":
 		// One layer per side: a rebuilt base image (apt: minbase, then the same
 		// rootfs with packages installed, as one new layer; debarm64: an arm64
-		// minbase, then one with more packages).
+		// minbase, then one with more packages; debarm64up: that minbase, then
+		// one with upgraded packages).
 		return pairSpec{[]string{layer(pair, "old")}, []string{layer(pair, "new")}}, nil
 	case "toolchain", "app", "npm", "python", "goarm64", "armapp", "armv7app", "goamd64":
 		// The pair's layer on top of the old Debian rootfs, shared by both sides

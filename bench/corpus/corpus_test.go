@@ -208,7 +208,7 @@ func TestBuildImages(t *testing.T) {
 					t.Errorf("%s: config %s in archive, %s in layout", v, ai.Config, oi.Config)
 				}
 				want := []string{fileDiffID(t, filepath.Join(root, "layers", pair, v+".tar"))}
-				if pair != "os" && pair != "apt" && pair != "debarm64" {
+				if pair != "os" && pair != "apt" && pair != "debarm64" && pair != "debarm64up" {
 					want = []string{osOld, want[0]}
 				}
 				if d := cmp.Diff(want, ai.DiffIDs); d != "" {
@@ -385,6 +385,7 @@ func TestSpecFor(t *testing.T) {
 		{"armv7app", []string{base, l("armv7app", "old")}, []string{base, l("armv7app", "new")}},
 		{"goamd64", []string{base, l("goamd64", "old")}, []string{base, l("goamd64", "new")}},
 		{"debarm64", []string{l("debarm64", "old")}, []string{l("debarm64", "new")}},
+		{"debarm64up", []string{l("debarm64up", "old")}, []string{l("debarm64up", "new")}},
 	} {
 		t.Run(c.pair, func(t *testing.T) {
 			s, err := specFor(root, c.pair)

@@ -36,7 +36,7 @@ type benchOptions struct {
 
 func (o *benchOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.BoolVar(&o.corpus, "corpus", false, "measure the realistic corpus pairs (toolchain, os, app, npm, apt, python, goarm64, armapp, armv7app, goamd64, debarm64) from $SKIFF_CORPUS/images (default ~/.cache/skiff/corpus; build with `make corpus`)")
+	fs.BoolVar(&o.corpus, "corpus", false, "measure the realistic corpus pairs (toolchain, os, app, npm, apt, python, goarm64, armapp, armv7app, goamd64, debarm64, debarm64up) from $SKIFF_CORPUS/images (default ~/.cache/skiff/corpus; build with `make corpus`)")
 	fs.StringArrayVar(&o.pairs, "pair", nil, "a pair of image references FROM=TO or NAME=FROM=TO (repeatable)")
 	fs.StringVar(&o.pairsFile, "pairs", "", "file of pairs, one `NAME FROM TO` per line (# comments)")
 	fs.StringSliceVar(&o.methods, "methods", nil, "methods to run, comma-separated (default all: "+strings.Join(bench.DefaultMethods(bench.Config{}).Names(), ", ")+")")
