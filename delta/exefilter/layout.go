@@ -74,7 +74,7 @@ const (
 
 // DefaultForms is the set Encode uses when given 0: the forms that made
 // patches smaller on the measured corpus (see doc.go), for each machine.
-const DefaultForms = FormCall | FormRIP | FormSymtab | FormA64Call | FormA64Page | FormA32Call | FormT32Call
+const DefaultForms = FormCall | FormRIP | FormSymtab | FormA64Call | FormA64Page | FormA64Pair | FormA32Call | FormT32Call
 
 // X86Forms are the forms of x86-64 code (and FormSymtab), the only ones
 // of Params version 1.
