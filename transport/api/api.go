@@ -1,11 +1,15 @@
 package api
 
+import "time"
+
 // Route paths of the server API.
 const (
 	PathCheck         = "/v1/check"
 	PathDeltas        = "/v1/deltas/"  // + digest, e.g. "sha256:<hex>"
 	PathTargets       = "/v1/targets/" // + channel + "/" + image
 	PathNotifications = "/v1/notifications"
+	PathReports       = "/v1/reports"
+	PathDevices       = "/v1/devices"
 	PathHealthz       = "/healthz"
 	PathMetrics       = "/metrics"
 )
@@ -25,6 +29,11 @@ type CheckRequest struct {
 	// DiffIDs are the uncompressed layer digests of the running image, in
 	// order. The server uses a delta only if they match the known base.
 	DiffIDs []string `json:"diff_ids,omitempty"`
+	// AgentVersion is the agent's release (optional: older agents send
+	// none).
+	AgentVersion string `json:"agent_version,omitempty"`
+	// Platform is the device's OS/ARCH[/VARIANT] (optional).
+	Platform string `json:"platform,omitempty"`
 }
 
 // CheckResponse answers a CheckRequest.
@@ -79,4 +88,83 @@ type PublishRequest struct {
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// Results of an install attempt (Report.Result).
+const (
+	// ResultInstalled: the target was loaded (and passed its health check).
+	ResultInstalled = "installed"
+	// ResultRolledBack: the target loaded but failed its hook or health
+	// check, and the previous image runs again.
+	ResultRolledBack = "rolled_back"
+	// ResultFailed: the attempt failed (Report.Error says why); what ran
+	// before still runs.
+	ResultFailed = "failed"
+)
+
+// Report is the body of POST /v1/reports: one install attempt of one
+// device. ID is random (128 bits, 32 lowercase hex digits) and makes the
+// report idempotent: a report sent again is stored once.
+type Report struct {
+	ID      string `json:"id"`
+	Device  string `json:"device"`
+	Channel string `json:"channel"`
+	Image   string `json:"image"`
+	// FromDigest is the config digest the device ran before ("" none);
+	// ToDigest the target's.
+	FromDigest string `json:"from_config_digest,omitempty"`
+	ToDigest   string `json:"to_config_digest,omitempty"`
+	// Result is ResultInstalled, ResultRolledBack or ResultFailed.
+	Result string `json:"result"`
+	// Error is why the attempt failed or was rolled back (cut short).
+	Error string `json:"error,omitempty"`
+	// Bytes is how many delta bytes were downloaded.
+	Bytes        int64     `json:"bytes_downloaded"`
+	DurationMS   int64     `json:"duration_ms"`
+	AgentVersion string    `json:"agent_version,omitempty"`
+	Platform     string    `json:"platform,omitempty"`
+	Time         time.Time `json:"time"`
+}
+
+// ReportResponse answers a Report: Duplicate when its ID was stored
+// before.
+type ReportResponse struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// DevicesResponse is the body of GET /v1/devices: one page of the
+// inventory, devices sorted by ID. Next, when set, is the "after" query
+// parameter of the following page.
+type DevicesResponse struct {
+	Devices []Device `json:"devices"`
+	Next    string   `json:"next,omitempty"`
+}
+
+// Device is one device of the inventory, with a row per logical image.
+type Device struct {
+	ID     string        `json:"id"`
+	Images []DeviceImage `json:"images"`
+}
+
+// DeviceImage is what the server knows about one image of one device.
+type DeviceImage struct {
+	Channel string `json:"channel"`
+	Image   string `json:"image"`
+	// ConfigDigest is what the device ran at its last check-in.
+	ConfigDigest string `json:"config_digest,omitempty"`
+	// LastSeen is the last check-in (zero: none yet, only a report).
+	LastSeen     time.Time   `json:"last_seen,omitzero"`
+	AgentVersion string      `json:"agent_version,omitempty"`
+	Platform     string      `json:"platform,omitempty"`
+	LastReport   *LastReport `json:"last_report,omitempty"`
+}
+
+// LastReport is the newest install report of a device's image.
+type LastReport struct {
+	ID       string    `json:"id"`
+	Result   string    `json:"result"`
+	ToDigest string    `json:"to_config_digest,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Time     time.Time `json:"time"`
 }
