@@ -12,6 +12,8 @@
 //	GET  /v1/deltas/sha256:<hex>       device  the delta file (Range, ETag, If-None-Match)
 //	PUT  /v1/targets/{channel}/{image} admin   api.PublishRequest -> api.Target
 //	POST /v1/notifications             admin   distribution's notification envelope
+//	POST /v1/reports                   device  api.Report -> api.ReportResponse
+//	GET  /v1/devices                   admin   the inventory: api.DevicesResponse
 //	GET  /healthz                      none    "ok"
 //	GET  /metrics                      none    Prometheus text format
 //
@@ -94,6 +96,33 @@
 // older than the TTL. The cache is swept at start and hourly;
 // skiff_server_cache_evicted_total counts the files removed.
 //
+// # Inventory and reports
+//
+// Every valid check-in that names its device upserts the inventory row of
+// (device, image): channel, running config digest, time, and the optional
+// agent_version and platform (older agents send neither). The write comes
+// after the answer is flushed, so a check-in never waits for the
+// database; a failed write is logged, and the check-in answered anyway.
+// POST /v1/reports stores an install report (installed, rolled_back,
+// failed) once per report ID — a device re-sending after a lost answer
+// gets Duplicate=true — and makes it the row's last report unless a newer
+// one is there. A scoped device token may report only for its pairs (403
+// otherwise), as for checks; bodies are bounded as for checks. Device
+// names are whatever the devices say: a device token is not bound to one
+// device.
+//
+// GET /v1/devices lists the inventory by device ID, each device with its
+// rows; query parameters channel, image, config_digest, result (of the
+// last report) and stale (a duration: rows whose last check-in is older,
+// or that never checked in) select rows, limit (default 100, at most
+// 1000) and after (the previous page's next) page. Unknown parameters are
+// 400.
+//
+// Both live in Config.FleetDB (package fleetdb; default
+// sqlite:StateDir/fleet.db), never in state.json. SQLite is for one
+// server: several servers behind a load balancer need a shared database,
+// and the PostgreSQL backend for that is not written yet.
+//
 // # Scaling out
 //
 // A server keeps nothing but StateDir and CacheDir, so several can run
@@ -146,7 +175,8 @@
 // skiff_server_delta_computations_total{result}, skiff_server_delta_computation_seconds,
 // skiff_server_delta_bytes, skiff_server_delta_computations_in_progress,
 // skiff_server_delta_served_bytes_total, skiff_server_publishes_total{result},
-// skiff_server_notification_events_total{outcome} and
+// skiff_server_notification_events_total{outcome},
+// skiff_server_reports_total{result} (reports stored, a re-sent one once) and
 // skiff_server_http_request_duration_seconds{route,code}, plus the Go and
 // process collectors.
 package server

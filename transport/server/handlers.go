@@ -117,7 +117,10 @@ func validateCheck(req *api.CheckRequest) error {
 	if len(req.Device) > 256 {
 		return fmt.Errorf("device name longer than 256 bytes: %w", ErrBadRequest)
 	}
-	return nil
+	if err := checkLabel("agent_version", req.AgentVersion, maxLabel); err != nil {
+		return err
+	}
+	return checkLabel("platform", req.Platform, maxLabel)
 }
 
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
@@ -134,6 +137,11 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, result, err := s.check(&req)
 	s.metrics.checks.WithLabelValues(result).Inc()
+	if result != resultBadRequest {
+		// After the answer is on its way: the device does not wait for
+		// the inventory.
+		defer s.recordCheckin(r.Context(), &req)
+	}
 	if err != nil {
 		writeError(w, statusOf(err), err.Error())
 		return
@@ -143,6 +151,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(resp.RetryAfter))
 	}
 	writeJSON(w, http.StatusOK, resp)
+	http.NewResponseController(w).Flush()
 }
 
 // check answers one check-in and names its result for the metrics.

@@ -32,6 +32,7 @@ type metrics struct {
 	notified     *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	inflight     prometheus.Gauge
+	reports      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -80,8 +81,12 @@ func newMetrics() *metrics {
 			Name: "skiff_server_delta_computations_in_progress",
 			Help: "Delta computations running now (waiting ones excluded).",
 		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "skiff_server_reports_total",
+			Help: "Install reports stored, by result (installed, rolled_back, failed); a report sent again is counted once.",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.checks, m.computations, m.computeTime, m.deltaBytes, m.servedBytes, m.evicted,
+	m.reg.MustRegister(m.reports, m.checks, m.computations, m.computeTime, m.deltaBytes, m.servedBytes, m.evicted,
 		m.publishes, m.notified, m.httpDuration, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

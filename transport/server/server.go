@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/skiff-dev/skiff/delta/sign"
 	"github.com/skiff-dev/skiff/layerfs"
 	"github.com/skiff-dev/skiff/transport/api"
+	"github.com/skiff-dev/skiff/transport/server/fleetdb"
 )
 
 // Sentinel errors of the server. Handlers map them to HTTP status codes.
@@ -47,6 +49,10 @@ type Config struct {
 	StateDir string
 	// CacheDir holds the computed deltas and the pair index (required).
 	CacheDir string
+	// FleetDB names the database of the device inventory and install
+	// reports (fleetdb.Open): "sqlite:PATH"; default
+	// "sqlite:StateDir/fleet.db".
+	FleetDB string
 	// AdminTokens may publish (and do what device tokens do);
 	// DeviceTokens may check in and download deltas. A role with no
 	// token is refused to everyone. Empty strings are ignored.
@@ -113,6 +119,7 @@ type Server struct {
 	scopes  [][]string // of device[i]; nil: any (channel, image)
 	state   *state
 	cache   *cache
+	fleet   fleetdb.Store
 	metrics *metrics
 	diffs   *semaphore.Weighted
 
@@ -129,6 +136,9 @@ type Server struct {
 
 	failMu   sync.Mutex
 	failures map[string]failure // by pairKey
+
+	closeOnce sync.Once
+	fleetErr  error
 }
 
 type failure struct {
@@ -192,9 +202,17 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.FleetDB == "" {
+		cfg.FleetDB = "sqlite:" + filepath.Join(cfg.StateDir, "fleet.db")
+	}
+	fleet, err := fleetdb.Open(context.Background(), cfg.FleetDB)
+	if err != nil {
+		return nil, fmt.Errorf("fleet database: %w", err)
+	}
 	for _, sg := range cfg.Signers {
 		pub, ok := sg.Public().(ed25519.PublicKey)
 		if !ok {
+			fleet.Close()
 			return nil, fmt.Errorf("a %T signer: deltas are signed with ed25519: %w", sg.Public(), ErrConfig)
 		}
 		c.signers = append(c.signers, sign.IDOf(pub).String())
@@ -207,6 +225,7 @@ func New(cfg Config) (*Server, error) {
 		scopes:   scopesOf(cfg.DeviceTokens, cfg.DeviceScopes),
 		state:    st,
 		cache:    c,
+		fleet:    fleet,
 		metrics:  newMetrics(),
 		diffs:    semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
 		failures: map[string]failure{},
@@ -234,7 +253,8 @@ func (s *Server) Close() error {
 	s.bgMu.Unlock()
 	s.cancel()
 	s.bg.Wait()
-	return nil
+	s.closeOnce.Do(func() { s.fleetErr = s.fleet.Close() })
+	return s.fleetErr
 }
 
 // goBackground runs f in a goroutine Close waits for; after Close it does
@@ -273,6 +293,8 @@ func (s *Server) routes() {
 	handle("GET "+api.PathDeltas+"{digest}", "deltas", roleDevice, s.handleDelta)
 	handle("PUT "+api.PathTargets+"{channel}/{image}", "targets", roleAdmin, s.handlePublish)
 	handle("POST "+api.PathNotifications, "notifications", roleAdmin, s.handleNotifications)
+	handle("POST "+api.PathReports, "reports", roleDevice, s.handleReport)
+	handle("GET "+api.PathDevices, "devices", roleAdmin, s.handleDevices)
 	handle("GET "+api.PathHealthz, "healthz", roleNone, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok")
