@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,12 @@ type Agent struct {
 	cycle func(ctx context.Context, image string) (retryAfter time.Duration, err error)
 
 	heartbeat atomic.Int64 // unix nanoseconds of the last sign of progress (LastBeat)
+
+	maxReports int // bound of the report queue (0: MaxQueuedReports; tests lower it)
+	// oldServers are the rollout servers that refused a check-in's
+	// agent_version and platform (older than those fields): check-ins to
+	// them go without.
+	oldServers sync.Map
 }
 
 // beat records progress: the run loop waiting or moving on, a download

@@ -122,10 +122,34 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(api.CheckRequest{
+	creq := api.CheckRequest{
 		Device: a.cfg.Device, Channel: s.Channel, Image: im.Name,
 		ConfigDigest: res.Current.ID, DiffIDs: res.Current.DiffIDs,
-	})
+	}
+	if _, old := a.oldServers.Load(s.Server); !old {
+		creq.AgentVersion, creq.Platform = a.agentVersion(), a.agentPlatform()
+	}
+	err = a.postCheck(ctx, s, hdr, creq, res)
+	var oe *oldServerError
+	if errors.As(err, &oe) && creq.AgentVersion != "" {
+		// A server older than these fields refuses them (it refuses
+		// unknown fields): ask again without, and from now on.
+		a.log.Info("the rollout server predates agent_version and platform in check-ins; sending without", "server", s.Server)
+		a.oldServers.Store(s.Server, true)
+		creq.AgentVersion, creq.Platform = "", ""
+		err = a.postCheck(ctx, s, hdr, creq, res)
+	}
+	return err
+}
+
+// oldServerError is a 400 answer refusing the check-in fields that came
+// with reports (agent_version, platform) as unknown.
+type oldServerError struct{ error }
+
+func (e *oldServerError) Unwrap() error { return e.error }
+
+func (a *Agent) postCheck(ctx context.Context, s SourceConfig, hdr http.Header, creq api.CheckRequest, res *CheckResult) error {
+	body, err := json.Marshal(creq)
 	if err != nil {
 		return err
 	}
@@ -163,7 +187,12 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 		if len(msg) > 512 {
 			msg = msg[:512]
 		}
-		return fmt.Errorf("%w: POST %s: %s: %s", ErrServer, u, resp.Status, msg)
+		err := fmt.Errorf("%w: POST %s: %s: %s", ErrServer, u, resp.Status, msg)
+		if resp.StatusCode == http.StatusBadRequest &&
+			(strings.Contains(msg, `unknown field "agent_version"`) || strings.Contains(msg, `unknown field "platform"`)) {
+			return &oldServerError{err}
+		}
+		return err
 	}
 	var cr api.CheckResponse
 	if err := json.Unmarshal(raw, &cr); err != nil {

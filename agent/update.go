@@ -64,7 +64,11 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 	if err := a.resumeInstall(ctx, im, res); err != nil {
 		err = fmt.Errorf("update %s: %w", image, err)
 		a.recordError(im.Name, err)
+		a.reportAttempt(ctx, im, res.From, res.To, res, err, time.Time{})
 		return res, err
+	}
+	if res.Updated || res.RolledBack {
+		a.reportAttempt(ctx, im, res.From, res.To, res, nil, time.Time{})
 	}
 	cr, err := a.Check(ctx, image)
 	if err != nil {
@@ -74,6 +78,11 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 		return nil, err
 	}
 	res.Check = cr
+	if im.Source.IsServer() {
+		// The server answered: send the queued reports, this run's
+		// attempt's included (deferred: it is queued below).
+		defer a.flushReports(ctx)
+	}
 	if !cr.Update && cr.Current.ID != "" {
 		// A run killed between the load and the clean-up left its delta.
 		a.removeDoneDeltas(cr.Current.ID)
@@ -91,7 +100,10 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 		a.recordError(im.Name, err)
 		return res, err
 	}
-	if err := a.update(ctx, im, cr, res); err != nil {
+	started := a.clock.Now()
+	err = a.update(ctx, im, cr, res)
+	a.reportAttempt(ctx, im, cr.Current.ID, cr.Target, res, err, started)
+	if err != nil {
 		err = fmt.Errorf("update %s: %w", image, err)
 		a.recordError(im.Name, err)
 		return res, err
@@ -253,7 +265,11 @@ func (a *Agent) ApplyFile(ctx context.Context, image, path string) (*UpdateResul
 		a.recordError(im.Name, err)
 		return res, err
 	}
-	if err := a.install(ctx, im, path, nil, "file", res); err != nil {
+	started := a.clock.Now()
+	err = a.install(ctx, im, path, nil, "file", res)
+	// Queued, sent by the next check that reaches the server.
+	a.reportAttempt(ctx, im, res.From, res.To, res, err, started)
+	if err != nil {
 		err = fmt.Errorf("apply %s to %s: %w", path, image, err)
 		a.recordError(im.Name, err)
 		return res, err

@@ -1,0 +1,117 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/skiff-dev/skiff/delta"
+	"github.com/skiff-dev/skiff/layerfs"
+	"github.com/skiff-dev/skiff/transport/api"
+	"github.com/skiff-dev/skiff/transport/server"
+)
+
+// TestFleetEndToEnd: an agent updates from the real rollout server
+// (in-process) and its check-ins and install report show up in GET
+// /v1/devices.
+func TestFleetEndToEnd(t *testing.T) {
+	p := testPair(t)
+	d := newDevice(t, p)
+	ctx := context.Background()
+	layout := filepath.Join(t.TempDir(), "published")
+	for tag, img := range map[string]v1.Image{"v1": p.old, "v2": p.new} {
+		if err := layerfs.Write(ctx, "oci:"+layout+":"+tag, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fast := delta.DefaultOptions()
+	fast.Bsdiff, fast.BsdiffX86, fast.BrotliQuality, fast.Level = false, false, 0, 1
+	srvCfg := server.Config{
+		DiffOptions: fast,
+		StateDir:    t.TempDir(), CacheDir: t.TempDir(),
+		AdminTokens: []string{"admin-token"}, DeviceTokens: []string{"dev-token"},
+		Signers: []crypto.Signer{p.key}, Logger: quietLogger(),
+	}
+	s, err := server.New(srvCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hs := httptest.NewServer(s)
+	defer hs.Close()
+	do := func(method, path string, body any, out any) {
+		t.Helper()
+		var b []byte
+		if body != nil {
+			b, _ = json.Marshal(body)
+		}
+		req, _ := http.NewRequest(method, hs.URL+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer admin-token")
+		resp, err := hs.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %s", method, path, resp.Status)
+		}
+		if out != nil {
+			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	do("PUT", api.PathTargets+"stable/web", api.PublishRequest{Ref: "oci:" + layout + ":v1"}, nil)
+	do("PUT", api.PathTargets+"stable/web", api.PublishRequest{Ref: "oci:" + layout + ":v2"}, nil)
+
+	a := newAgent(t, d.config(t, serverSource(hs.URL), ""))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := a.Update(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Updated {
+			break
+		}
+		if !res.Check.Pending || time.Now().After(deadline) {
+			t.Fatalf("no update: %+v", res.Check)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The next check-in names the new image (and sends nothing queued).
+	if _, err := a.Update(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	var inv api.DevicesResponse
+	for {
+		do("GET", api.PathDevices+"?channel=stable&image=web", nil, &inv)
+		if len(inv.Devices) == 1 && inv.Devices[0].Images[0].ConfigDigest == p.newID || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // check-ins are written after their answer
+	}
+	if len(inv.Devices) != 1 || inv.Devices[0].ID != "test-device" || len(inv.Devices[0].Images) != 1 {
+		t.Fatalf("inventory %+v", inv)
+	}
+	im := inv.Devices[0].Images[0]
+	if im.ConfigDigest != p.newID || im.AgentVersion == "" || im.Platform == "" || im.LastSeen.IsZero() ||
+		im.LastReport == nil || im.LastReport.Result != api.ResultInstalled || im.LastReport.ToDigest != p.newID {
+		t.Errorf("inventory row %+v, report %+v", im, im.LastReport)
+	}
+	if len(queued(t, a)) != 0 {
+		t.Error("the report is still queued")
+	}
+	do("GET", api.PathDevices+"?result=failed", nil, &inv)
+	if len(inv.Devices) != 0 {
+		t.Errorf("?result=failed: %+v", inv.Devices)
+	}
+}
