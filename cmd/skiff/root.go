@@ -54,6 +54,7 @@ removed): 130 SIGINT, 143 SIGTERM, 129 SIGHUP.`,
 		newPushCommand(g),
 		newPullCommand(g),
 		newServeCommand(g),
+		newFleetCommand(g),
 		newAgentCommand(g),
 		newVersionCommand(),
 	)

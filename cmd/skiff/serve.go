@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/skiff-dev/skiff/transport/server"
+	"github.com/skiff-dev/skiff/transport/server/fleetdb"
 )
 
 type serveOptions struct {
@@ -34,6 +35,7 @@ type serveOptions struct {
 	sign                      []string
 
 	cacheTTL time.Duration
+	db       string // --db: the inventory database
 	// onListen, if set, is told the address the server listens on (tests).
 	onListen func(net.Addr)
 }
@@ -56,6 +58,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "longest a client may take to send a whole request, headers and body (slow or stalled senders are cut)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
 	fs.DurationVar(&o.cacheTTL, "cache-ttl", 7*24*time.Hour, "remove a cached delta to a superseded target once nobody fetched it for this long (deltas to current targets stay); 0: never")
+	fs.StringVar(&o.db, "db", "", "database of the device inventory and install reports: sqlite:PATH (default sqlite:STATE/fleet.db; one server only, a PostgreSQL backend for several is not written yet)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
 	fs.StringArrayVar(&o.sign, "sign", nil, "sign the computed deltas with this private key file (skiff key generate); repeatable (key rotation); without it deltas are unsigned and devices refuse them by default")
 	_ = cmd.MarkFlagRequired("state")
@@ -216,6 +219,7 @@ func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, d
 		RetryAfter:         o.retryAfter,
 		Signers:            signers,
 		CacheTTL:           cacheTTL,
+		FleetDB:            o.db,
 	}
 }
 
@@ -268,6 +272,9 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 		return err
 	}
 	srv, err := server.New(o.serverConfig(g, log, admin, device, scopes, signers, cacheTTL))
+	if errors.Is(err, fleetdb.ErrBadDSN) {
+		return usageError{"--db: " + err.Error()}
+	}
 	if err != nil {
 		return err
 	}
