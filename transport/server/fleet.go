@@ -19,9 +19,6 @@ const (
 	maxLabel       = 128  // agent_version, platform
 	maxDeviceName  = 256  // as in a check
 	maxReportError = 4096 // a report's error text
-	// fleetTimeout bounds one inventory write of a check-in: a slow
-	// database costs the inventory an update, never the check-in.
-	fleetTimeout = 2 * time.Second
 )
 
 var reportIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -46,9 +43,11 @@ func (s *Server) recordCheckin(ctx context.Context, req *api.CheckRequest) {
 	if req.Device == "" {
 		return // nothing to key the inventory by
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fleetTimeout)
-	defer cancel()
-	err := s.fleet.RecordCheckin(ctx, fleetdb.Checkin{
+	// Not cancelled with the request (the answer is sent already), and no
+	// deadline of its own: a cancellable context costs the SQLite driver
+	// a goroutine per statement. SQLite's busy timeout bounds the wait
+	// for another process's lock.
+	err := s.fleet.RecordCheckin(context.WithoutCancel(ctx), fleetdb.Checkin{
 		Device: req.Device, Channel: req.Channel, Image: req.Image, ConfigDigest: req.ConfigDigest,
 		AgentVersion: req.AgentVersion, Platform: req.Platform, Time: time.Now().UTC(),
 	})
