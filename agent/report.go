@@ -65,7 +65,7 @@ func (a *Agent) reportAttempt(ctx context.Context, im *ImageConfig, from string,
 	}
 	result := api.ResultInstalled
 	switch {
-	case res != nil && res.RolledBack:
+	case res != nil && res.RolledBack, errors.As(err, new(*restoredError)):
 		result = api.ResultRolledBack
 	case err != nil:
 		result = api.ResultFailed

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -186,6 +187,26 @@ func TestReportResults(t *testing.T) {
 	})
 }
 
+// TestReportLoadRolledBack: a load whose check fails and whose previous
+// image is put back reports rolled_back (not failed) with the cause.
+func TestReportLoadRolledBack(t *testing.T) {
+	p := testPair(t)
+	d := newDevice(t, p)
+	rs := &reportServer{fakeServer: &fakeServer{t: t, p: p, delta: p.forward}}
+	srv := httptest.NewServer(rs)
+	defer srv.Close()
+	eng := &misreporting{OCIEngine: &OCIEngine{Dir: d.images}}
+	a := newAgent(t, d.config(t, serverSource(srv.URL), ""), WithEngine("web", eng))
+	_, err := a.Update(context.Background(), "web")
+	if !errors.Is(err, ErrVerify) || eng.restos != 1 {
+		t.Fatalf("update: %v (%d restores), want ErrVerify after one restore", err, eng.restos)
+	}
+	got := rs.reports()
+	if len(got) != 1 || got[0].Result != api.ResultRolledBack || !strings.Contains(got[0].Error, "after the load") {
+		t.Fatalf("reports %+v, want one rolled_back naming the failed check", got)
+	}
+}
+
 // TestReportQueueBounded: past the bound the oldest reports go.
 func TestReportQueueBounded(t *testing.T) {
 	p := testPair(t)
@@ -251,5 +272,43 @@ func TestCheckinOldServer(t *testing.T) {
 	}
 	if n := tries.Load(); n != 3 {
 		t.Errorf("%d requests, want 3 (one refused, then without the fields twice)", n)
+	}
+}
+
+// TestSendReportsSkipsAndDrops: a write in progress (temporary file) is
+// left alone and not counted; an unreadable report, one of an image no
+// longer configured and one the server refuses as malformed are dropped;
+// a good one is sent.
+func TestSendReportsSkipsAndDrops(t *testing.T) {
+	p := testPair(t)
+	d := newDevice(t, p)
+	rs := &reportServer{fakeServer: &fakeServer{t: t, p: p, delta: p.forward}}
+	srv := httptest.NewServer(rs)
+	defer srv.Close()
+	a := newAgent(t, d.config(t, serverSource(srv.URL), ""))
+	dir := filepath.Join(a.cfg.StateDir, ReportsDir)
+	os.MkdirAll(dir, 0o755)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	good := api.Report{ID: strings.Repeat("1", 32), Device: "d", Channel: "stable", Image: "web", Result: api.ResultInstalled, Time: t0}
+	gone := good
+	gone.ID, gone.Image = strings.Repeat("2", 32), "removed-image"
+	for _, r := range []api.Report{good, gone} {
+		if err := a.queueReport(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, dir, "20260101T000000.000000000Z-"+strings.Repeat("3", 32)+".json", []byte("{not json"))
+	// The fake server refuses unknown fields with 400: malformed.
+	writeFile(t, dir, "20260101T000000.000000001Z-"+strings.Repeat("4", 32)+".json", []byte(`{"image":"web","surprise":1}`))
+	tmp := writeFile(t, dir, ".20260103T000000.000000000Z-"+strings.Repeat("5", 32)+".json.tmp-1", []byte("{"))
+	n, err := a.SendReports(context.Background())
+	if n != 1 || err != nil {
+		t.Fatalf("SendReports: %d %v, want 1 sent", n, err)
+	}
+	if got := rs.reports(); len(got) != 1 || got[0].ID != good.ID {
+		t.Errorf("server got %+v, want the good report only", got)
+	}
+	if left := queued(t, a); len(left) != 1 || left[0] != filepath.Base(tmp) {
+		t.Errorf("queue %v, want only the write in progress", left)
 	}
 }

@@ -418,6 +418,8 @@ func (a *Agent) rollback(ctx context.Context, im *ImageConfig, previous string, 
 	a.log.Warn("the load failed; restoring the previous image", "image", im.Name, "ref", im.Ref, "previous", previous, "err", cause)
 	if rerr := r.Restore(ctx, im.Ref, previous); rerr != nil {
 		cause = errors.Join(cause, fmt.Errorf("restore %s to %s: %w", im.Ref, previous, rerr))
+	} else {
+		cause = &restoredError{cause} // reported as rolled_back
 	}
 	a.settleInstall(ctx, im)
 	now := a.clock.Now().UTC()
@@ -435,6 +437,12 @@ func (a *Agent) rollback(ctx context.Context, im *ImageConfig, previous string, 
 	}
 	return cause
 }
+
+// restoredError is a failed load whose previous image was put back: its
+// install report says rolled_back. Its text and chain are the cause's.
+type restoredError struct{ error }
+
+func (e *restoredError) Unwrap() error { return e.error }
 
 // settleTimeout bounds how long a failed load waits for the engine to say
 // what it holds.
