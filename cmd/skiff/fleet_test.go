@@ -25,8 +25,8 @@ const (
 
 // fleetServer is an in-process rollout server that two devices checked
 // in with, one of which reported a rollback.
-func fleetServer(t *testing.T) (*httptest.Server, time.Time) {
-	// (The report is 3h old; the check-ins are now.)
+// The report is 3h old; the check-ins are now.
+func fleetServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	s, err := server.New(server.Config{StateDir: t.TempDir(), CacheDir: t.TempDir(),
 		AdminTokens: []string{fleetAdmin}, DeviceTokens: []string{fleetDevice},
@@ -74,13 +74,13 @@ func fleetServer(t *testing.T) (*httptest.Server, time.Time) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return hs, at
+	return hs
 }
 
 // TestFleetDevicesTable: the table, paged one device at a time, with the
 // filters passed on.
 func TestFleetDevicesTable(t *testing.T) {
-	hs, _ := fleetServer(t)
+	hs := fleetServer(t)
 	tok := filepath.Join(t.TempDir(), "admin")
 	os.WriteFile(tok, []byte("# admin\n"+fleetAdmin+"\n"), 0o600)
 	t.Setenv("SKIFF_ADMIN_TOKEN", "")
@@ -121,7 +121,7 @@ func TestFleetDevicesTable(t *testing.T) {
 }
 
 func TestFleetDevicesErrors(t *testing.T) {
-	hs, _ := fleetServer(t)
+	hs := fleetServer(t)
 	dir := t.TempDir()
 	devTok := filepath.Join(dir, "device")
 	os.WriteFile(devTok, []byte(fleetDevice+"\n"), 0o600)
