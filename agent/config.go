@@ -163,6 +163,10 @@ type HealthConfig struct {
 	// Command is run with sh -c (with the hook's environment); exit 0 is
 	// healthy. Empty: only the hook's success counts.
 	Command string `yaml:"command" json:"command,omitempty"`
+	// Containers: the containers of the target image (at least one) must
+	// be running, and healthy where they have a health check (Docker's
+	// HEALTHCHECK). Checked after Command; the hook is what starts them.
+	Containers bool `yaml:"containers" json:"containers,omitempty"`
 	// Timeout is how long the check may take to pass first, tried every
 	// Interval (default 2m).
 	Timeout Duration `yaml:"timeout" json:"timeout"`
@@ -501,6 +505,9 @@ func (im *ImageConfig) validate(f string, bad func(field, format string, args ..
 		}
 		if h.Interval > h.Timeout {
 			return bad(f+".health.interval", "%s is longer than the timeout %s", h.Interval.D(), h.Timeout.D())
+		}
+		if h.Containers && kind == EngineOCI {
+			return bad(f+".health.containers", "the %s engine runs no containers", im.Engine)
 		}
 	}
 	return nil

@@ -77,6 +77,7 @@ func TestConfigErrors(t *testing.T) {
 		{"typo in a source", base(img + "    source: {sever: http://s}\n"), `images[0] (web).source.sever: unknown field`},
 		{"unknown, nothing near", "state_dir: /s\nnetwork: {speed: 9}\n", "network.speed: unknown field (line 2)"},
 		{"no images", "state_dir: /s\n", "images: no images configured"},
+		{"containers on oci", base("  - name: web\n    engine: oci:/o\n    ref: web\n" + server + "    health: {containers: true}\n"), "images[0] (web).health.containers: the oci:/o engine runs no containers"},
 		{"no name", base("  - engine: docker\n    ref: a:1\n" + server), "images[0].name: missing"},
 		{"bad name", base("  - name: Web App\n    engine: docker\n    ref: a:1\n" + server), `images[0] (Web App).name: "Web App"`},
 		{"duplicate", base(img + server + img + server), `images[1] (web).name: "web" is used twice`},
