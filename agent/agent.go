@@ -15,6 +15,7 @@ import (
 
 	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
+	"github.com/skiff-dev/skiff/internal/secretfile"
 )
 
 // Clock is the time source of the agent; tests inject a fake one.
@@ -187,8 +188,8 @@ func (a *Agent) warnSecrets() {
 		}
 	}
 	for _, f := range slices.Sorted(maps.Keys(files)) {
-		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			a.log.Warn("a file holding a device token is readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		if perm, exposed := secretfile.Exposed(f); exposed {
+			a.log.Warn("a file holding a device token is readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", perm))
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/net/netutil"
 
+	"github.com/skiff-dev/skiff/internal/secretfile"
 	"github.com/skiff-dev/skiff/transport/server"
 )
 
@@ -189,8 +190,8 @@ func checkSecrets(log *slog.Logger, admin, device []string, files []string) erro
 		if f == "" {
 			continue
 		}
-		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("secret file readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		if perm, exposed := secretfile.Exposed(f); exposed {
+			log.Warn("secret file readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", perm))
 		}
 	}
 	return nil
