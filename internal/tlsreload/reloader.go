@@ -54,7 +54,7 @@ type loaded struct {
 type stamp struct {
 	size  int64
 	mtime int64 // unix nanoseconds
-	ok    bool // the file could be stat'ed
+	ok    bool  // the file could be stat'ed
 }
 
 // New loads the files; it fails when they do not make a certificate (and
