@@ -121,6 +121,14 @@ func TestServeTLS(t *testing.T) {
 	if code, body, err := httpsGet(addr, roots); err != nil || code != 200 || body != "ok" {
 		t.Fatalf("https healthz: %d %q %v", code, body, err)
 	}
+	// HTTP/2 is offered, as ServeTLS does without our TLS config.
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: roots.Clone(), ForceAttemptHTTP2: true}, Timeout: 10 * time.Second}
+	if resp, err := h2.Get("https://" + addr + "/healthz"); err != nil || resp.ProtoMajor != 2 {
+		t.Errorf("an HTTP/2 client: %v %v, want HTTP/2", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	h2.CloseIdleConnections()
 	var first map[string]any
 	line, _, _ := strings.Cut(logs.String(), "\n")
 	if err := json.Unmarshal([]byte(line), &first); err != nil || first["msg"] != "serving https on "+addr {
@@ -216,7 +224,19 @@ func TestServeClientCA(t *testing.T) {
 		{"a certificate of the client CA", []tls.Certificate{ca.Client(t, 10, dir).TLS}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body, err := httpsGet(addr, &tls.Config{RootCAs: ca.Pool(), Certificates: tc.certs})
+			cl := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true,
+				TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: tc.certs}}, Timeout: 10 * time.Second}
+			defer cl.CloseIdleConnections()
+			code, body, proto := 0, "", 0
+			resp, err := cl.Get("https://" + addr + "/healthz")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				code, body, proto = resp.StatusCode, string(b), resp.ProtoMajor
+			}
+			if tc.ok && proto != 2 {
+				t.Errorf("HTTP/%d, want HTTP/2 (offered with --client-ca too)", proto)
+			}
 			switch {
 			case tc.ok && (err != nil || code != 200 || body != "ok"):
 				t.Errorf("healthz: %d %q %v, want 200", code, body, err)
