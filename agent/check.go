@@ -140,7 +140,7 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 	}
 	req.Header = hdr
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
+	resp, err := a.serverClient(im).Do(req)
 	if err != nil {
 		// Not `POST url: Post "url": ...`: the cause once.
 		var ue *url.Error
