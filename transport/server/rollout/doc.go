@@ -39,6 +39,15 @@
 // running the previous image: its agent holds back a target that failed
 // its health check.
 //
+// # API
+//
+// PlanFromRequest turns an api.RolloutRequest into a Plan, and State.API
+// shows a State as an api.Rollout (per-wave counts as Advance last saw
+// them). Labels are not part of api.CheckRequest yet: the server is to take
+// them from a device's check-in (or its inventory) and pass them to WaveOf,
+// TargetFor, Tally and Widen; a device without labels is only in
+// percentage waves.
+//
 // # Salt
 //
 // Buckets are salted with the rollout ID, not the target digest: every
