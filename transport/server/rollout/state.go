@@ -238,7 +238,11 @@ func (s *State) transition(verb string, from ...Status) error {
 	if slices.Contains(from, s.Status) {
 		return nil
 	}
-	return fmt.Errorf("rollout %s: cannot %s a %s rollout: %w", s.ID, verb, s.Status, ErrTransition)
+	article := "a"
+	if s.Status == StatusAborted {
+		article = "an"
+	}
+	return fmt.Errorf("rollout %s: cannot %s %s %s rollout: %w", s.ID, verb, article, s.Status, ErrTransition)
 }
 
 // Pause stops a running rollout from spreading: no device that does not
@@ -413,8 +417,9 @@ const slack = 1e-12
 //   - more than ErrorThreshold of the wave's devices rolled back or failed:
 //     paused, with a reason naming the numbers;
 //   - at least SuccessThreshold installed: the wave's success time is
-//     recorded, and once Soak has passed since, the next wave starts (or,
-//     after the last, the rollout completes);
+//     recorded the first time, and once Soak has passed since, the next
+//     wave starts (or, after the last, the rollout completes) at an
+//     Advance that still sees SuccessThreshold installed;
 //   - otherwise only the counts are recorded (changed, no event).
 //
 // A wave is judged on n = max(Devices, min(MinDevices, Fleet)) devices for

@@ -297,7 +297,7 @@ func TestSimulatedRollout(t *testing.T) {
 		if err := m.s.Abort(); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.s.Resume(); err == nil || !strings.Contains(err.Error(), "cannot resume a aborted rollout") {
+		if err := m.s.Resume(); err == nil || !strings.Contains(err.Error(), "cannot resume an aborted rollout") {
 			t.Errorf("resume after abort: %v", err)
 		}
 		if err := m.s.Abort(); err == nil {
