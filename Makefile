@@ -41,7 +41,7 @@ corpus: ## build the realistic corpus (real software; ~10 min the first time, ca
 	bash testdata/corpus/make-corpus.sh
 	$(GO) run ./bench/corpus/cmd/mkimages -root "$(SKIFF_CORPUS)"
 
-infra-up: ## install and start Docker Engine 20.10 and 28.5.2, containerd 1.6 and 2.4.2 and the registry on loopback (28.5.2 and 2.4.2 built once, ~12 min, cached in ~/.cache/skiff/tools)
+infra-up: ## install and start Docker Engine 20.10 and 28.5.2, containerd 1.6 and 2.4.2, the registry and PostgreSQL on loopback (28.5.2 and 2.4.2 built once, ~12 min, cached in ~/.cache/skiff/tools)
 	bash testdata/infra/start-infra.sh
 
 infra-down: ## stop what infra-up started

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/skiff-dev/skiff/delta/format"
 	"github.com/skiff-dev/skiff/delta/sign"
+	"github.com/skiff-dev/skiff/internal/secretfile"
 )
 
 // Clock is the time source of the agent; tests inject a fake one.
@@ -36,6 +38,7 @@ type Agent struct {
 	state   *StateStore
 	engines map[string]Engine
 	client  *http.Client
+	servers map[string]*http.Client // by image: clients of servers with ca_file or client_cert (serverClient)
 	log     *slog.Logger
 	clock   Clock
 	rng     *rand.Rand
@@ -84,7 +87,9 @@ func WithEngine(image string, e Engine) Option {
 }
 
 // WithHTTPClient sets the client for the rollout server and registries
-// (default: one with the config's network timeouts, NewHTTPClient).
+// (default: one with the config's network timeouts, NewHTTPClient). A
+// server source with ca_file or client_cert has a client of its own, with
+// the config's network timeouts, for its server.
 func WithHTTPClient(c *http.Client) Option {
 	return func(a *Agent) error { a.client = c; return nil }
 }
@@ -140,6 +145,9 @@ func New(cfg *Config, opts ...Option) (*Agent, error) {
 		a.log.Warn("allow_unsigned: unsigned deltas are accepted; their origin is not checked (development only)")
 	}
 	a.warnSecrets()
+	if a.servers, err = serverClients(cfg); err != nil {
+		return nil, err
+	}
 	for _, im := range cfg.Images {
 		if a.engines[im.Name] != nil {
 			continue
@@ -173,11 +181,18 @@ func ReadStatus(stateDir string) (*State, error) {
 // waits for response headers are bounded by n (a validated config's
 // Network). It sets no overall deadline: a long download that makes
 // progress is never cut (transport.Fetch detects a stalled body).
-func NewHTTPClient(n NetworkConfig) *http.Client {
+func NewHTTPClient(n NetworkConfig) *http.Client { return newHTTPClient(n, nil) }
+
+// newHTTPClient is NewHTTPClient with a TLS configuration (nil: the
+// default one).
+func newHTTPClient(n NetworkConfig, tc *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = (&net.Dialer{Timeout: n.ConnectTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = n.ConnectTimeout.D()
 	t.ResponseHeaderTimeout = n.ResponseTimeout.D()
+	if tc != nil {
+		t.TLSClientConfig = tc
+	}
 	return &http.Client{Transport: t}
 }
 
@@ -194,8 +209,8 @@ func (a *Agent) warnSecrets() {
 		}
 	}
 	for _, f := range slices.Sorted(maps.Keys(files)) {
-		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			a.log.Warn("a file holding a device token is readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		if perm, exposed := secretfile.Exposed(f); exposed {
+			a.log.Warn("a file holding a device token is readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", perm))
 		}
 	}
 }

@@ -129,7 +129,7 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 	if _, old := a.oldServers.Load(s.Server); !old {
 		creq.AgentVersion, creq.Platform = a.agentVersion(), a.agentPlatform()
 	}
-	err = a.postCheck(ctx, s, hdr, creq, res)
+	err = a.postCheck(ctx, im, hdr, creq, res)
 	var oe *oldServerError
 	if errors.As(err, &oe) && creq.AgentVersion != "" {
 		// A server older than these fields refuses them (it refuses
@@ -137,7 +137,7 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 		a.log.Info("the rollout server predates agent_version and platform in check-ins; sending without", "server", s.Server)
 		a.oldServers.Store(s.Server, true)
 		creq.AgentVersion, creq.Platform = "", ""
-		err = a.postCheck(ctx, s, hdr, creq, res)
+		err = a.postCheck(ctx, im, hdr, creq, res)
 	}
 	return err
 }
@@ -148,7 +148,8 @@ type oldServerError struct{ error }
 
 func (e *oldServerError) Unwrap() error { return e.error }
 
-func (a *Agent) postCheck(ctx context.Context, s SourceConfig, hdr http.Header, creq api.CheckRequest, res *CheckResult) error {
+func (a *Agent) postCheck(ctx context.Context, im *ImageConfig, hdr http.Header, creq api.CheckRequest, res *CheckResult) error {
+	s := im.Source
 	body, err := json.Marshal(creq)
 	if err != nil {
 		return err
@@ -164,7 +165,7 @@ func (a *Agent) postCheck(ctx context.Context, s SourceConfig, hdr http.Header, 
 	}
 	req.Header = hdr
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
+	resp, err := a.serverClient(im).Do(req)
 	if err != nil {
 		// Not `POST url: Post "url": ...`: the cause once.
 		var ue *url.Error

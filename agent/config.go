@@ -163,6 +163,10 @@ type HealthConfig struct {
 	// Command is run with sh -c (with the hook's environment); exit 0 is
 	// healthy. Empty: only the hook's success counts.
 	Command string `yaml:"command" json:"command,omitempty"`
+	// Containers: the containers of the target image (at least one) must
+	// be running, and healthy where they have a health check (Docker's
+	// HEALTHCHECK). Checked after Command; the hook is what starts them.
+	Containers bool `yaml:"containers" json:"containers,omitempty"`
 	// Timeout is how long the check may take to pass first, tried every
 	// Interval (default 2m).
 	Timeout Duration `yaml:"timeout" json:"timeout"`
@@ -179,6 +183,13 @@ type SourceConfig struct {
 	Token     string `yaml:"token" json:"-"`
 	TokenFile string `yaml:"token_file" json:"token_file,omitempty"`
 	Channel   string `yaml:"channel" json:"channel,omitempty"`
+	// CAFile pins the server's CA: a PEM bundle the server's certificate
+	// must chain to, trusted instead of the system's roots (https only).
+	CAFile string `yaml:"ca_file" json:"ca_file,omitempty"`
+	// ClientCert and ClientKey (PEM, both or neither) are the device's
+	// certificate, presented to the server (skiff serve --client-ca).
+	ClientCert string `yaml:"client_cert" json:"client_cert,omitempty"`
+	ClientKey  string `yaml:"client_key" json:"client_key,omitempty"`
 
 	// Registry is docker://HOST/REPO (no tag); Tag the tag to follow.
 	Registry string `yaml:"registry" json:"registry,omitempty"`
@@ -419,6 +430,9 @@ func (im *ImageConfig) validate(f string, bad func(field, format string, args ..
 		if s.Channel == "" {
 			return bad(f+".source.channel", "missing (e.g. stable)")
 		}
+		if err := s.validateTLS(f, u.Scheme, bad); err != nil {
+			return err
+		}
 		if s.Tag != "" || s.Deltas != "" {
 			return bad(f+".source", "tag and deltas belong to a registry source")
 		}
@@ -444,6 +458,9 @@ func (im *ImageConfig) validate(f string, bad func(field, format string, args ..
 		}
 		if s.Token != "" || s.TokenFile != "" || s.Channel != "" {
 			return bad(f+".source", "token, token_file and channel belong to a server source")
+		}
+		if s.CAFile != "" || s.ClientCert != "" || s.ClientKey != "" {
+			return bad(f+".source", "ca_file, client_cert and client_key belong to a server source")
 		}
 	default:
 		return bad(f+".source", "missing (server: URL or registry: docker://HOST/REPO)")
@@ -501,6 +518,9 @@ func (im *ImageConfig) validate(f string, bad func(field, format string, args ..
 		}
 		if h.Interval > h.Timeout {
 			return bad(f+".health.interval", "%s is longer than the timeout %s", h.Interval.D(), h.Timeout.D())
+		}
+		if h.Containers && kind == EngineOCI {
+			return bad(f+".health.containers", "the %s engine runs no containers", im.Engine)
 		}
 	}
 	return nil

@@ -58,6 +58,14 @@ type restorer interface {
 	Restore(ctx context.Context, ref, previous string) error
 }
 
+// leftoverRemover is an engine whose Restore may leave the failed image
+// while a container uses it (Docker): after the hook ran for the
+// previous image, RemoveLeftover removes the image id (a config digest)
+// if no name refers to it.
+type leftoverRemover interface {
+	RemoveLeftover(ctx context.Context, id string) error
+}
+
 // ErrNotOurs: an image the agent replaced now has names it did not give
 // it; it is left to whoever gave them, and the agent forgets it.
 var ErrNotOurs = errors.New("the image has names the agent did not give it")

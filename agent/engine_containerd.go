@@ -753,11 +753,15 @@ func (e *ContainerdEngine) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// parseContainerList reads the table `ctr containers ls` prints
-// (CONTAINER IMAGE RUNTIME) and returns the image names, "-" and ""
-// (no image) left out.
-func parseContainerList(out []byte) ([]string, error) {
-	var names []string
+// ctrContainer is a line of `ctr containers ls`.
+type ctrContainer struct {
+	ID, Image string
+}
+
+// parseContainerList reads `ctr containers ls`: the containers that have
+// an image (a name).
+func parseContainerList(out []byte) ([]ctrContainer, error) {
+	var cs []ctrContainer
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for first := true; sc.Scan(); first = false {
@@ -771,12 +775,37 @@ func parseContainerList(out []byte) ([]string, error) {
 		if len(f) < 2 || f[1] == "-" {
 			continue
 		}
-		names = append(names, f[1])
+		cs = append(cs, ctrContainer{ID: f[0], Image: f[1]})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("ctr containers ls: %v: %w", err, ErrContainerd)
 	}
-	return names, nil
+	return cs, nil
+}
+
+// parseTaskList reads `ctr tasks ls`: each task's status (RUNNING,
+// STOPPED, PAUSED, …) by container ID.
+func parseTaskList(out []byte) (map[string]string, error) {
+	tasks := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for first := true; sc.Scan(); first = false {
+		f := strings.Fields(sc.Text())
+		if first {
+			if len(f) < 3 || f[0] != "TASK" || f[2] != "STATUS" {
+				return nil, fmt.Errorf("ctr tasks ls: unexpected header %q (want TASK PID STATUS): %w", sc.Text(), ErrContainerd)
+			}
+			continue
+		}
+		if len(f) < 3 {
+			continue
+		}
+		tasks[f[0]] = f[2]
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("ctr tasks ls: %v: %w", err, ErrContainerd)
+	}
+	return tasks, nil
 }
 
 // InUse lists the config digests of the images of all containers in the
@@ -786,12 +815,12 @@ func (e *ContainerdEngine) InUse(ctx context.Context) (map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list containerd containers: %w", err)
 	}
-	names, err := parseContainerList(out)
+	cs, err := parseContainerList(out)
 	if err != nil {
 		return nil, err
 	}
 	used := map[string]bool{}
-	if len(names) == 0 {
+	if len(cs) == 0 {
 		return used, nil
 	}
 	recs, err := e.images(ctx)
@@ -803,7 +832,8 @@ func (e *ContainerdEngine) InUse(ctx context.Context) (map[string]bool, error) {
 		byName[r.Name] = r
 	}
 	done := map[string]bool{}
-	for _, n := range names {
+	for _, c := range cs {
+		n := c.Image
 		rec, ok := byName[n]
 		if !ok || done[n] {
 			continue
@@ -913,4 +943,64 @@ func writeOCIArchive(w io.Writer, img v1.Image, ref string) error {
 		return err
 	}
 	return tw.Close()
+}
+
+// Containers lists the containers whose image name now names the image
+// id (a config digest), with their task's status ("" with no task).
+// containerd records a container's image by name only, so a container
+// made before the update counts too: the hook is what recreates them.
+func (e *ContainerdEngine) Containers(ctx context.Context, id string) ([]ContainerStatus, error) {
+	out, err := e.ctr(ctx, nil, maxListOutput, "containers", "ls")
+	if err != nil {
+		return nil, fmt.Errorf("list containerd containers: %w", err)
+	}
+	cs, err := parseContainerList(out)
+	if err != nil || len(cs) == 0 {
+		return nil, err
+	}
+	recs, err := e.images(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containerd images: %w", err)
+	}
+	byName := map[string]imageRecord{}
+	for _, r := range recs {
+		byName[r.Name] = r
+	}
+	configOf := map[string]string{}
+	var mine []ctrContainer
+	for _, c := range cs {
+		cfg, ok := configOf[c.Image]
+		if !ok {
+			if rec, named := byName[c.Image]; named {
+				r, err := e.resolve(ctx, rec)
+				switch {
+				case errors.Is(err, ErrNoImage):
+				case err != nil:
+					return nil, err
+				default:
+					cfg = r.m.Config.Digest.String()
+				}
+			}
+			configOf[c.Image] = cfg
+		}
+		if cfg == id {
+			mine = append(mine, c)
+		}
+	}
+	if len(mine) == 0 {
+		return nil, nil
+	}
+	tout, err := e.ctr(ctx, nil, maxListOutput, "tasks", "ls")
+	if err != nil {
+		return nil, fmt.Errorf("list containerd tasks: %w", err)
+	}
+	tasks, err := parseTaskList(tout)
+	if err != nil {
+		return nil, err
+	}
+	var st []ContainerStatus
+	for _, c := range mine {
+		st = append(st, ContainerStatus{Name: c.ID, State: strings.ToLower(tasks[c.ID])})
+	}
+	return st, nil
 }

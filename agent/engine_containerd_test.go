@@ -294,7 +294,7 @@ func TestParseContainerList(t *testing.T) {
 			"web          docker.io/skiff/web:stable    io.containerd.runc.v2    \n" +
 			"bare         -                             io.containerd.runc.v2    \n" +
 			"db           docker.io/library/pg:16       io.containerd.runc.v2    \n",
-			want: "docker.io/skiff/web:stable,docker.io/library/pg:16"},
+			want: "web=docker.io/skiff/web:stable,db=docker.io/library/pg:16"},
 		{name: "bad header", out: "ID IMAGE\n", errHas: "unexpected header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -308,7 +308,11 @@ func TestParseContainerList(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s := strings.Join(got, ","); s != tc.want {
+			var pairs []string
+			for _, c := range got {
+				pairs = append(pairs, c.ID+"="+c.Image)
+			}
+			if s := strings.Join(pairs, ","); s != tc.want {
 				t.Errorf("got %q, want %q", s, tc.want)
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -27,6 +28,7 @@ var (
 	_ Engine          = (*DockerEngine)(nil)
 	_ retainedRemover = (*DockerEngine)(nil)
 	_ restorer        = (*DockerEngine)(nil)
+	_ leftoverRemover = (*DockerEngine)(nil)
 )
 
 func (e *DockerEngine) dial(ctx context.Context) (*client.Client, error) {
@@ -168,12 +170,41 @@ func (e *DockerEngine) Restore(ctx context.Context, ref, previous string) error 
 	if ferr == nil && failed.EngineID != prev.EngineID {
 		// The failed image, if nothing else names it now.
 		if now, err := inspectDocker(ctx, cli, failed.EngineID); err == nil && len(now.RepoTags) == 0 {
-			if _, err := cli.ImageRemove(ctx, failed.EngineID, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			// A container the hook started from it keeps it (a conflict)
+			// until the hook runs for previous: RemoveLeftover then.
+			if _, err := cli.ImageRemove(ctx, failed.EngineID, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
 				errs = append(errs, fmt.Errorf("remove the failed image %s: %v: %w", failed.EngineID, err, layerfs.ErrEngine))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RemoveLeftover removes the image id (a config digest) if no name
+// refers to it: what Restore had to leave while a container used it.
+func (e *DockerEngine) RemoveLeftover(ctx context.Context, id string) error {
+	cli, err := e.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	res, err := cli.ImageList(ctx, client.ImageListOptions{})
+	if err != nil {
+		return fmt.Errorf("list docker images: %v: %w", err, layerfs.ErrEngine)
+	}
+	for _, im := range res.Items {
+		if slices.ContainsFunc(im.RepoTags, func(t string) bool { return t != "<none>:<none>" }) {
+			continue // named (Docker 20.10 lists an unnamed image as <none>:<none>)
+		}
+		di, err := inspectDocker(ctx, cli, im.ID)
+		if err != nil || di.ConfigDigest != id || len(di.RepoTags) > 0 {
+			continue
+		}
+		if _, err := cli.ImageRemove(ctx, di.EngineID, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove the failed image %s: %v: %w", di.EngineID, err, layerfs.ErrEngine)
+		}
+	}
+	return nil
 }
 
 // Remove drops the retained names of image id (any REF-skiff-<12 hex>);
@@ -333,4 +364,57 @@ func (e *DockerEngine) InUse(ctx context.Context) (map[string]bool, error) {
 		used[di.ConfigDigest] = true
 	}
 	return used, nil
+}
+
+// Containers lists the containers of the image id (a config digest),
+// running or not, with the state and health check status the engine
+// reports for each.
+func (e *DockerEngine) Containers(ctx context.Context, id string) ([]ContainerStatus, error) {
+	cli, err := e.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	res, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("list docker containers: %v: %w", err, layerfs.ErrEngine)
+	}
+	configOf := map[string]string{} // container ImageID -> config digest
+	var out []ContainerStatus
+	for _, c := range res.Items {
+		if c.ImageID == "" {
+			continue
+		}
+		cfg, ok := configOf[c.ImageID]
+		if !ok {
+			di, err := inspectDocker(ctx, cli, c.ImageID)
+			switch {
+			case errors.Is(err, ErrNoImage):
+			case err != nil:
+				return nil, err
+			default:
+				cfg = di.ConfigDigest
+			}
+			configOf[c.ImageID] = cfg
+		}
+		if cfg != id && c.ImageID != id {
+			continue
+		}
+		ci, err := cli.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("inspect docker container %s: %v: %w", c.ID, err, layerfs.ErrEngine)
+		}
+		st := ContainerStatus{Name: strings.TrimPrefix(ci.Container.Name, "/")}
+		if st.Name == "" {
+			st.Name = c.ID
+		}
+		if s := ci.Container.State; s != nil {
+			st.State = string(s.Status)
+			if s.Health != nil {
+				st.Health = string(s.Health.Status)
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

@@ -172,6 +172,18 @@ func TestIntegrationDockerInUse(t *testing.T) {
 	if !used[p.oldID] {
 		t.Errorf("in use %v, want %s", used, p.oldID)
 	}
+	// health.containers: the created (not started) container is the
+	// image's, and not healthy.
+	cs, err := e.Containers(ctx, p.oldID)
+	if err != nil || len(cs) != 1 || cs[0].Name != name || cs[0].State != "created" {
+		t.Fatalf("containers of %s: %+v, %v; want %s created", p.oldID, cs, err, name)
+	}
+	if err := containersHealthy(p.oldID, cs); err == nil || !strings.Contains(err.Error(), name+" is created") {
+		t.Errorf("health of a created container: %v", err)
+	}
+	if cs, err := e.Containers(ctx, p.newID); err != nil || len(cs) != 0 {
+		t.Errorf("containers of an image none uses: %+v, %v", cs, err)
+	}
 }
 
 func TestIntegrationContainerdRollback(t *testing.T) {

@@ -10,20 +10,20 @@ import (
 	"time"
 )
 
-// checkHealth runs im's health command until it passes, within
-// health.timeout, then keeps running it for health.settle: any failure
-// then is a failure of the update. Without a command the update is
-// healthy once its hook passed.
+// checkHealth runs im's health check (its command, then its containers)
+// until it passes, within health.timeout, then keeps running it for
+// health.settle: any failure then is a failure of the update. Without a
+// check the update is healthy once its hook passed.
 func (a *Agent) checkHealth(ctx context.Context, im *ImageConfig, previous string, target Current) error {
 	h := im.Health
-	if h == nil || h.Command == "" {
+	if h == nil || (h.Command == "" && !h.Containers) {
 		return nil
 	}
 	deadline := a.clock.Now().Add(h.Timeout.D())
 	var last error
 	for {
 		a.beat()
-		if last = runHealth(ctx, im, previous, target, h.Timeout.D()); last == nil {
+		if last = a.tryHealth(ctx, im, previous, target); last == nil {
 			break
 		}
 		if ctx.Err() != nil {
@@ -42,7 +42,7 @@ func (a *Agent) checkHealth(ctx context.Context, im *ImageConfig, previous strin
 			return err
 		}
 		a.beat()
-		if err := runHealth(ctx, im, previous, target, h.Timeout.D()); err != nil {
+		if err := a.tryHealth(ctx, im, previous, target); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -60,6 +60,23 @@ func (a *Agent) sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// tryHealth tries im's health check once: the command, if any, then the
+// containers, if health.containers.
+func (a *Agent) tryHealth(ctx context.Context, im *ImageConfig, previous string, target Current) error {
+	h := im.Health
+	if h.Command != "" {
+		if err := runHealth(ctx, im, previous, target, h.Timeout.D()); err != nil {
+			return err
+		}
+	}
+	if h.Containers {
+		ctx, cancel := context.WithTimeout(ctx, h.Timeout.D())
+		defer cancel()
+		return a.checkContainers(ctx, im, target.ConfigDigest)
+	}
+	return nil
 }
 
 // runHealth runs the health command once, within timeout, with the
@@ -149,6 +166,11 @@ func (a *Agent) restorePrevious(ctx context.Context, im *ImageConfig, p PendingI
 	}
 	if err := runHook(ctx, im, p.Target.ConfigDigest, prev, "SKIFF_ROLLBACK=1"); err != nil {
 		a.log.Warn("the hook failed for the image rolled back to", "image", im.Name, "err", err)
+	}
+	if r, ok := eng.(leftoverRemover); ok && ctx.Err() == nil {
+		if err := r.RemoveLeftover(ctx, p.Target.ConfigDigest); err != nil {
+			a.log.Warn("the failed image stays", "image", im.Name, "target", p.Target.ConfigDigest, "err", err)
+		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

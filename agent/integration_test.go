@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -236,6 +237,14 @@ func TestIntegrationContainerdInUse(t *testing.T) {
 	}
 	if !used[p.oldID] || len(used) != 1 {
 		t.Fatalf("in use %v, want only %s", used, p.oldID)
+	}
+	// health.containers: the container has no task, so it is not healthy.
+	cs, err := e.Containers(ctx, p.oldID)
+	if err != nil || len(cs) != 1 || cs[0].Name != container || cs[0].State != "" {
+		t.Fatalf("containers of %s: %+v, %v; want %s with no task", p.oldID, cs, err, container)
+	}
+	if err := containersHealthy(p.oldID, cs); err == nil || !strings.Contains(err.Error(), container+" is not started") {
+		t.Errorf("health of a container with no task: %v", err)
 	}
 	// Replacing ref keeps the old image under its retained name: the
 	// container's image is still resolved through ref, now the new one.

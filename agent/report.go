@@ -230,7 +230,7 @@ func (a *Agent) postReport(ctx context.Context, im *ImageConfig, body []byte) (i
 	}
 	req.Header = hdr
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
+	resp, err := a.serverClient(im).Do(req) // the server's CA and client certificate
 	if err != nil {
 		return 0, fmt.Errorf("POST %s: %w", u, timedOut(parent, err, limit))
 	}

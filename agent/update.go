@@ -186,12 +186,15 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 		// The device token goes to the server that issued it, not to a
 		// CDN or any other host the answer names: a signed,
 		// content-addressed delta needs no credentials.
+		// So does its client certificate, and its pinned CA is only its.
 		var hdr http.Header
+		client := a.client
 		if sameOrigin(cr.Delta.URL, im.Source.Server) {
 			var err error
 			if hdr, err = a.bearer(im.Source); err != nil {
 				return err
 			}
+			client = a.serverClient(im)
 		}
 		if complete(dst, dg, cr.Delta.Size) {
 			// Downloaded by a run that stopped before the apply ended.
@@ -200,7 +203,7 @@ func (a *Agent) update(ctx context.Context, im *ImageConfig, cr *CheckResult, re
 		}
 		a.log.Info("fetching delta", "image", im.Name, "url", cr.Delta.URL, "size", cr.Delta.Size)
 		st, err := transport.Fetch(ctx, cr.Delta.URL, dst, transport.FetchOptions{
-			Digest: dg, Size: cr.Delta.Size, Header: hdr, Client: a.client,
+			Digest: dg, Size: cr.Delta.Size, Header: hdr, Client: client,
 			StallTimeout: a.cfg.Network.StallTimeout.D(),
 			Progress:     func(int64, int64) { a.beat() },
 		})

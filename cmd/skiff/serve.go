@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/net/netutil"
 
+	"github.com/skiff-dev/skiff/internal/secretfile"
+	"github.com/skiff-dev/skiff/internal/tlsreload"
 	"github.com/skiff-dev/skiff/transport/server"
 	"github.com/skiff-dev/skiff/transport/server/fleetdb"
 )
@@ -36,6 +38,7 @@ type serveOptions struct {
 
 	cacheTTL time.Duration
 	db       string // --db: the inventory database
+	tls      serveTLSOptions
 	// onListen, if set, is told the address the server listens on (tests).
 	onListen func(net.Addr)
 }
@@ -61,6 +64,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.db, "db", "", "database of the device inventory and install reports: sqlite:PATH (default sqlite:STATE/fleet.db; one server only, a PostgreSQL backend for several is not written yet)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
 	fs.StringArrayVar(&o.sign, "sign", nil, "sign the computed deltas with this private key file (skiff key generate); repeatable (key rotation); without it deltas are unsigned and devices refuse them by default")
+	o.tls.addFlags(fs)
 	_ = cmd.MarkFlagRequired("state")
 	_ = cmd.MarkFlagRequired("cache")
 }
@@ -68,7 +72,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 func newServeCommand(g *globalOptions) *cobra.Command {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
-		Use:   "serve --state DIR --cache DIR [--addr :8080]",
+		Use:   "serve --state DIR --cache DIR [--addr :8080] [--tls-cert FILE --tls-key FILE [--client-ca FILE]]",
 		Short: "Run the rollout server devices check in with",
 		Long: `Run the rollout server: devices check in with the image they run and their
 channel and get the target plus a delta to it, computed once per pair and
@@ -77,9 +81,18 @@ cached by digest. Admins publish targets with
 
 Tokens: admin tokens may publish, device tokens may check in and download
 (Authorization: Bearer TOKEN). A role with no token is refused to everyone.
-Logs go to stderr. SIGINT/SIGTERM stop the server gracefully.`,
+HTTPS: --tls-cert and --tls-key (PEM); --client-ca also requires devices
+to present a certificate one of its CAs issued. SIGHUP, and a change of
+the files (looked at every few seconds), reload them; a reload that fails
+keeps the certificate served and logs why.
+
+Logs go to stderr. SIGINT/SIGTERM stop the server gracefully; without
+--tls-cert, SIGHUP does too.`,
 		Example: `  SKIFF_ADMIN_TOKEN=s3cret skiff serve --state /var/lib/skiff --cache /var/cache/skiff \
-      --device-token-file /etc/skiff/device-tokens --sign /etc/skiff/release.key`,
+      --device-token-file /etc/skiff/device-tokens --sign /etc/skiff/release.key
+  skiff serve --state /var/lib/skiff --cache /var/cache/skiff --addr :8443 \
+      --tls-cert /etc/skiff/tls/server.pem --tls-key /etc/skiff/tls/server.key \
+      --client-ca /etc/skiff/tls/devices-ca.pem --device-token-file /etc/skiff/device-tokens`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), o, g, cmd.ErrOrStderr())
@@ -192,8 +205,8 @@ func checkSecrets(log *slog.Logger, admin, device []string, files []string) erro
 		if f == "" {
 			continue
 		}
-		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("secret file readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		if perm, exposed := secretfile.Exposed(f); exposed {
+			log.Warn("secret file readable by other users: chmod 600 it", "file", f, "mode", fmt.Sprintf("%#o", perm))
 		}
 	}
 	return nil
@@ -253,6 +266,9 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if o.retryAfter < time.Second {
 		return usageError{fmt.Sprintf("--retry-after %v: must be at least 1s", o.retryAfter)}
 	}
+	if err := o.tls.validate(); err != nil {
+		return err
+	}
 	admin, err := loadTokens(o.adminFile, "SKIFF_ADMIN_TOKEN")
 	if err != nil {
 		return err
@@ -271,6 +287,12 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if err := checkSecrets(log, admin, device, append([]string{o.adminFile, o.deviceFile}, o.sign...)); err != nil {
 		return err
 	}
+	var certs *tlsreload.Reloader
+	if o.tls.enabled() {
+		if certs, err = o.tls.reloader(log); err != nil {
+			return err
+		}
+	}
 	srv, err := server.New(o.serverConfig(g, log, admin, device, scopes, signers, cacheTTL))
 	if errors.Is(err, fleetdb.ErrBadDSN) {
 		return usageError{"--db: " + err.Error()}
@@ -287,6 +309,8 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	if maxConns == 0 {
 		maxConns = defaultMaxConns()
 	}
+	// The limit counts TCP connections, under TLS: a client stalling its
+	// handshake holds a slot until ReadHeaderTimeout cuts it.
 	ln = netutil.LimitListener(ln, maxConns)
 	hs := &http.Server{
 		Handler:           srv,
@@ -295,13 +319,26 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "state", o.stateDir, "cache", o.cacheDir,
-		"admin_tokens", len(admin), "device_tokens", len(device), "signing_keys", signerIDs(signers))
-	if o.onListen != nil {
-		o.onListen(ln.Addr())
-	}
+	attrs := []any{"addr", ln.Addr().String(), "state", o.stateDir, "cache", o.cacheDir,
+		"admin_tokens", len(admin), "device_tokens", len(device), "signing_keys", signerIDs(signers)}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	if certs != nil {
+		hs.TLSConfig = certs.ServerConfig()
+		defer reloadOnHangup(ctx, certs)()
+		leaf := certs.Certificate().Leaf
+		log.Info("serving https on "+ln.Addr().String(), append(attrs, "cert_serial", leaf.SerialNumber.String(),
+			"cert_not_after", leaf.NotAfter, "client_ca", o.tls.clientCA)...)
+		if o.onListen != nil {
+			o.onListen(ln.Addr())
+		}
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		log.Info("serving", attrs...)
+		if o.onListen != nil {
+			o.onListen(ln.Addr())
+		}
+		go func() { errc <- hs.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return err

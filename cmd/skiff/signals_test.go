@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,5 +83,40 @@ func TestSignalCleansUp(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClaimHangup: while a command claims SIGHUP it gets it and skiff is
+// not interrupted; once released, SIGHUP interrupts skiff again.
+func TestClaimHangup(t *testing.T) {
+	ctx, in := notifyInterrupts(context.Background(), io.Discard)
+	stopped := false
+	defer func() {
+		if !stopped {
+			in.stop()
+		}
+	}()
+	hup, release := claimHangup()
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	select {
+	case <-hup:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the claim did not get SIGHUP")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if ctx.Err() != nil {
+		t.Fatal("a claimed SIGHUP interrupted skiff")
+	}
+	release()
+	release() // idempotent
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGHUP after the release did not interrupt skiff")
+	}
+	stopped = true
+	if s := in.stop(); s != syscall.SIGHUP {
+		t.Errorf("interrupted by %v, want SIGHUP", s)
 	}
 }

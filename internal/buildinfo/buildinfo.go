@@ -2,8 +2,8 @@ package buildinfo
 
 import (
 	"runtime"
-	"strings"
 	"runtime/debug"
+	"strings"
 
 	"github.com/skiff-dev/skiff/delta/format"
 )

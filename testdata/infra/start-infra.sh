@@ -14,10 +14,12 @@
 #   docker28    Docker Engine 28.5.2 dockerd built from the module cache (build-engines.sh),
 #               containerd image store on ("containerd-snapshotter": true), snapshotter
 #               native, on containerd2 (so it needs containerd2) -> unix://$INFRA/docker28.sock
+#   postgres    Debian postgresql (15), run as the postgres user, trust auth on loopback,
+#               database "skiff" owned by role "skiff" -> 127.0.0.1:$PG_PORT (default 55432)
 #
 # Writes $INFRA/env.sh exporting DOCKER_HOST, CONTAINERD_ADDRESS and REGISTRY (host:port), and
 # for the modern engines DOCKER28_HOST, CONTAINERD2_ADDRESS and CTR2 (the ctr 2.4.2 to use
-# with it, e.g. SKIFF_CTR=$CTR2); source it: `. /tmp/skiff-infra/env.sh`.
+# with it, e.g. SKIFF_CTR=$CTR2), and SKIFF_POSTGRES (a postgres:// URL); source it: `. /tmp/skiff-infra/env.sh`.
 #
 # Idempotent: a daemon whose recorded PID is alive, runs the expected binary and answers
 # its readiness probe is left alone. PIDs are recorded in $INFRA/pids/<name>.pid and
@@ -27,8 +29,9 @@
 #   INFRA                  state directory                (default /tmp/skiff-infra)
 #   REGISTRY_ADDR          registry listen host:port      (default 127.0.0.1:5000)
 #   DOCKER_STORAGE_DRIVER  vfs | overlay2                 (default vfs; works everywhere)
-#   COMPONENTS             subset of "docker containerd registry containerd2 docker28"
-#                          (default: all five)
+#   COMPONENTS             subset of "docker containerd registry containerd2 docker28 postgres"
+#                          (default: all six)
+#   PG_PORT                postgres loopback port         (default 55432)
 #   DOCKER28_STORAGE_DRIVER containerd snapshotter of docker28: native | overlayfs (default native)
 #   SKIFF_TOOLS            where build-engines.sh caches its builds (default ~/.cache/skiff/tools)
 #   SKIP_INSTALL=1         never call apt-get or build; fail if a binary is missing
@@ -37,7 +40,8 @@ set -euo pipefail
 INFRA=${INFRA:-/tmp/skiff-infra}
 REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}
 DOCKER_STORAGE_DRIVER=${DOCKER_STORAGE_DRIVER:-vfs}
-COMPONENTS=${COMPONENTS:-docker containerd registry containerd2 docker28}
+COMPONENTS=${COMPONENTS:-docker containerd registry containerd2 docker28 postgres}
+PG_PORT=${PG_PORT:-55432}
 DOCKER28_STORAGE_DRIVER=${DOCKER28_STORAGE_DRIVER:-native}
 SKIFF_TOOLS=${SKIFF_TOOLS:-$HOME/.cache/skiff/tools}
 CONTAINERD2_DIR=$SKIFF_TOOLS/containerd-2.4.2
@@ -52,7 +56,7 @@ has() { case " $COMPONENTS " in *" $1 "*) return 0 ;; esac; return 1; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 for c in $COMPONENTS; do
-  case $c in docker | containerd | registry | containerd2 | docker28) ;; *) die "unknown component '$c' in COMPONENTS (want docker, containerd, registry, containerd2, docker28)" ;; esac
+  case $c in docker | containerd | registry | containerd2 | docker28 | postgres) ;; *) die "unknown component '$c' in COMPONENTS (want docker, containerd, registry, containerd2, docker28, postgres)" ;; esac
 done
 if has docker28 && ! has containerd2; then die "COMPONENTS: docker28 runs on containerd2; add containerd2"; fi
 case $REGISTRY_ADDR in
@@ -69,6 +73,13 @@ exec 9>"$INFRA/.lock"
 flock 9
 
 # ---------------------------------------------------------------- install
+# pg_bin -> the newest Debian PostgreSQL server's bin directory
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$d" ] && [ -x "$d/postgres" ] && echo "$d"
+}
+
 install_pkgs() {
   local want=()
   if has docker; then
@@ -85,8 +96,10 @@ install_pkgs() {
     command -v docker >/dev/null || want+=(docker.io)
     command -v runc >/dev/null || want+=(runc)
   fi
+  if has postgres; then pg_bin >/dev/null || want+=(postgresql); fi
   command -v curl >/dev/null || want+=(curl)
   command -v flock >/dev/null || want+=(util-linux)
+  command -v setpriv >/dev/null || want+=(util-linux)
   if [ ${#want[@]} -eq 0 ]; then log "packages already installed"; return 0; fi
   mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
   [ "${SKIP_INSTALL:-0}" = 1 ] && die "SKIP_INSTALL=1 but missing packages: ${want[*]}"
@@ -153,7 +166,9 @@ start() {
   else
     rm -f "$PIDS/$name.pid"
     command -v "$bin" >/dev/null || die "$bin not found on PATH"
-    nohup "$bin" "$@" >"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
+    # RUNAS: a command prefix that execs bin as another user (setpriv), so $! is bin's PID.
+    # shellcheck disable=SC2086
+    nohup ${RUNAS:-} "$bin" "$@" >"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
     echo $! >"$PIDS/$name.pid"
     log "started $name pid $! (log $LOGS/$name.log)"
   fi
@@ -291,6 +306,33 @@ EOT
   start registry docker-registry "curl -sf http://$REGISTRY_ADDR/v2/" -- serve "$d/config.yml"
 }
 
+# The postgres server refuses to run as root: its data directory and socket belong to the
+# postgres user (created by Debian's package), and it runs through setpriv.
+start_postgres() {
+  local d=$INFRA/postgres bin as
+  bin=$(pg_bin) || die "no PostgreSQL server under /usr/lib/postgresql (apt-get install postgresql)"
+  id -u postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  mkdir -p "$d"
+  chown postgres: "$d"
+  chmod 0700 "$d"
+  as="setpriv --reuid=postgres --regid=$(id -g postgres) --init-groups"
+  if [ ! -s "$d/data/PG_VERSION" ]; then
+    log "initdb $d/data (role skiff, trust on loopback)"
+    rm -rf "$d/data"
+    # shellcheck disable=SC2086
+    $as "$bin/initdb" -D "$d/data" -U skiff -A trust -E UTF8 --no-sync >"$LOGS/initdb.log" 2>&1 || {
+      tail -20 "$LOGS/initdb.log" >&2
+      die "initdb failed (log $LOGS/initdb.log)"
+    }
+  fi
+  RUNAS=$as start postgres "$bin/postgres" "$bin/pg_isready -q -h 127.0.0.1 -p $PG_PORT" -- \
+    -D "$d/data" -c listen_addresses=127.0.0.1 -p "$PG_PORT" -k "$d" -c max_connections=200
+  if ! "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U skiff -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'skiff'" | grep -qx 1; then
+    "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U skiff skiff || die "createdb skiff failed"
+    log "created database skiff"
+  fi
+}
+
 write_env() {
   local tmp=$INFRA/env.sh.tmp
   {
@@ -304,6 +346,7 @@ write_env() {
       echo "export CTR2=$CONTAINERD2_DIR/ctr"
     fi
     has docker28 && echo "export DOCKER28_HOST=unix://$INFRA/docker28.sock"
+    has postgres && echo "export SKIFF_POSTGRES=postgres://skiff@127.0.0.1:$PG_PORT/skiff?sslmode=disable"
     true
   } >"$tmp"
   mv "$tmp" "$INFRA/env.sh"
@@ -319,6 +362,7 @@ has containerd && start_containerd
 has registry && start_registry
 has containerd2 && start_containerd2
 has docker28 && start_docker28
+has postgres && start_postgres
 write_env
 log "install $(((T1 - T0) / 1000)).$(((T1 - T0) % 1000 / 100))s, start $((($(now_ms) - T1) / 1000)).$((($(now_ms) - T1) % 1000 / 100))s; pids: $(cd "$PIDS" && grep -H . ./*.pid 2>/dev/null | sed 's|^\./||; s|\.pid:|=|' | tr '\n' ' ')"
 log "use: . $INFRA/env.sh"

@@ -15,7 +15,7 @@ log() { printf '[stop-infra %s] %s\n' "$(date +%T)" "$*" >&2; }
 exec 9>"$INFRA/.lock"
 flock 9
 
-declare -A BIN=([dockerd]=dockerd [containerd]=containerd [registry]=docker-registry [docker28]=dockerd [containerd2]=containerd)
+declare -A BIN=([dockerd]=dockerd [containerd]=containerd [registry]=docker-registry [docker28]=dockerd [containerd2]=containerd [postgres]=postgres)
 declare -A SOCK=([containerd]=$INFRA/containerd/containerd.sock [containerd2]=$INFRA/containerd2/containerd.sock
   [dockerd]=$INFRA/docker.sock [docker28]=$INFRA/docker28.sock)
 SKIFF_TOOLS=${SKIFF_TOOLS:-$HOME/.cache/skiff/tools}
@@ -85,11 +85,11 @@ stop_one() {
 }
 
 # docker28 runs on containerd2: it stops first.
-for n in registry docker28 containerd2 containerd dockerd; do stop_one "$n"; done
+for n in postgres registry docker28 containerd2 containerd dockerd; do stop_one "$n"; done
 rm -f "$INFRA/docker.sock" "$INFRA/docker-exec/dockerd.pid" "$INFRA/docker28.sock" "$INFRA/docker28/exec/dockerd.pid"
 if [ "${PURGE:-0}" = 1 ]; then
   log "purging state under $INFRA"
   rm -rf "$INFRA/docker" "$INFRA/docker-exec" "$INFRA/containerd/root" "$INFRA/containerd/state" \
-    "$INFRA/registry/data" "$INFRA/docker28" "$INFRA/containerd2/root" "$INFRA/containerd2/state" "$INFRA/env.sh"
+    "$INFRA/registry/data" "$INFRA/docker28" "$INFRA/containerd2/root" "$INFRA/containerd2/state" "$INFRA/postgres" "$INFRA/env.sh"
 fi
 log "done"

@@ -168,3 +168,91 @@ type LastReport struct {
 	Error    string    `json:"error,omitempty"`
 	Time     time.Time `json:"time"`
 }
+
+// PathRollouts is the prefix of the staged-rollout routes (issue 13), for
+// the admin: a RolloutRequest starts a rollout, answered with a Rollout;
+// PathRollouts + ID names one. The server's handlers are not wired yet;
+// the logic is in package transport/server/rollout.
+const PathRollouts = "/v1/rollouts/"
+
+// RolloutRequest starts a staged rollout of a target on (Channel, Image).
+// A device's labels, which group waves select on, come from its check-ins.
+type RolloutRequest struct {
+	Channel string `json:"channel"`
+	Image   string `json:"image"`
+	// Ref is an image reference to publish (as PublishRequest.Ref) and
+	// roll out; or ConfigDigest names an image already published on the
+	// track. Exactly one of the two.
+	Ref          string `json:"ref,omitempty"`
+	ConfigDigest string `json:"config_digest,omitempty"`
+	// Waves is the plan in the CLI syntax, e.g. "1%,10%,50%,100%" or
+	// "group=canary,25%,100%"; or Plan lists the waves. Exactly one of
+	// the two. The last wave is 100%.
+	Waves string        `json:"waves,omitempty"`
+	Plan  []RolloutWave `json:"plan,omitempty"`
+	// SuccessThreshold is the fraction of a wave's devices that must have
+	// installed the target before the next wave starts (0: 0.9).
+	SuccessThreshold float64 `json:"success_threshold,omitempty"`
+	// ErrorThreshold is the fraction of a wave's devices rolled back or
+	// failed above which the rollout pauses (0: 0.05).
+	ErrorThreshold float64 `json:"error_threshold,omitempty"`
+	// MinDevices is the least number of devices a percentage wave is
+	// judged on (0: 5).
+	MinDevices int `json:"min_devices,omitempty"`
+	// Soak is how long a successful wave waits before the next one starts,
+	// a Go duration such as "30m" ("" or "0": none).
+	Soak string `json:"soak,omitempty"`
+}
+
+// RolloutWave is one wave of a plan: a cumulative percentage of the
+// devices, or the devices whose labels include all of Labels.
+type RolloutWave struct {
+	Percent float64           `json:"percent,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// Rollout is a staged rollout as the server shows it.
+type Rollout struct {
+	ID      string `json:"id"`
+	Channel string `json:"channel"`
+	Image   string `json:"image"`
+	// Target is the config digest rolled out; Previous is what devices
+	// outside the started waves are offered ("" if nothing).
+	Target   string `json:"target"`
+	Previous string `json:"previous,omitempty"`
+	// Status is "running", "paused", "aborted" or "completed".
+	Status string `json:"status"`
+	// Wave is the index, from 0, of the current wave in Waves.
+	Wave        int    `json:"wave"`
+	PauseReason string `json:"pause_reason,omitempty"`
+	// Plan is the waves in the CLI syntax ("1%,10%,100%").
+	Plan             string              `json:"plan"`
+	Waves            []RolloutWaveStatus `json:"waves"`
+	SuccessThreshold float64             `json:"success_threshold"`
+	ErrorThreshold   float64             `json:"error_threshold"`
+	MinDevices       int                 `json:"min_devices"`
+	Soak             string              `json:"soak,omitempty"`
+	// Pins maps device IDs to the config digest an admin pinned them to.
+	Pins map[string]string `json:"pins,omitempty"`
+	// Created is an RFC 3339 time in UTC (a string, so that this file
+	// needs no import).
+	Created string `json:"created"`
+	// Rev counts the rollout's changes.
+	Rev int64 `json:"rev"`
+}
+
+// RolloutWaveStatus is one wave of a Rollout and its devices as last
+// counted. Counts are cumulative: they include the earlier waves' devices.
+type RolloutWaveStatus struct {
+	// Wave is the wave in the CLI syntax: "10%" or "group=canary".
+	Wave string `json:"wave"`
+	// Started is when the wave started ("" not yet); Succeeded is when it
+	// reached the success threshold (its soak runs from then). RFC 3339
+	// times in UTC.
+	Started    string `json:"started,omitempty"`
+	Succeeded  string `json:"succeeded,omitempty"`
+	Devices    int    `json:"devices"`
+	Installed  int    `json:"installed"`
+	RolledBack int    `json:"rolled_back"`
+	Failed     int    `json:"failed"`
+}
