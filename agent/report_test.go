@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/skiff-dev/skiff/internal/buildinfo"
+	"github.com/skiff-dev/skiff/internal/tlstest"
 	"github.com/skiff-dev/skiff/transport/api"
 )
 
@@ -310,5 +311,29 @@ func TestSendReportsSkipsAndDrops(t *testing.T) {
 	}
 	if left := queued(t, a); len(left) != 1 || left[0] != filepath.Base(tmp) {
 		t.Errorf("queue %v, want only the write in progress", left)
+	}
+}
+
+// TestReportsOverTLS: reports go with the server's TLS settings (pinned
+// CA, client certificate), as check-ins do.
+func TestReportsOverTLS(t *testing.T) {
+	p := testPair(t)
+	ca := tlstest.NewCA(t, "a")
+	own := ca.Client(t, 10, t.TempDir())
+	s := newTLSServer(t, ca, false) // answers 404 to reports: they stay queued
+	d := newDevice(t, p)
+	a := newAgent(t, d.config(t, tlsSource(s.URL, ca.CertFile, own.CertFile, own.KeyFile), ""))
+	r := api.Report{ID: strings.Repeat("7", 32), Device: "d", Channel: "stable", Image: "web", Result: api.ResultInstalled, Time: time.Now()}
+	if err := a.queueReport(r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SendReports(context.Background()); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("SendReports: %v, want the server's 404", err)
+	}
+	if got := s.peer(api.PathReports); got != "device-10" {
+		t.Errorf("the server saw client certificate %q on the report, want device-10", got)
+	}
+	if len(queued(t, a)) != 1 {
+		t.Error("a report the server did not acknowledge left the queue")
 	}
 }

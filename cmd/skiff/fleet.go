@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/internal/tlsreload"
 	"github.com/skiff-dev/skiff/transport/api"
 )
 
@@ -28,6 +30,8 @@ func newFleetCommand(g *globalOptions) *cobra.Command {
 
 type fleetDevicesOptions struct {
 	server, tokenFile      string
+	caFile, certFile       string
+	keyFile                string
 	channel, image, digest string
 	result                 string
 	stale                  time.Duration
@@ -41,6 +45,9 @@ func (o *fleetDevicesOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVar(&o.server, "server", "", "rollout server URL, e.g. https://skiff.example.com")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding an admin token (its first line); also $SKIFF_ADMIN_TOKEN")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM CA bundle the server's certificate must chain to (default: the system's roots)")
+	fs.StringVar(&o.certFile, "client-cert", "", "PEM client certificate to present (a server started with --client-ca requires one); with --client-key")
+	fs.StringVar(&o.keyFile, "client-key", "", "PEM key of --client-cert")
 	fs.StringVar(&o.channel, "channel", "", "only this channel")
 	fs.StringVar(&o.image, "image", "", "only this logical image")
 	fs.StringVar(&o.digest, "config-digest", "", "only devices running this config digest (sha256:…)")
@@ -101,7 +108,9 @@ func runFleetDevices(ctx context.Context, o *fleetDevicesOptions, out io.Writer)
 	q.Set("limit", fmt.Sprint(o.pageSize))
 	client := o.client
 	if client == nil {
-		client = &http.Client{Timeout: time.Minute}
+		if client, err = o.httpClient(); err != nil {
+			return err
+		}
 	}
 	var devs []api.Device
 	for {
@@ -128,6 +137,36 @@ func runFleetDevices(ctx context.Context, o *fleetDevicesOptions, out io.Writer)
 		now = o.now
 	}
 	return printDevices(out, devs, now())
+}
+
+// httpClient is a client with the --ca-file and --client-cert settings.
+func (o *fleetDevicesOptions) httpClient() (*http.Client, error) {
+	if (o.certFile == "") != (o.keyFile == "") {
+		return nil, usageError{"--client-cert and --client-key go together"}
+	}
+	c := &http.Client{Timeout: time.Minute}
+	if o.caFile == "" && o.certFile == "" {
+		return c, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.caFile != "" {
+		pool, err := tlsreload.LoadCertPool(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.certFile != "" {
+		pair, err := tlsreload.LoadKeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-cert: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{*pair}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = cfg
+	c.Transport = t
+	return c, nil
 }
 
 func getDevices(ctx context.Context, c *http.Client, u, token string) (*api.DevicesResponse, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/internal/tlstest"
 	"github.com/skiff-dev/skiff/transport/api"
 	"github.com/skiff-dev/skiff/transport/server"
 )
@@ -160,5 +162,43 @@ func TestServeBadDB(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--db") || exitCode(err) != 2 {
 			t.Errorf("--db %s: %v (exit %d), want a usage error", db, err, exitCode(err))
 		}
+	}
+}
+
+// TestFleetDevicesTLS: against a server on HTTPS that requires client
+// certificates, --ca-file and --client-cert/--client-key are needed.
+func TestFleetDevicesTLS(t *testing.T) {
+	s, err := server.New(server.Config{StateDir: t.TempDir(), CacheDir: t.TempDir(),
+		AdminTokens: []string{fleetAdmin}, DeviceTokens: []string{fleetDevice},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ca := tlstest.NewCA(t, "fleet")
+	dir := t.TempDir()
+	srvPair, cli := ca.Server(t, 1, dir), ca.Client(t, 2, dir)
+	hs := httptest.NewUnstartedServer(s)
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{srvPair.TLS}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	tok := filepath.Join(dir, "admin")
+	os.WriteFile(tok, []byte(fleetAdmin+"\n"), 0o600)
+	t.Setenv("SKIFF_ADMIN_TOKEN", "")
+	base := []string{"fleet", "devices", "--server", hs.URL, "--token-file", tok, "--format", "json"}
+	out, _, err := run(t, append(base, "--ca-file", ca.CertFile, "--client-cert", cli.CertFile, "--client-key", cli.KeyFile)...)
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("with the CA and a client certificate: %v %q", err, out)
+	}
+	for name, extra := range map[string][]string{
+		"system roots":          {"--client-cert", cli.CertFile, "--client-key", cli.KeyFile},
+		"no client certificate": {"--ca-file", ca.CertFile},
+	} {
+		if _, _, err := run(t, append(base, extra...)...); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, _, err := run(t, append(base, "--client-cert", cli.CertFile)...); exitCode(err) != 2 {
+		t.Errorf("--client-cert without --client-key: %v, want a usage error", err)
 	}
 }
