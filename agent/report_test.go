@@ -337,3 +337,39 @@ func TestReportsOverTLS(t *testing.T) {
 		t.Error("a report the server did not acknowledge left the queue")
 	}
 }
+
+// TestReportResumedInstall: a run stopped after the load reports
+// nothing; the next run, which finishes the install, reports it.
+func TestReportResumedInstall(t *testing.T) {
+	p := testPair(t)
+	d := newDevice(t, p)
+	rs := &reportServer{fakeServer: &fakeServer{t: t, p: p, delta: p.forward}}
+	srv := httptest.NewServer(rs)
+	defer srv.Close()
+	a := newAgent(t, d.config(t, serverSource(srv.URL), ""))
+	type stop struct{}
+	ctx := context.WithValue(context.Background(), crashKey{}, func(point string) {
+		if point == "loaded" {
+			panic(stop{}) // the run ends here, as if killed
+		}
+	})
+	func() {
+		defer func() {
+			if r := recover(); r != (stop{}) {
+				t.Fatalf("the run did not stop after the load: %v", r)
+			}
+		}()
+		a.Update(ctx, "web")
+	}()
+	if got := rs.reports(); len(got) != 0 || len(queued(t, a)) != 0 {
+		t.Fatalf("a stopped run reported %+v (queue %v)", got, queued(t, a))
+	}
+	res, err := a.Update(context.Background(), "web")
+	if err != nil || !res.Updated {
+		t.Fatalf("the next run: %+v %v", res, err)
+	}
+	got := rs.reports()
+	if len(got) != 1 || got[0].Result != api.ResultInstalled || got[0].FromDigest != p.oldID || got[0].ToDigest != p.newID {
+		t.Fatalf("reports %+v, want the finished install", got)
+	}
+}

@@ -64,7 +64,12 @@ func (a *Agent) Update(ctx context.Context, image string) (*UpdateResult, error)
 	if err := a.resumeInstall(ctx, im, res); err != nil {
 		err = fmt.Errorf("update %s: %w", image, err)
 		a.recordError(im.Name, err)
-		a.reportAttempt(ctx, im, res.From, res.To, res, err, time.Time{})
+		if res.Updated || res.RolledBack {
+			// It finished the install (its hook failed) or a rollback;
+			// an install it could not even look at is reported once it
+			// can.
+			a.reportAttempt(ctx, im, res.From, res.To, res, err, time.Time{})
+		}
 		return res, err
 	}
 	if res.Updated || res.RolledBack {
