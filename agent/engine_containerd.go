@@ -811,44 +811,59 @@ func parseTaskList(out []byte) (map[string]string, error) {
 // InUse lists the config digests of the images of all containers in the
 // namespace.
 func (e *ContainerdEngine) InUse(ctx context.Context) (map[string]bool, error) {
-	out, err := e.ctr(ctx, nil, maxListOutput, "containers", "ls")
-	if err != nil {
-		return nil, fmt.Errorf("list containerd containers: %w", err)
-	}
-	cs, err := parseContainerList(out)
+	cs, configs, err := e.containerImages(ctx)
 	if err != nil {
 		return nil, err
 	}
 	used := map[string]bool{}
-	if len(cs) == 0 {
-		return used, nil
+	for _, c := range cs {
+		if cfg := configs[c.Image]; cfg != "" {
+			used[cfg] = true
+		}
+	}
+	return used, nil
+}
+
+// containerImages lists the namespace's containers that have an image,
+// and the config digest each of their image names resolves to ("" for a
+// name that names no image any more).
+func (e *ContainerdEngine) containerImages(ctx context.Context) ([]ctrContainer, map[string]string, error) {
+	out, err := e.ctr(ctx, nil, maxListOutput, "containers", "ls")
+	if err != nil {
+		return nil, nil, fmt.Errorf("list containerd containers: %w", err)
+	}
+	cs, err := parseContainerList(out)
+	if err != nil || len(cs) == 0 {
+		return nil, nil, err
 	}
 	recs, err := e.images(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list containerd images: %w", err)
+		return nil, nil, fmt.Errorf("list containerd images: %w", err)
 	}
 	byName := map[string]imageRecord{}
 	for _, r := range recs {
 		byName[r.Name] = r
 	}
-	done := map[string]bool{}
+	configs := map[string]string{}
 	for _, c := range cs {
-		n := c.Image
-		rec, ok := byName[n]
-		if !ok || done[n] {
+		if _, done := configs[c.Image]; done {
 			continue
 		}
-		done[n] = true
+		configs[c.Image] = ""
+		rec, ok := byName[c.Image]
+		if !ok {
+			continue
+		}
 		r, err := e.resolve(ctx, rec)
 		if errors.Is(err, ErrNoImage) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		used[r.m.Config.Digest.String()] = true
+		configs[c.Image] = r.m.Config.Digest.String()
 	}
-	return used, nil
+	return cs, configs, nil
 }
 
 // writeOCIArchive writes img as a tar of an OCI layout whose index.json
@@ -950,40 +965,13 @@ func writeOCIArchive(w io.Writer, img v1.Image, ref string) error {
 // containerd records a container's image by name only, so a container
 // made before the update counts too: the hook is what recreates them.
 func (e *ContainerdEngine) Containers(ctx context.Context, id string) ([]ContainerStatus, error) {
-	out, err := e.ctr(ctx, nil, maxListOutput, "containers", "ls")
+	cs, configs, err := e.containerImages(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list containerd containers: %w", err)
-	}
-	cs, err := parseContainerList(out)
-	if err != nil || len(cs) == 0 {
 		return nil, err
 	}
-	recs, err := e.images(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list containerd images: %w", err)
-	}
-	byName := map[string]imageRecord{}
-	for _, r := range recs {
-		byName[r.Name] = r
-	}
-	configOf := map[string]string{}
 	var mine []ctrContainer
 	for _, c := range cs {
-		cfg, ok := configOf[c.Image]
-		if !ok {
-			if rec, named := byName[c.Image]; named {
-				r, err := e.resolve(ctx, rec)
-				switch {
-				case errors.Is(err, ErrNoImage):
-				case err != nil:
-					return nil, err
-				default:
-					cfg = r.m.Config.Digest.String()
-				}
-			}
-			configOf[c.Image] = cfg
-		}
-		if cfg == id {
+		if configs[c.Image] == id {
 			mine = append(mine, c)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/skiff-dev/skiff/layerfs"
@@ -342,28 +343,49 @@ func (e *DockerEngine) InUse(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	defer cli.Close()
-	res, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true})
+	cs, configs, err := dockerContainers(ctx, cli)
 	if err != nil {
-		return nil, fmt.Errorf("list docker containers: %v: %w", err, layerfs.ErrEngine)
+		return nil, err
 	}
 	used := map[string]bool{}
-	seen := map[string]bool{}
-	for _, c := range res.Items {
-		if c.ImageID == "" || seen[c.ImageID] {
-			continue
-		}
-		seen[c.ImageID] = true
+	for _, c := range cs {
 		used[c.ImageID] = true
-		di, err := inspectDocker(ctx, cli, c.ImageID)
-		if errors.Is(err, ErrNoImage) {
-			continue
+		if cfg := configs[c.ImageID]; cfg != "" {
+			used[cfg] = true
 		}
-		if err != nil {
-			return nil, err
-		}
-		used[di.ConfigDigest] = true
 	}
 	return used, nil
+}
+
+// dockerContainers lists all containers that have an image, running or
+// not, and the config digest of each of their image IDs ("" for an image
+// that is gone; the containerd store's image ID is a manifest digest).
+func dockerContainers(ctx context.Context, cli *client.Client) ([]container.Summary, map[string]string, error) {
+	res, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list docker containers: %v: %w", err, layerfs.ErrEngine)
+	}
+	var cs []container.Summary
+	configs := map[string]string{}
+	for _, c := range res.Items {
+		if c.ImageID == "" {
+			continue
+		}
+		cs = append(cs, c)
+		if _, done := configs[c.ImageID]; done {
+			continue
+		}
+		di, err := inspectDocker(ctx, cli, c.ImageID)
+		switch {
+		case errors.Is(err, ErrNoImage):
+			configs[c.ImageID] = ""
+		case err != nil:
+			return nil, nil, err
+		default:
+			configs[c.ImageID] = di.ConfigDigest
+		}
+	}
+	return cs, configs, nil
 }
 
 // Containers lists the containers of the image id (a config digest),
@@ -375,29 +397,13 @@ func (e *DockerEngine) Containers(ctx context.Context, id string) ([]ContainerSt
 		return nil, err
 	}
 	defer cli.Close()
-	res, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true})
+	cs, configs, err := dockerContainers(ctx, cli)
 	if err != nil {
-		return nil, fmt.Errorf("list docker containers: %v: %w", err, layerfs.ErrEngine)
+		return nil, err
 	}
-	configOf := map[string]string{} // container ImageID -> config digest
 	var out []ContainerStatus
-	for _, c := range res.Items {
-		if c.ImageID == "" {
-			continue
-		}
-		cfg, ok := configOf[c.ImageID]
-		if !ok {
-			di, err := inspectDocker(ctx, cli, c.ImageID)
-			switch {
-			case errors.Is(err, ErrNoImage):
-			case err != nil:
-				return nil, err
-			default:
-				cfg = di.ConfigDigest
-			}
-			configOf[c.ImageID] = cfg
-		}
-		if cfg != id && c.ImageID != id {
+	for _, c := range cs {
+		if configs[c.ImageID] != id && c.ImageID != id {
 			continue
 		}
 		ci, err := cli.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
