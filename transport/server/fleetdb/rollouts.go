@@ -22,6 +22,9 @@ var (
 	// ErrConflict: the rollout's rev moved since it was loaded (another
 	// server or admin changed it): load it again.
 	ErrConflict = errors.New("rollout changed concurrently")
+	// ErrSettled: the rollout is final and its outcome written to the
+	// targets; it changes no more.
+	ErrSettled = errors.New("rollout settled")
 )
 
 // RolloutStore keeps staged rollouts (rollout.State, as JSON) and answers
@@ -46,7 +49,8 @@ type RolloutStore interface {
 	// UnsettledRollouts lists every rollout not settled, of every track.
 	UnsettledRollouts(ctx context.Context) ([]*rollout.State, error)
 	// UpdateRollout writes s if the stored rev is still oldRev
-	// (ErrConflict otherwise, ErrNoRollout if there is no such row).
+	// (ErrConflict otherwise, ErrNoRollout if there is no such row,
+	// ErrSettled if the rollout is settled).
 	UpdateRollout(ctx context.Context, s *rollout.State, oldRev int64) error
 	// SettleRollout marks a final rollout settled: its outcome is in the
 	// targets, and it no longer governs its track's check-ins.
@@ -274,12 +278,14 @@ UPDATE rollouts SET state = $1, rev = $2, status = $3, updated = $4
 	if n == 1 {
 		return nil
 	}
-	var rev int64
-	switch err := s.W.QueryRowContext(ctx, `SELECT rev FROM rollouts WHERE id = $1`, st.ID).Scan(&rev); {
+	var rev, settled int64
+	switch err := s.W.QueryRowContext(ctx, `SELECT rev, settled FROM rollouts WHERE id = $1`, st.ID).Scan(&rev, &settled); {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("rollout %s: %w", st.ID, ErrNoRollout)
 	case err != nil:
 		return fmt.Errorf("updating rollout %s: %w", st.ID, err)
+	case settled != 0:
+		return fmt.Errorf("rollout %s: %w", st.ID, ErrSettled)
 	}
 	return fmt.Errorf("rollout %s: rev %d loaded, %d stored: %w", st.ID, oldRev, rev, ErrConflict)
 }

@@ -228,8 +228,8 @@ func testOneActive(t *testing.T, open func(*testing.T) fleetdb.Store) {
 	// A settled rollout is no longer written.
 	old = r1.Rev
 	_ = r1.Pin("x", digestC)
-	if err := rs.UpdateRollout(ctx, r1, old); err == nil {
-		t.Error("an update of a settled rollout landed")
+	if err := rs.UpdateRollout(ctx, r1, old); !errors.Is(err, fleetdb.ErrSettled) {
+		t.Errorf("an update of a settled rollout: %v, want ErrSettled", err)
 	}
 }
 
