@@ -83,7 +83,7 @@ func (s *Server) rolloutTarget(req *api.CheckRequest) (rec record, why string, o
 	if digest == "" {
 		return record{}, "", false
 	}
-	rec, ok = s.state.record(req.Channel, req.Image, digest)
+	rec, ok = s.state.recordFresh(req.Channel, req.Image, digest)
 	if !ok {
 		if n, ok := s.warnOnce.allow("rollout record " + digest); ok {
 			s.log.Error("rollout: the offered image is not in the track's history; answering with the track's target",
@@ -364,7 +364,7 @@ func (s *Server) handleRolloutPin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		edit = func(st *rollout.State) (string, error) {
-			if _, ok := s.state.record(st.Channel, st.Image, req.ConfigDigest); !ok {
+			if _, ok := s.state.recordFresh(st.Channel, st.Image, req.ConfigDigest); !ok {
 				return "", fmt.Errorf("%s was never published on %s/%s: %w", req.ConfigDigest, st.Channel, st.Image, ErrNotPublished)
 			}
 			return "pinned " + dev + " to " + req.ConfigDigest, st.Pin(dev, req.ConfigDigest)

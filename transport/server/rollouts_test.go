@@ -404,3 +404,72 @@ func TestRolloutTickSettles(t *testing.T) {
 		t.Error("a settled rollout still governs the track")
 	}
 }
+
+// TestRolloutTwoServers: two servers sharing the state directory and the
+// fleet database agree on a rollout: one starts it, the other offers its
+// target to the same devices, advances it from reports, and sees the
+// first one's pause; a stale write loses its compare-and-set.
+func TestRolloutTwoServers(t *testing.T) {
+	stateDir, cacheDir := t.TempDir(), t.TempDir()
+	a := newTestServer(t, stateDir, cacheDir, func(c *Config) { c.RolloutTick = -1 })
+	b := newTestServer(t, stateDir, cacheDir, func(c *Config) { c.RolloutTick = -1 })
+	imgs := versions(t, 2)
+	refs := writeLayout(t, t.TempDir(), imgs)
+	a.publish("stable", "web", refs[0])
+	// A plain publish reaches b when it next reads state.json (at most a
+	// second later); do not wait for it.
+	b.state.mu.Lock()
+	b.state.checked = time.Time{}
+	b.state.mu.Unlock()
+	fa, fb := newSimFleet(t, a, 40, imgs), newSimFleet(t, b, 40, imgs)
+	for i, d := range fa.devs {
+		if i%2 == 0 {
+			fa.check(d)
+		} else {
+			fb.check(fb.devs[i])
+		}
+	}
+	ro := a.startRollout(api.RolloutRequest{Channel: "stable", Image: "web", Ref: refs[1], Waves: "25%,100%", MinDevices: 1})
+	// b has not re-read state.json yet (at most once a second): it must
+	// still find the staged target.
+	for i, d := range fb.devs {
+		inWave := rollout.Bucket(ro.ID, d.id) < 25
+		ra, rb := fa.ts.check(fa.req(fa.devs[i])), fb.ts.check(fb.req(d))
+		if ra.Target.ConfigDigest != rb.Target.ConfigDigest || (rb.Target.ConfigDigest == ro.Target) != inWave {
+			t.Fatalf("%s (bucket %.1f): a offers %s, b offers %s", d.id, rollout.Bucket(ro.ID, d.id), ra.Target.ConfigDigest, rb.Target.ConfigDigest)
+		}
+	}
+	// Reports to b move the rollout a started.
+	for _, d := range fb.devs {
+		if rollout.Bucket(ro.ID, d.id) < 25 {
+			fb.install(d, fb.check(d), api.ResultInstalled)
+		}
+	}
+	if got := a.getRollout(ro.ID); got.Wave != 1 || got.Status != "running" {
+		t.Fatalf("after wave 1 installed via b: wave %d, %s; want wave 2 running", got.Wave+1, got.Status)
+	}
+	// a pauses; b's stale copy loses its write.
+	stale, err := b.rollouts.GetRollout(t.Context(), ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := a.do("POST", api.PathRollouts+ro.ID+"/pause", adminToken, nil); w.Code != http.StatusOK {
+		t.Fatalf("pause on a: %d %s", w.Code, w.Body)
+	}
+	old := stale.Rev
+	if _, err := stale.Skip(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rollouts.UpdateRollout(t.Context(), stale, old); err == nil {
+		t.Fatal("b's write over a's pause landed")
+	}
+	if got := b.getRollout(ro.ID); got.Status != "paused" {
+		t.Errorf("b sees %s, want paused", got.Status)
+	}
+	// Paused on a: b offers the target to nobody new.
+	for _, d := range fb.devs {
+		if resp := fb.check(d); d.running != ro.Target && resp.Target.ConfigDigest == ro.Target {
+			t.Fatalf("paused: b offers the target to %s", d.id)
+		}
+	}
+}

@@ -84,6 +84,22 @@ func (st *state) stage(channel, image string, rec record) (staged, previous reco
 	return staged, previous, err
 }
 
+// recordFresh is record, re-reading state.json first if the image is not
+// known: another server may have staged it within the last second.
+func (st *state) recordFresh(channel, image, config string) (record, bool) {
+	if r, ok := st.record(channel, image, config); ok {
+		return r, true
+	}
+	st.mu.Lock()
+	st.mod, st.size = time.Time{}, -1
+	err := st.reload()
+	st.mu.Unlock()
+	if err != nil {
+		return record{}, false
+	}
+	return st.record(channel, image, config)
+}
+
 // record returns the image with this config digest from the history of
 // (channel, image).
 func (st *state) record(channel, image, config string) (record, bool) {
