@@ -147,8 +147,12 @@
 // waves, the previous target for the others, a pin for a pinned device —
 // and the delta offered is from the device's base to that record. Labels
 // come with the check-in (api.CheckRequest.Labels) and are kept in the
-// inventory for Tally. Only the device's check-in decides; the track's
-// Current is what devices get when no rollout governs it.
+// inventory for Tally. The track in state.json names the rollout that
+// governs it (from the staging to the settling), so a check-in of a track
+// without one reads no database; another server sees a new rollout when
+// it re-reads state.json (at most a second later) and offers the previous
+// target until then. The track's Current is what devices get when no
+// rollout governs it.
 //
 // The rollout is judged (Widen, Tally over fleetdb's TrackDevices, Advance)
 // after every new report of its track and every Config.RolloutTick, and

@@ -64,7 +64,10 @@ func newRolloutID() string {
 // offers it (rollout.TargetFor), and why; ok is false when no rollout
 // governs the track (the track's target applies).
 func (s *Server) rolloutTarget(req *api.CheckRequest) (rec record, why string, ok bool) {
-	if s.rollouts == nil {
+	if s.rollouts == nil || s.state.rolloutOf(req.Channel, req.Image) == "" {
+		// No rollout marked in state.json: no database read. (A rollout
+		// another server started is seen when this one re-reads the file,
+		// at most a second later.)
 		return record{}, "", false
 	}
 	// No deadline of its own, as recordCheckin: a cancellable context
@@ -162,16 +165,20 @@ func (s *Server) handleRolloutCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s was never published on %s/%s; give its ref instead", req.ConfigDigest, req.Channel, req.Image))
 		return
 	}
-	staged, previous, err := s.state.stage(req.Channel, req.Image, rec)
+	id := newRolloutID()
+	staged, previous, err := s.state.stage(req.Channel, req.Image, id, rec)
 	if err != nil {
 		writeError(w, rolloutStatus(err), err.Error())
 		return
 	}
-	st, err := rollout.New(newRolloutID(), req.Channel, req.Image, staged.ConfigDigest, previous.ConfigDigest, plan, time.Now().UTC())
+	st, err := rollout.New(id, req.Channel, req.Image, staged.ConfigDigest, previous.ConfigDigest, plan, time.Now().UTC())
 	if err == nil {
 		err = s.rollouts.CreateRollout(ctx, st)
 	}
 	if err != nil {
+		if uerr := s.state.unmark(req.Channel, req.Image, id); uerr != nil {
+			s.log.Error("rollout: clearing the mark of a rollout not started", "rollout", id, "err", uerr)
+		}
 		s.log.Warn("rollout: not started", "channel", req.Channel, "image", req.Image, "err", err)
 		writeError(w, rolloutStatus(err), err.Error())
 		return
@@ -432,7 +439,7 @@ func (s *Server) advanceRollout(ctx context.Context, channel, image string) {
 // check-ins. A failure is logged; the next tick tries again.
 func (s *Server) settleRollout(ctx context.Context, st *rollout.State) {
 	rollback := st.Status == rollout.StatusAborted
-	changed, err := s.state.settle(st.Channel, st.Image, st.Target, st.Previous, rollback)
+	changed, err := s.state.settle(st.Channel, st.Image, st.ID, st.Target, st.Previous, rollback)
 	if err != nil {
 		s.log.Error("rollout: settling", "rollout", st.ID, "err", err)
 		return

@@ -430,8 +430,11 @@ func TestRolloutTwoServers(t *testing.T) {
 		}
 	}
 	ro := a.startRollout(api.RolloutRequest{Channel: "stable", Image: "web", Ref: refs[1], Waves: "25%,100%", MinDevices: 1})
-	// b has not re-read state.json yet (at most once a second): it must
-	// still find the staged target.
+	// b learns of the rollout when it re-reads state.json, at most a
+	// second later: do not wait.
+	b.state.mu.Lock()
+	b.state.checked = time.Time{}
+	b.state.mu.Unlock()
 	for i, d := range fb.devs {
 		inWave := rollout.Bucket(ro.ID, d.id) < 25
 		ra, rb := fa.ts.check(fa.req(fa.devs[i])), fb.ts.check(fb.req(d))

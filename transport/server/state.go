@@ -63,6 +63,10 @@ type track struct {
 	History []record `json:"history"`
 	// Serial counts the publishes that set Current.
 	Serial int64 `json:"serial,omitempty"`
+	// Rollout is the ID of the staged rollout that governs the track's
+	// check-ins (its state is in the fleet database), from its start until
+	// it is settled; "" for none, and then a check-in reads no database.
+	Rollout string `json:"rollout,omitempty"`
 }
 
 func (t *track) find(config string) (int, bool) {

@@ -53,10 +53,11 @@ func (st *state) change(edit func(f *stateFile) (bool, error)) (bool, error) {
 
 // stage puts rec into the history of (channel, image) with the next
 // serial, as a publish does, but leaves the track's target where it is:
-// a staged rollout offers rec to its waves only. It returns rec with its
-// serial and the track's current target (the rollout's previous). The
-// track must have a target, and rec must not be it.
-func (st *state) stage(channel, image string, rec record) (staged, previous record, err error) {
+// a staged rollout offers rec to its waves only. It marks the track as
+// governed by rollout id, and returns rec with its serial and the track's
+// current target (the rollout's previous). The track must have a target,
+// and rec must not be it.
+func (st *state) stage(channel, image, id string, rec record) (staged, previous record, err error) {
 	_, err = st.change(func(f *stateFile) (bool, error) {
 		t := f.Tracks[channel][image]
 		if t == nil {
@@ -79,9 +80,35 @@ func (st *state) stage(channel, image string, rec record) (staged, previous reco
 			t.History = append(t.History, rec)
 		}
 		staged = rec
+		t.Rollout = id
 		return true, nil
 	})
 	return staged, previous, err
+}
+
+// unmark clears the rollout mark of (channel, image) if it names id: a
+// rollout that was staged but could not be stored.
+func (st *state) unmark(channel, image, id string) error {
+	_, err := st.change(func(f *stateFile) (bool, error) {
+		t := f.Tracks[channel][image]
+		if t == nil || t.Rollout != id {
+			return false, nil
+		}
+		t.Rollout = ""
+		return true, nil
+	})
+	return err
+}
+
+// rolloutOf returns the ID of the rollout marked as governing (channel,
+// image), "" if none.
+func (st *state) rolloutOf(channel, image string) string {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if t := st.f.Tracks[channel][image]; t != nil {
+		return t.Rollout
+	}
+	return ""
 }
 
 // recordFresh is record, re-reading state.json first if the image is not
@@ -125,13 +152,18 @@ func (st *state) record(channel, image, config string) (record, bool) {
 //     accept the older image (their anti-rollback only refuses lower
 //     serials) — what an admin's publish of the old image would do.
 //
-// It is idempotent: a second call (another server settling the same
-// rollout after a crash) finds the work done and changes nothing.
-func (st *state) settle(channel, image, target, previous string, rollback bool) (bool, error) {
+// The track's rollout mark is cleared if it names id. It is idempotent: a
+// second call (another server settling the same rollout after a crash)
+// finds the work done and changes nothing.
+func (st *state) settle(channel, image, id, target, previous string, rollback bool) (bool, error) {
 	return st.change(func(f *stateFile) (bool, error) {
 		t := f.Tracks[channel][image]
 		if t == nil {
 			return false, fmt.Errorf("%s/%s: %w", channel, image, ErrNotPublished)
+		}
+		unmarked := false
+		if t.Rollout == id {
+			t.Rollout, unmarked = "", true
 		}
 		ti, tok := t.find(target)
 		if !rollback {
@@ -139,7 +171,7 @@ func (st *state) settle(channel, image, target, previous string, rollback bool) 
 				return false, fmt.Errorf("%s/%s: rollout target %s is not in the history: %w", channel, image, target, ErrCorruptState)
 			}
 			if t.Current == target {
-				return false, nil
+				return unmarked, nil
 			}
 			t.Current = target
 			return true, nil
@@ -149,7 +181,7 @@ func (st *state) settle(channel, image, target, previous string, rollback bool) 
 			return false, fmt.Errorf("%s/%s: rollout previous %s is not in the history: %w", channel, image, previous, ErrCorruptState)
 		}
 		if t.Current == previous && (!tok || t.History[pi].Serial > t.History[ti].Serial) {
-			return false, nil
+			return unmarked, nil
 		}
 		t.Serial++
 		t.History[pi].Serial = t.Serial
