@@ -476,3 +476,26 @@ func TestRolloutTwoServers(t *testing.T) {
 		}
 	}
 }
+
+// TestEventKind: the event label of skiff_rollout_events_total for the
+// texts rollout.State and the handlers make.
+func TestEventKind(t *testing.T) {
+	for ev, want := range map[string]string{
+		"started": "started",
+		"wave 2 (10%) started: wave 1 (1%): 10 of 10 devices installed (100% ≥ 90%)":               "wave_started",
+		"wave 1 (1%): 10 of 10 devices installed (100% ≥ 90%); soaking until 2026-12-04T19:00:00Z": "soaking",
+		"paused: wave 1 (1%): 3 of 10 devices rolled back or failed (30% > 5%)":                    "paused",
+		"paused":  "paused",
+		"resumed": "resumed",
+		"skipped: wave 2 (100%) started: skipped by an admin": "skipped",
+		"aborted": "aborted",
+		"completed: wave 2 (100%): 200 of 200 devices installed (100% ≥ 90%)": "completed",
+		"pinned d1 to sha256:00": "pinned",
+		"unpinned d1":            "unpinned",
+		"something new":          "other",
+	} {
+		if got := eventKind(ev); got != want {
+			t.Errorf("eventKind(%q) = %q, want %q", ev, got, want)
+		}
+	}
+}
