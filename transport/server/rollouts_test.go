@@ -499,3 +499,37 @@ func TestEventKind(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutSoakTick: a wave that succeeded waits its soak, and the
+// server's own tick, with no report arriving, starts the next wave once
+// the soak is over.
+func TestRolloutSoakTick(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), t.TempDir(), func(c *Config) { c.RolloutTick = 20 * time.Millisecond })
+	imgs := versions(t, 2)
+	refs := writeLayout(t, t.TempDir(), imgs)
+	ts.publish("stable", "web", refs[0])
+	f := newSimFleet(t, ts, 10, imgs)
+	for _, d := range f.devs {
+		f.check(d)
+	}
+	ro := ts.startRollout(api.RolloutRequest{Channel: "stable", Image: "web", Ref: refs[1], Waves: "10%,100%", MinDevices: 2, Soak: "300ms"})
+	for _, d := range f.devs {
+		if resp := f.check(d); resp.Update && resp.Target.ConfigDigest == ro.Target {
+			f.install(d, resp, api.ResultInstalled)
+		}
+	}
+	got := ts.getRollout(ro.ID)
+	if got.Wave != 0 || got.Waves[0].Succeeded == "" {
+		t.Fatalf("after wave 1 installed: wave %d, succeeded %q; want wave 1 soaking", got.Wave+1, got.Waves[0].Succeeded)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.getRollout(ro.ID).Wave == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the tick did not start wave 2 after the soak")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(ts.metrics.rolloutEvents.WithLabelValues("soaking")); got != 1 {
+		t.Errorf("skiff_rollout_events_total{event=soaking} = %v, want 1", got)
+	}
+}
