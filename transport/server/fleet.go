@@ -128,7 +128,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	if added {
 		// After the answer: a staged rollout of the track may move on
 		// (or pause) with this report.
-		s.advanceRollout(context.WithoutCancel(r.Context()), rep.Channel, rep.Image)
+		s.advanceAfterReport(context.WithoutCancel(r.Context()), rep.Channel, rep.Image)
 	}
 }
 

@@ -434,6 +434,37 @@ func (s *Server) advanceRollout(ctx context.Context, channel, image string) {
 	}
 }
 
+// advanceAfterReport advances the rollout of a track a report was stored
+// for, if state.json marks one. Reports arriving together do not each
+// count the whole track: while one advance of the track runs, the others
+// leave a note and return, and the running one advances once more, seeing
+// their reports.
+func (s *Server) advanceAfterReport(ctx context.Context, channel, image string) {
+	if s.rollouts == nil || s.state.rolloutOf(channel, image) == "" {
+		return
+	}
+	key := channel + "/" + image
+	s.advMu.Lock()
+	if s.advRunning[key] {
+		s.advAgain[key] = true
+		s.advMu.Unlock()
+		return
+	}
+	s.advRunning[key] = true
+	s.advMu.Unlock()
+	for {
+		s.advanceRollout(ctx, channel, image)
+		s.advMu.Lock()
+		if !s.advAgain[key] {
+			delete(s.advRunning, key)
+			s.advMu.Unlock()
+			return
+		}
+		delete(s.advAgain, key)
+		s.advMu.Unlock()
+	}
+}
+
 // settleRollout writes a final rollout's outcome to the targets (state
 // settle) and marks it settled; until then it governs its track's
 // check-ins. A failure is logged; the next tick tries again.

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -531,5 +534,60 @@ func TestRolloutSoakTick(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(ts.metrics.rolloutEvents.WithLabelValues("soaking")); got != 1 {
 		t.Errorf("skiff_rollout_events_total{event=soaking} = %v, want 1", got)
+	}
+}
+
+// TestRolloutConcurrentReports: the reports of a whole wave arriving at
+// once start the next wave exactly once, and those of the rest complete
+// the rollout once: concurrent advances coalesce, and compare-and-set
+// lets one writer win each step.
+func TestRolloutConcurrentReports(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), t.TempDir(), func(c *Config) { c.RolloutTick = -1 })
+	imgs := versions(t, 2)
+	refs := writeLayout(t, t.TempDir(), imgs)
+	ts.publish("stable", "web", refs[0])
+	f := newSimFleet(t, ts, 100, imgs)
+	for _, d := range f.devs {
+		f.check(d)
+	}
+	ro := ts.startRollout(api.RolloutRequest{Channel: "stable", Image: "web", Ref: refs[1], Waves: "50%,100%"})
+	inWave := func(d *simDevice) bool { return rollout.Bucket(ro.ID, d.id) < 50 }
+	n := 0
+	reportAll := func(pick func(*simDevice) bool) {
+		var wg sync.WaitGroup
+		for _, d := range f.devs {
+			if !pick(d) {
+				continue
+			}
+			n++
+			r := api.Report{ID: fmt.Sprintf("%032x", 1000+n), Device: d.id, Channel: "stable", Image: "web",
+				FromDigest: ro.Previous, ToDigest: ro.Target, Result: api.ResultInstalled, Time: time.Now().UTC()}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b, _ := json.Marshal(r)
+				req := httptest.NewRequest("POST", api.PathReports, bytes.NewReader(b))
+				req.Header.Set("Authorization", "Bearer "+deviceToken)
+				w := httptest.NewRecorder()
+				ts.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					t.Errorf("report: %d %s", w.Code, w.Body)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	reportAll(inWave)
+	if got := ts.getRollout(ro.ID); got.Wave != 1 || got.Status != "running" {
+		t.Fatalf("after wave 1's reports: wave %d, %s (%s)", got.Wave+1, got.Status, got.PauseReason)
+	}
+	reportAll(func(d *simDevice) bool { return !inWave(d) })
+	if got := ts.getRollout(ro.ID); got.Status != "completed" {
+		t.Fatalf("after every report: %s at wave %d", got.Status, got.Wave+1)
+	}
+	for ev, want := range map[string]float64{"wave_started": 1, "completed": 1} {
+		if got := testutil.ToFloat64(ts.metrics.rolloutEvents.WithLabelValues(ev)); got != want {
+			t.Errorf("skiff_rollout_events_total{event=%s} = %v, want %v", ev, got, want)
+		}
 	}
 }

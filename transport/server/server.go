@@ -144,6 +144,13 @@ type Server struct {
 	failMu   sync.Mutex
 	failures map[string]failure // by pairKey
 
+	// advMu guards the rollout advances running after reports, by track:
+	// one at a time per track, and one more after it if reports came in
+	// meanwhile (advanceAfterReport).
+	advMu      sync.Mutex
+	advRunning map[string]bool
+	advAgain   map[string]bool
+
 	closeOnce sync.Once
 	fleetErr  error
 }
@@ -228,19 +235,21 @@ func New(cfg Config) (*Server, error) {
 		c.signers = append(c.signers, sign.IDOf(pub).String())
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		admin:    hashTokens(cfg.AdminTokens),
-		device:   hashTokens(cfg.DeviceTokens),
-		scopes:   scopesOf(cfg.DeviceTokens, cfg.DeviceScopes),
-		state:    st,
-		cache:    c,
-		fleet:    fleet,
-		metrics:  newMetrics(),
-		diffs:    semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
-		failures: map[string]failure{},
-		flights:  map[string]*flight{},
-		warnOnce: throttle{every: time.Minute},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		admin:      hashTokens(cfg.AdminTokens),
+		device:     hashTokens(cfg.DeviceTokens),
+		scopes:     scopesOf(cfg.DeviceTokens, cfg.DeviceScopes),
+		state:      st,
+		cache:      c,
+		fleet:      fleet,
+		metrics:    newMetrics(),
+		diffs:      semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
+		failures:   map[string]failure{},
+		advRunning: map[string]bool{},
+		advAgain:   map[string]bool{},
+		flights:    map[string]*flight{},
+		warnOnce:   throttle{every: time.Minute},
 	}
 	if rb, ok := fleet.(fleetdb.RolloutBackend); ok {
 		s.rollouts = rb.Rollouts()
