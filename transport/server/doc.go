@@ -155,7 +155,9 @@
 // rollout governs it.
 //
 // The rollout is judged (Widen, Tally over fleetdb's TrackDevices, Advance)
-// after every new report of its track and every Config.RolloutTick, and
+// after new reports of its track (reports arriving while an advance of the
+// track runs make it run once more instead of each running its own) and
+// every Config.RolloutTick, and
 // written back with compare-and-set on its Rev; a lost race is dropped for
 // an automatic advance and retried for an admin's change. A final rollout
 // is settled: its outcome is written to state.json — completed: Current
