@@ -445,6 +445,9 @@ func (s *Server) advanceAfterReport(ctx context.Context, channel, image string) 
 	}
 	key := channel + "/" + image
 	s.advMu.Lock()
+	if s.advRunning == nil {
+		s.advRunning, s.advAgain = map[string]bool{}, map[string]bool{}
+	}
 	if s.advRunning[key] {
 		s.advAgain[key] = true
 		s.advMu.Unlock()

@@ -115,20 +115,21 @@ type Config struct {
 // Server is the rollout server; it is an http.Handler. Close it to stop
 // the background delta computations.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	mux    *http.ServeMux
-	admin  [][sha256.Size]byte
-	device [][sha256.Size]byte
-	scopes [][]string // of device[i]; nil: any (channel, image)
-	state  *state
-	cache  *cache
-	fleet  fleetdb.Store
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	admin   [][sha256.Size]byte
+	device  [][sha256.Size]byte
+	scopes  [][]string // of device[i]; nil: any (channel, image)
+	state   *state
+	cache   *cache
+	fleet   fleetdb.Store
+	metrics *metrics
+	diffs   *semaphore.Weighted
+
 	// rollouts is the fleet database's rollout store; nil if the backend
 	// keeps none (the rollout routes answer 501).
 	rollouts fleetdb.RolloutStore
-	metrics  *metrics
-	diffs    *semaphore.Weighted
 
 	warnOnce throttle // of log lines devices can cause
 
@@ -146,7 +147,7 @@ type Server struct {
 
 	// advMu guards the rollout advances running after reports, by track:
 	// one at a time per track, and one more after it if reports came in
-	// meanwhile (advanceAfterReport).
+	// meanwhile (advanceAfterReport). The maps are made on first use.
 	advMu      sync.Mutex
 	advRunning map[string]bool
 	advAgain   map[string]bool
@@ -235,21 +236,19 @@ func New(cfg Config) (*Server, error) {
 		c.signers = append(c.signers, sign.IDOf(pub).String())
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		admin:      hashTokens(cfg.AdminTokens),
-		device:     hashTokens(cfg.DeviceTokens),
-		scopes:     scopesOf(cfg.DeviceTokens, cfg.DeviceScopes),
-		state:      st,
-		cache:      c,
-		fleet:      fleet,
-		metrics:    newMetrics(),
-		diffs:      semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
-		failures:   map[string]failure{},
-		advRunning: map[string]bool{},
-		advAgain:   map[string]bool{},
-		flights:    map[string]*flight{},
-		warnOnce:   throttle{every: time.Minute},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		admin:    hashTokens(cfg.AdminTokens),
+		device:   hashTokens(cfg.DeviceTokens),
+		scopes:   scopesOf(cfg.DeviceTokens, cfg.DeviceScopes),
+		state:    st,
+		cache:    c,
+		fleet:    fleet,
+		metrics:  newMetrics(),
+		diffs:    semaphore.NewWeighted(int64(cfg.MaxConcurrentDiffs)),
+		failures: map[string]failure{},
+		flights:  map[string]*flight{},
+		warnOnce: throttle{every: time.Minute},
 	}
 	if rb, ok := fleet.(fleetdb.RolloutBackend); ok {
 		s.rollouts = rb.Rollouts()
