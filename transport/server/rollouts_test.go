@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -391,8 +392,15 @@ func TestRolloutTickSettles(t *testing.T) {
 	if err := ts.rollouts.UpdateRollout(t.Context(), st, old); err != nil {
 		t.Fatal(err)
 	}
-	if cur, _ := ts.state.current("stable", "web"); cur.ConfigDigest != ro.Previous {
+	cur, _ := ts.state.current("stable", "web")
+	if cur.ConfigDigest != ro.Previous {
 		t.Fatalf("the target moved before settling: %s", cur.ConfigDigest)
+	}
+	// state.json itself refuses a publish of the marked track (the check
+	// under its lock, for a publish racing a rollout's start).
+	cur.Ref += "-again"
+	if _, err := ts.state.publish("stable", "web", cur); !errors.Is(err, ErrRolloutActive) {
+		t.Errorf("state publish of a governed track: %v, want ErrRolloutActive", err)
 	}
 	// Completed, not settled: it still governs the check-ins.
 	d := device(t, imgs[0], "stable", "web")

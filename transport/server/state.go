@@ -306,6 +306,11 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 		t = &track{}
 		imgs[image] = t
 	}
+	if t.Rollout != "" {
+		// Checked under the lock, so a publish racing a rollout's start on
+		// another server cannot move the target under it.
+		return false, fmt.Errorf("%s/%s: rollout %s governs the track: %w", channel, image, t.Rollout, ErrRolloutActive)
+	}
 	i, ok := t.find(rec.ConfigDigest)
 	if ok {
 		old := t.History[i]
