@@ -127,16 +127,16 @@ func (a *Agent) checkServer(ctx context.Context, im *ImageConfig, res *CheckResu
 		ConfigDigest: res.Current.ID, DiffIDs: res.Current.DiffIDs,
 	}
 	if _, old := a.oldServers.Load(s.Server); !old {
-		creq.AgentVersion, creq.Platform = a.agentVersion(), a.agentPlatform()
+		creq.AgentVersion, creq.Platform, creq.Labels = a.agentVersion(), a.agentPlatform(), a.cfg.Labels
 	}
 	err = a.postCheck(ctx, im, hdr, creq, res)
 	var oe *oldServerError
 	if errors.As(err, &oe) && creq.AgentVersion != "" {
 		// A server older than these fields refuses them (it refuses
 		// unknown fields): ask again without, and from now on.
-		a.log.Info("the rollout server predates agent_version and platform in check-ins; sending without", "server", s.Server)
+		a.log.Info("the rollout server predates agent_version, platform and labels in check-ins; sending without", "server", s.Server)
 		a.oldServers.Store(s.Server, true)
-		creq.AgentVersion, creq.Platform = "", ""
+		creq.AgentVersion, creq.Platform, creq.Labels = "", "", nil
 		err = a.postCheck(ctx, im, hdr, creq, res)
 	}
 	return err
@@ -190,7 +190,8 @@ func (a *Agent) postCheck(ctx context.Context, im *ImageConfig, hdr http.Header,
 		}
 		err := fmt.Errorf("%w: POST %s: %s: %s", ErrServer, u, resp.Status, msg)
 		if resp.StatusCode == http.StatusBadRequest &&
-			(strings.Contains(msg, `unknown field "agent_version"`) || strings.Contains(msg, `unknown field "platform"`)) {
+			(strings.Contains(msg, `unknown field "agent_version"`) || strings.Contains(msg, `unknown field "platform"`) ||
+				strings.Contains(msg, `unknown field "labels"`)) {
 			return &oldServerError{err}
 		}
 		return err

@@ -86,6 +86,11 @@ type Config struct {
 	// Platform picks the image of a multi-platform index, OS/ARCH[/VARIANT]
 	// (default linux/amd64).
 	Platform string `yaml:"platform" json:"platform,omitempty"`
+	// Labels are sent with every check-in (e.g. group: canary, site:
+	// berlin): a staged rollout's group waves select devices by them. At
+	// most 32; keys 1-128 of [A-Za-z0-9._/-] starting alphanumeric, values
+	// 1-128 of [A-Za-z0-9._:-].
+	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
 	// Mirrors maps an upstream registry (e.g. docker.io) to the hosts (with
 	// an optional path prefix, e.g. harbor.local/dockerhub) that mirror it,
 	// so a mirrored name is known as the upstream image.
@@ -285,6 +290,16 @@ var ociRefName = regexp.MustCompile(`^[A-Za-z0-9]+(?:[-._:@/+]+[A-Za-z0-9]+)*$`)
 
 // imageNameRe is what a logical image name may be (it is also a state key
 // and part of file names).
+// labelKeyRe and labelValueRe are the server's rules for labels
+// (transport/server/rollout.ValidLabel).
+var (
+	labelKeyRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
+	labelValueRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+)
+
+// maxLabels is the most labels the server accepts.
+const maxLabels = 32
+
 var imageNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
 
 func (c *Config) validate() error {
@@ -324,6 +339,17 @@ func (c *Config) validate() error {
 	if c.Platform != "" {
 		if p := strings.Split(c.Platform, "/"); len(p) < 2 || len(p) > 3 || p[0] == "" || p[1] == "" {
 			return bad("platform", "%q: want OS/ARCH[/VARIANT], e.g. linux/arm64/v8", c.Platform)
+		}
+	}
+	if len(c.Labels) > maxLabels {
+		return bad("labels", "%d labels: at most %d", len(c.Labels), maxLabels)
+	}
+	for k, v := range c.Labels {
+		if !labelKeyRe.MatchString(k) {
+			return bad("labels", "key %q: want 1-128 of [A-Za-z0-9._/-], starting alphanumeric", k)
+		}
+		if !labelValueRe.MatchString(v) {
+			return bad("labels."+k, "%q: want 1-128 of [A-Za-z0-9._:-]", v)
 		}
 	}
 	for up, hosts := range c.Mirrors {

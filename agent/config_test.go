@@ -110,6 +110,8 @@ func TestConfigErrors(t *testing.T) {
 		{"keep", base(img + server + "    keep: -1\n"), "images[0] (web).keep: -1"},
 		{"mirror scheme", "state_dir: /s\nmirrors: {docker.io: [\"https://m\"]}\n", "mirrors.docker.io[0]"},
 		{"platform", "state_dir: /s\nplatform: arm64\n", `platform: "arm64"`},
+		{"label key", "state_dir: /s\nlabels: {\"a b\": x}\n", `labels: key "a b"`},
+		{"label value", "state_dir: /s\nlabels: {group: \"can ary\"}\n", `labels.group: "can ary"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -93,7 +93,9 @@ func TestReportQueue(t *testing.T) {
 	rs := &reportServer{fakeServer: &fakeServer{t: t, p: p, delta: p.forward}}
 	srv := httptest.NewServer(rs)
 	defer srv.Close()
-	a := newAgent(t, d.config(t, serverSource(srv.URL), ""))
+	cfg := d.config(t, serverSource(srv.URL), "")
+	cfg.Labels = map[string]string{"group": "canary"}
+	a := newAgent(t, cfg)
 	ctx := context.Background()
 
 	rs.down.Store(true)
@@ -106,6 +108,9 @@ func TestReportQueue(t *testing.T) {
 	}
 	if pl := rs.lastReq.Platform; pl != buildinfo.Get().Platform {
 		t.Errorf("check-in platform %q, want %q", pl, buildinfo.Get().Platform)
+	}
+	if l := rs.lastReq.Labels; len(l) != 1 || l["group"] != "canary" {
+		t.Errorf("check-in labels %v, want the configured group=canary", l)
 	}
 	names := queued(t, a)
 	if len(names) != 1 || !queuedName.MatchString(names[0]) {
@@ -371,5 +376,42 @@ func TestReportResumedInstall(t *testing.T) {
 	got := rs.reports()
 	if len(got) != 1 || got[0].Result != api.ResultInstalled || got[0].FromDigest != p.oldID || got[0].ToDigest != p.newID {
 		t.Fatalf("reports %+v, want the finished install", got)
+	}
+}
+
+// TestCheckinServerWithoutLabels: a server that knows agent_version and
+// platform but not labels (the release before staged rollouts) refuses
+// labels as unknown: the agent asks again without the new fields.
+func TestCheckinServerWithoutLabels(t *testing.T) {
+	p := testPair(t)
+	d := newDevice(t, p)
+	var tries atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		var old struct {
+			Device, Channel, Image string
+			ConfigDigest           string   `json:"config_digest"`
+			DiffIDs                []string `json:"diff_ids"`
+			AgentVersion           string   `json:"agent_version"`
+			Platform               string   `json:"platform"`
+		}
+		if err := dec.Decode(&old); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(api.Error{Error: "body is not a valid *api.CheckRequest: " + err.Error() + ": bad request"})
+			return
+		}
+		json.NewEncoder(w).Encode(api.CheckResponse{Target: &api.Target{ConfigDigest: p.oldID}})
+	}))
+	defer srv.Close()
+	cfg := d.config(t, serverSource(srv.URL), "")
+	cfg.Labels = map[string]string{"group": "canary"}
+	a := newAgent(t, cfg)
+	if _, err := a.Check(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	if n := tries.Load(); n != 2 {
+		t.Errorf("%d requests, want 2 (labels refused, then without)", n)
 	}
 }

@@ -55,6 +55,7 @@ removed): 130 SIGINT, 143 SIGTERM, 129 SIGHUP.`,
 		newPullCommand(g),
 		newServeCommand(g),
 		newFleetCommand(g),
+		newRolloutCommand(g),
 		newAgentCommand(g),
 		newVersionCommand(),
 	)

@@ -37,8 +37,11 @@ type serveOptions struct {
 	sign                      []string
 
 	cacheTTL time.Duration
-	db       string // --db: the inventory database
-	tls      serveTLSOptions
+	// rolloutTick: how often staged rollouts are advanced besides after
+	// reports.
+	rolloutTick time.Duration
+	db          string // --db: the inventory database
+	tls         serveTLSOptions
 	// onListen, if set, is told the address the server listens on (tests).
 	onListen func(net.Addr)
 }
@@ -62,6 +65,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
 	fs.DurationVar(&o.cacheTTL, "cache-ttl", 7*24*time.Hour, "remove a cached delta to a superseded target once nobody fetched it for this long (deltas to current targets stay); 0: never")
 	fs.StringVar(&o.db, "db", "", "database of the device inventory and install reports: sqlite:PATH (default sqlite:STATE/fleet.db; one server only, a PostgreSQL backend for several is not written yet)")
+	fs.DurationVar(&o.rolloutTick, "rollout-tick", 10*time.Second, "how often staged rollouts are judged and advanced besides after each install report (0: only after reports and admin actions)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
 	fs.StringArrayVar(&o.sign, "sign", nil, "sign the computed deltas with this private key file (skiff key generate); repeatable (key rotation); without it deltas are unsigned and devices refuse them by default")
 	o.tls.addFlags(fs)
@@ -232,6 +236,7 @@ func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, d
 		RetryAfter:         o.retryAfter,
 		Signers:            signers,
 		CacheTTL:           cacheTTL,
+		RolloutTick:        o.rolloutTickConfig(),
 		FleetDB:            o.db,
 	}
 }
@@ -365,4 +370,13 @@ func defaultMaxConns() int {
 		return 32
 	}
 	return int(min(rl.Cur/2, 10000))
+}
+
+// rolloutTickConfig is --rollout-tick as server.Config wants it: 0 there
+// is the default, negative is off.
+func (o *serveOptions) rolloutTickConfig() time.Duration {
+	if o.rolloutTick <= 0 {
+		return -1
+	}
+	return o.rolloutTick
 }

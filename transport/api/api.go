@@ -34,6 +34,12 @@ type CheckRequest struct {
 	AgentVersion string `json:"agent_version,omitempty"`
 	// Platform is the device's OS/ARCH[/VARIANT] (optional).
 	Platform string `json:"platform,omitempty"`
+	// Labels are the device's labels from its configuration, e.g.
+	// {"group": "canary", "site": "berlin"} (optional): the group waves
+	// of a staged rollout select devices by them. At most 32; keys are
+	// 1-128 of [A-Za-z0-9._/-] starting alphanumeric, values 1-128 of
+	// [A-Za-z0-9._:-].
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // CheckResponse answers a CheckRequest.
@@ -170,10 +176,34 @@ type LastReport struct {
 }
 
 // PathRollouts is the prefix of the staged-rollout routes (issue 13), for
-// the admin: a RolloutRequest starts a rollout, answered with a Rollout;
-// PathRollouts + ID names one. The server's handlers are not wired yet;
-// the logic is in package transport/server/rollout.
+// the admin (the logic is in package transport/server/rollout):
+//
+//	POST   /v1/rollouts/                        RolloutRequest -> 201 Rollout
+//	GET    /v1/rollouts/?channel=&image=&status= -> RolloutsResponse
+//	GET    /v1/rollouts/{id}                    -> Rollout
+//	POST   /v1/rollouts/{id}/pause              RolloutPauseRequest (optional) -> Rollout
+//	POST   /v1/rollouts/{id}/resume|abort|skip  -> Rollout
+//	PUT    /v1/rollouts/{id}/pins/{device}      RolloutPin -> Rollout
+//	DELETE /v1/rollouts/{id}/pins/{device}      -> Rollout
 const PathRollouts = "/v1/rollouts/"
+
+// RolloutsResponse is the body of GET /v1/rollouts/: newest first, at
+// most 100.
+type RolloutsResponse struct {
+	Rollouts []Rollout `json:"rollouts"`
+}
+
+// RolloutPauseRequest is the optional body of POST /v1/rollouts/{id}/pause.
+type RolloutPauseRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// RolloutPin is the body of PUT /v1/rollouts/{id}/pins/{device}: the
+// config digest (published on the rollout's track) the device is to run
+// whatever the rollout says, while the rollout governs the track.
+type RolloutPin struct {
+	ConfigDigest string `json:"config_digest"`
+}
 
 // RolloutRequest starts a staged rollout of a target on (Channel, Image).
 // A device's labels, which group waves select on, come from its check-ins.

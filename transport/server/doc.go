@@ -14,12 +14,21 @@
 //	POST /v1/notifications             admin   distribution's notification envelope
 //	POST /v1/reports                   device  api.Report -> api.ReportResponse
 //	GET  /v1/devices                   admin   the inventory: api.DevicesResponse
+//	POST /v1/rollouts/                 admin   api.RolloutRequest -> 201 api.Rollout
+//	GET  /v1/rollouts/                 admin   ?channel=&image=&status= -> api.RolloutsResponse
+//	GET  /v1/rollouts/{id}             admin   api.Rollout
+//	POST /v1/rollouts/{id}/pause       admin   api.RolloutPauseRequest (optional) -> api.Rollout
+//	POST /v1/rollouts/{id}/resume      admin   -> api.Rollout (also abort, skip)
+//	PUT  /v1/rollouts/{id}/pins/{dev}  admin   api.RolloutPin -> api.Rollout (DELETE unpins)
 //	GET  /healthz                      none    "ok"
 //	GET  /metrics                      none    Prometheus text format
 //
 // A check is answered, in this order:
 //
 //   - 404 if nothing is published for (channel, image);
+//   - the target is the track's, unless a staged rollout governs the track
+//     (see Staged rollouts): then it is the image the rollout offers this
+//     device, and everything below is about that image;
 //   - Update=false if the device's config digest is the target's;
 //   - Update=true, Delta=nil if the device's image is no base of this
 //     target: published neither on this (channel, image) nor, first,
@@ -50,7 +59,10 @@
 // Errors are a non-2xx status with an api.Error body naming the problem:
 // 400 malformed request, 401 missing or unknown token, 403 device token on
 // an admin route or a scoped device token outside its scope, 404 nothing
-// published / no such delta, 422 the published reference names no image.
+// published / no such delta or rollout, 409 a change a rollout's status
+// does not allow (or a publish of a track a rollout governs), 422 the
+// published reference names no image, 501 a fleet database that keeps no
+// rollouts.
 //
 // # Auth
 //
@@ -123,6 +135,51 @@
 // server: several servers behind a load balancer need a shared database,
 // and the PostgreSQL backend for that is not written yet.
 //
+// # Staged rollouts
+//
+// POST /v1/rollouts/ opens the request's Ref (or takes ConfigDigest from
+// the track's history) and stages it: it enters the track's history with
+// the track's next serial, as a publish would give it, but the track's
+// Current stays the previous target. The rollout (package rollout's State,
+// JSON in the fleet database's rollouts table) then governs the track:
+// each check-in's target is the history record of rollout.TargetFor(state,
+// device, labels, running) — the target for the devices of the started
+// waves, the previous target for the others, a pin for a pinned device —
+// and the delta offered is from the device's base to that record. Labels
+// come with the check-in (api.CheckRequest.Labels) and are kept in the
+// inventory for Tally. The track in state.json names the rollout that
+// governs it (from the staging to the settling), so a check-in of a track
+// without one reads no database; another server sees a new rollout when
+// it re-reads state.json (at most a second later) and offers the previous
+// target until then. The track's Current is what devices get when no
+// rollout governs it.
+//
+// The rollout is judged (Widen, Tally over fleetdb's TrackDevices, Advance)
+// after new reports of its track (reports arriving while an advance of the
+// track runs make it run once more instead of each running its own) and
+// every Config.RolloutTick, and
+// written back with compare-and-set on its Rev; a lost race is dropped for
+// an automatic advance and retried for an admin's change. A final rollout
+// is settled: its outcome is written to state.json — completed: Current
+// becomes the target, with the serial it was staged with; aborted: the
+// previous target is published again with a serial above the target's, so
+// agents that installed the target accept the older image (their
+// anti-rollback refuses only lower serials) — and then the rollout is
+// marked settled and governs nothing any more: the track is plain again,
+// and pins end with it. Until settled (a server that stopped between the
+// two writes), the final rollout still governs, and every tick retries the
+// settling, which is idempotent. While a rollout governs a track, a plain
+// publish of it (PUT /v1/targets, a notification) is 409 and a second
+// rollout is refused; the rollouts table also holds at most one running or
+// paused rollout per track (a partial unique index).
+//
+// Several servers agree: buckets are a fixed hash of the rollout and
+// device IDs, and the state is in the shared database with
+// compare-and-set. A track must have a target before a rollout (404
+// otherwise); rolling out the current target is 400. Events (started,
+// wave started, soaking, paused with the numbers, resumed, skipped,
+// aborted, completed, pins) are logged and counted.
+//
 // # Scaling out
 //
 // A server keeps nothing but StateDir and CacheDir, so several can run
@@ -176,7 +233,11 @@
 // skiff_server_delta_bytes, skiff_server_delta_computations_in_progress,
 // skiff_server_delta_served_bytes_total, skiff_server_publishes_total{result},
 // skiff_server_notification_events_total{outcome},
-// skiff_server_reports_total{result} (reports stored, a re-sent one once) and
-// skiff_server_http_request_duration_seconds{route,code}, plus the Go and
-// process collectors.
+// skiff_server_reports_total{result} (reports stored, a re-sent one once),
+// skiff_server_http_request_duration_seconds{route,code}, the staged
+// rollouts' skiff_rollout_devices{channel,image,rollout,state} (target,
+// previous, pending, rolled_back, failed), skiff_rollout_wave (from 1),
+// skiff_rollout_status{…,status} (0/1) and skiff_rollout_events_total{event}
+// — series for a track's running or paused rollout and its last finished
+// one only —, plus the Go and process collectors.
 package server

@@ -49,7 +49,7 @@ func (s *Server) recordCheckin(ctx context.Context, req *api.CheckRequest) {
 	// for another process's lock.
 	err := s.fleet.RecordCheckin(context.WithoutCancel(ctx), fleetdb.Checkin{
 		Device: req.Device, Channel: req.Channel, Image: req.Image, ConfigDigest: req.ConfigDigest,
-		AgentVersion: req.AgentVersion, Platform: req.Platform, Time: time.Now().UTC(),
+		AgentVersion: req.AgentVersion, Platform: req.Platform, Labels: req.Labels, Time: time.Now().UTC(),
 	})
 	if err != nil {
 		if n, ok := s.warnOnce.allow("fleetdb checkin"); ok {
@@ -125,6 +125,11 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 			"result", rep.Result, "to", rep.ToDigest, "id", rep.ID)
 	}
 	writeJSON(w, http.StatusOK, api.ReportResponse{ID: rep.ID, Duplicate: !added})
+	if added {
+		// After the answer: a staged rollout of the track may move on
+		// (or pause) with this report.
+		s.advanceAfterReport(context.WithoutCancel(r.Context()), rep.Channel, rep.Image)
+	}
 }
 
 // devicesFilter parses the query of GET /v1/devices; an unknown

@@ -56,6 +56,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrNotPublished):
 		return http.StatusNotFound
+	case errors.Is(err, ErrRolloutActive):
+		return http.StatusConflict
 	case errors.Is(err, layerfs.ErrImageNotFound), errors.Is(err, layerfs.ErrAmbiguous),
 		errors.Is(err, layerfs.ErrNotImage), errors.Is(err, layerfs.ErrUnsafeArchive):
 		return http.StatusUnprocessableEntity
@@ -120,6 +122,9 @@ func validateCheck(req *api.CheckRequest) error {
 	if err := checkLabel("agent_version", req.AgentVersion, maxLabel); err != nil {
 		return err
 	}
+	if err := validateLabels(req.Labels); err != nil {
+		return err
+	}
 	return checkLabel("platform", req.Platform, maxLabel)
 }
 
@@ -165,6 +170,13 @@ func (s *Server) check(req *api.CheckRequest) (api.CheckResponse, string, error)
 	target, ok := s.state.current(req.Channel, req.Image)
 	if !ok {
 		return api.CheckResponse{}, resultNoTarget, fmt.Errorf("channel %q, image %q: %w", req.Channel, req.Image, ErrNotPublished)
+	}
+	// The target record for this device: the track's, or the one a staged
+	// rollout of the track offers it. Everything below (the delta from the
+	// device's base) is about that record.
+	if rec, why, ok := s.rolloutTarget(req); ok {
+		target = rec
+		s.log.Debug("check: rollout", "device", shorten(req.Device, 64), "config", rec.ConfigDigest, "why", why)
 	}
 	resp := api.CheckResponse{Target: target.deviceTarget()}
 	if req.ConfigDigest == target.ConfigDigest {

@@ -13,6 +13,14 @@ import (
 // publish opens ref, makes it the target of (channel, image) and returns
 // its record.
 func (s *Server) publish(ctx context.Context, channel, image, ref string) (record, error) {
+	if id, err := s.governed(ctx, channel, image); err != nil {
+		s.metrics.publishes.WithLabelValues("error").Inc()
+		return record{}, err
+	} else if id != "" {
+		s.metrics.publishes.WithLabelValues("error").Inc()
+		s.log.Warn("publish refused: a staged rollout governs the track", "channel", channel, "image", image, "ref", ref, "rollout", id)
+		return record{}, fmt.Errorf("%s/%s: rollout %s: abort it (skiff rollout abort) or let it complete first: %w", channel, image, id, ErrRolloutActive)
+	}
 	rec, err := s.inspect(ctx, ref)
 	if err != nil {
 		s.metrics.publishes.WithLabelValues("error").Inc()

@@ -106,6 +106,10 @@ type Config struct {
 	// served (default 7 days; negative: forever). Deltas to current
 	// targets are always kept. The cache is swept at start and hourly.
 	CacheTTL time.Duration
+	// RolloutTick is how often the server advances the staged rollouts
+	// (and settles finished ones) besides after each install report
+	// (default 10s; negative: only after reports and admin actions).
+	RolloutTick time.Duration
 }
 
 // Server is the rollout server; it is an http.Handler. Close it to stop
@@ -123,6 +127,10 @@ type Server struct {
 	metrics *metrics
 	diffs   *semaphore.Weighted
 
+	// rollouts is the fleet database's rollout store; nil if the backend
+	// keeps none (the rollout routes answer 501).
+	rollouts fleetdb.RolloutStore
+
 	warnOnce throttle // of log lines devices can cause
 
 	flightMu sync.Mutex
@@ -136,6 +144,13 @@ type Server struct {
 
 	failMu   sync.Mutex
 	failures map[string]failure // by pairKey
+
+	// advMu guards the rollout advances running after reports, by track:
+	// one at a time per track, and one more after it if reports came in
+	// meanwhile (advanceAfterReport). The maps are made on first use.
+	advMu      sync.Mutex
+	advRunning map[string]bool
+	advAgain   map[string]bool
 
 	closeOnce sync.Once
 	fleetErr  error
@@ -190,6 +205,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CacheTTL == 0 {
 		cfg.CacheTTL = defaultCacheTTL
 	}
+	if cfg.RolloutTick == 0 {
+		cfg.RolloutTick = 10 * time.Second
+	}
 	if cfg.DiffOptions.Level == 0 {
 		cfg.DiffOptions = delta.DefaultOptions()
 	}
@@ -232,6 +250,9 @@ func New(cfg Config) (*Server, error) {
 		flights:  map[string]*flight{},
 		warnOnce: throttle{every: time.Minute},
 	}
+	if rb, ok := fleet.(fleetdb.RolloutBackend); ok {
+		s.rollouts = rb.Rollouts()
+	}
 	if len(s.admin) == 0 {
 		s.log.Warn("no admin token configured: publishing is refused")
 	}
@@ -242,6 +263,9 @@ func New(cfg Config) (*Server, error) {
 	s.routes()
 	if cfg.CacheTTL > 0 {
 		s.goBackground(s.sweep)
+	}
+	if s.rollouts != nil && cfg.RolloutTick > 0 {
+		s.goBackground(s.rolloutTick)
 	}
 	return s, nil
 }
@@ -295,6 +319,12 @@ func (s *Server) routes() {
 	handle("POST "+api.PathNotifications, "notifications", roleAdmin, s.handleNotifications)
 	handle("POST "+api.PathReports, "reports", roleDevice, s.handleReport)
 	handle("GET "+api.PathDevices, "devices", roleAdmin, s.handleDevices)
+	handle("POST "+api.PathRollouts+"{$}", "rollouts", roleAdmin, s.handleRolloutCreate)
+	handle("GET "+api.PathRollouts+"{$}", "rollouts", roleAdmin, s.handleRolloutList)
+	handle("GET "+api.PathRollouts+"{id}", "rollouts", roleAdmin, s.handleRolloutGet)
+	handle("POST "+api.PathRollouts+"{id}/{action}", "rollouts", roleAdmin, s.handleRolloutAction)
+	handle("PUT "+api.PathRollouts+"{id}/pins/{device...}", "rollouts", roleAdmin, s.handleRolloutPin)
+	handle("DELETE "+api.PathRollouts+"{id}/pins/{device...}", "rollouts", roleAdmin, s.handleRolloutPin)
 	handle("GET "+api.PathHealthz, "healthz", roleNone, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok")

@@ -63,6 +63,10 @@ type track struct {
 	History []record `json:"history"`
 	// Serial counts the publishes that set Current.
 	Serial int64 `json:"serial,omitempty"`
+	// Rollout is the ID of the staged rollout that governs the track's
+	// check-ins (its state is in the fleet database), from its start until
+	// it is settled; "" for none, and then a check-in reads no database.
+	Rollout string `json:"rollout,omitempty"`
 }
 
 func (t *track) find(config string) (int, bool) {
@@ -301,6 +305,11 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 	if t == nil {
 		t = &track{}
 		imgs[image] = t
+	}
+	if t.Rollout != "" {
+		// Checked under the lock, so a publish racing a rollout's start on
+		// another server cannot move the target under it.
+		return false, fmt.Errorf("%s/%s: rollout %s governs the track: %w", channel, image, t.Rollout, ErrRolloutActive)
 	}
 	i, ok := t.find(rec.ConfigDigest)
 	if ok {

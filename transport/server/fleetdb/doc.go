@@ -19,6 +19,13 @@
 // BIGINT columns, times as BIGINT Unix milliseconds, and INSERT … ON
 // CONFLICT DO NOTHING / DO UPDATE.
 //
+// Rollouts (RolloutStore, implemented once over database/sql by
+// SQLRollouts) keep package rollout's State as JSON in the rollouts table,
+// with its rev as the compare-and-set column, its status, and whether its
+// outcome was written to the server's targets (settled). A partial unique
+// index holds at most one running or paused rollout per (channel, image).
+// The inventory keeps each device's labels (JSON) for group waves.
+//
 // Reports are idempotent by ID: a re-sent report is stored once (AddReport
 // says whether it was new). The inventory keeps, per (device, image), the
 // newest report by its time, so reports arriving out of order do not

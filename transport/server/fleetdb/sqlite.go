@@ -68,16 +68,17 @@ func (s *SQLite) Close() error {
 // RecordCheckin implements Store.
 func (s *SQLite) RecordCheckin(ctx context.Context, c Checkin) error {
 	_, err := s.w.ExecContext(ctx, `
-INSERT INTO inventory (device, image, channel, config_digest, last_seen, agent_version, platform)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO inventory (device, image, channel, config_digest, last_seen, agent_version, platform, labels)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (device, image) DO UPDATE SET
     channel = excluded.channel,
     config_digest = excluded.config_digest,
     last_seen = excluded.last_seen,
     agent_version = excluded.agent_version,
-    platform = excluded.platform
+    platform = excluded.platform,
+    labels = excluded.labels
 WHERE inventory.last_seen <= excluded.last_seen`,
-		c.Device, c.Image, c.Channel, c.ConfigDigest, millis(c.Time), c.AgentVersion, c.Platform)
+		c.Device, c.Image, c.Channel, c.ConfigDigest, millis(c.Time), c.AgentVersion, c.Platform, encodeLabels(c.Labels))
 	if err != nil {
 		return fmt.Errorf("recording a check-in: %w", err)
 	}

@@ -29,7 +29,10 @@ type Checkin struct {
 	ConfigDigest string
 	AgentVersion string
 	Platform     string
-	Time         time.Time
+	// Labels are the device's labels (rollout group waves select on
+	// them); nil for none.
+	Labels map[string]string
+	Time   time.Time
 }
 
 // Filter narrows Devices. Zero fields do not filter.

@@ -43,9 +43,9 @@
 //
 // PlanFromRequest turns an api.RolloutRequest into a Plan, and State.API
 // shows a State as an api.Rollout (per-wave counts as Advance last saw
-// them). Labels are not part of api.CheckRequest yet: the server is to take
-// them from a device's check-in (or its inventory) and pass them to WaveOf,
-// TargetFor, Tally and Widen; a device without labels is only in
+// them). A device's labels come with its check-in (api.CheckRequest.Labels,
+// ValidLabel's rules); the server passes them to TargetFor, and keeps them
+// in its inventory for Tally and Widen; a device without labels is only in
 // percentage waves.
 //
 // # Salt
