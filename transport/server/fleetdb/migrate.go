@@ -83,9 +83,14 @@ const postgresLockKey int64 = 0x736b696666
 // postgresLock: the advisory lock comes before everything, since two
 // concurrent CREATE TABLE IF NOT EXISTS can both fail on PostgreSQL (a
 // unique violation in its catalog); DDL is transactional there, so the
-// table is created inside the transaction.
+// table is created inside the transaction. Neither the wait for the lock
+// nor a long migration is cut by the session's statement_timeout.
 var postgresLock = migrationLock{
-	lock: []string{fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, postgresLockKey), createSchemaMigrations},
+	lock: []string{
+		`SET LOCAL statement_timeout = 0`,
+		fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, postgresLockKey),
+		createSchemaMigrations,
+	},
 }
 
 // migrate brings db to the newest embedded schema: every migration newer

@@ -27,6 +27,11 @@ const (
 	// PostgresConnectTimeout bounds one connection attempt unless the DSN
 	// sets connect_timeout.
 	PostgresConnectTimeout = 10 * time.Second
+	// PostgresStatementTimeout is the session's statement_timeout unless
+	// the DSN sets one: the inventory write of a check-in runs without a
+	// deadline of its own, and this bounds its wait for a lock.
+	// Migrations run without it.
+	PostgresStatementTimeout = 30 * time.Second
 )
 
 // Postgres is the Store of a PostgreSQL database, which several servers
@@ -57,6 +62,9 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = PostgresConnectTimeout
+	}
+	if _, ok := cfg.RuntimeParams["statement_timeout"]; !ok {
+		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(PostgresStatementTimeout.Milliseconds(), 10)
 	}
 	where := "postgres " + net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))) + "/" + cfg.Database
 	db := stdlib.OpenDB(*cfg)
