@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/skiff-dev/skiff/transport/api"
 	"github.com/skiff-dev/skiff/transport/server/fleetdb"
 	"github.com/skiff-dev/skiff/transport/server/fleetdb/fleetdbtest"
 )
@@ -135,5 +138,52 @@ func TestIntegrationPostgresSchemaTooNew(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "upgrade skiff") {
 		t.Errorf("error %q does not say what to do", err)
+	}
+}
+
+// TestIntegrationPostgresTwoStores: two stores on one database (two
+// servers) receiving the same reports at once store each once, and
+// both list every device with its report.
+func TestIntegrationPostgresTwoStores(t *testing.T) {
+	dsn := fleetdbtest.PostgresDSN(t)
+	stores := []fleetdb.Store{openPostgres(t, dsn), openPostgres(t, dsn)}
+	ctx := context.Background()
+	const reports, senders = 50, 8
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	var added atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, reports*senders*2)
+	for w := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range reports {
+				s := stores[(w+i)%2]
+				dev := fmt.Sprintf("dev-%03d", i)
+				errs <- s.RecordCheckin(ctx, fleetdb.Checkin{Device: dev, Channel: "stable", Image: "web", Time: at})
+				ok, err := s.AddReport(ctx, api.Report{ID: fmt.Sprintf("%032x", i), Device: dev, Channel: "stable", Image: "web",
+					Result: api.ResultInstalled, Time: at}, at)
+				if ok {
+					added.Add(1)
+				}
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := added.Load(); n != reports {
+		t.Errorf("%d reports added, want %d (each once)", n, reports)
+	}
+	for i, s := range stores {
+		devs, _, err := s.Devices(ctx, fleetdb.Filter{Result: api.ResultInstalled, Limit: fleetdb.MaxLimit})
+		if err != nil || len(devs) != reports {
+			t.Errorf("store %d: %d devices with a report (%v), want %d", i, len(devs), err, reports)
+		}
 	}
 }

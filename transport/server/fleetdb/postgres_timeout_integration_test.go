@@ -45,8 +45,9 @@ func TestIntegrationPostgresStatementTimeout(t *testing.T) {
 		if set != "" {
 			q.Set("statement_timeout", set)
 		}
-		u.RawQuery = q.Encode()
-		s, err := OpenPostgres(context.Background(), u.String())
+		dsn := *u
+		dsn.RawQuery = q.Encode()
+		s, err := OpenPostgres(context.Background(), dsn.String())
 		if err != nil {
 			t.Fatal(err)
 		}
