@@ -17,7 +17,8 @@ import (
 // Pool settings of the PostgreSQL backend.
 const (
 	// PostgresMaxConns is the most connections one server opens (and
-	// keeps idle); count it per server against max_connections.
+	// keeps idle) unless the DSN sets pool_max_conns; count them per
+	// server against the database's max_connections.
 	PostgresMaxConns = 16
 	// PostgresConnLifetime is how long a connection is used before it is
 	// replaced (a failed-over or restarted database is found again).
@@ -45,8 +46,8 @@ var _ Store = (*Postgres)(nil)
 
 // OpenPostgres connects to the database dsn names (a postgres:// or
 // postgresql:// URL, with pgx's parameters: sslmode, connect_timeout,
-// search_path, …; the password is better left to PGPASSWORD or
-// ~/.pgpass) and migrates it; several servers may open one database at
+// search_path, …, and pool_max_conns; the password is better left to
+// PGPASSWORD or ~/.pgpass) and migrates it; several servers may open one database at
 // once (migrations take an advisory lock). Errors never hold the
 // password: an unparsable DSN is ErrBadDSN, a database that does not
 // answer ErrUnreachable, both naming the host.
@@ -66,10 +67,19 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if _, ok := cfg.RuntimeParams["statement_timeout"]; !ok {
 		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(PostgresStatementTimeout.Milliseconds(), 10)
 	}
+	maxConns := PostgresMaxConns
+	if v, ok := cfg.RuntimeParams["pool_max_conns"]; ok {
+		delete(cfg.RuntimeParams, "pool_max_conns") // ours, not a server setting
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, fmt.Errorf("postgres DSN %s: pool_max_conns %q: want 1 to 1000: %w", Redact(dsn), v, ErrBadDSN)
+		}
+		maxConns = n
+	}
 	where := "postgres " + net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))) + "/" + cfg.Database
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(PostgresMaxConns)
-	db.SetMaxIdleConns(PostgresMaxConns)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxLifetime(PostgresConnLifetime)
 	db.SetConnMaxIdleTime(PostgresConnIdle)
 	if err := db.PingContext(ctx); err != nil {

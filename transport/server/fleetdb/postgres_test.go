@@ -22,6 +22,9 @@ func TestOpenPostgresErrors(t *testing.T) {
 		{"postgresql://skiff:" + pw + "@127.0.0.1:55432/skiff?sslmode=sometimes", ErrBadDSN, "sslmode"},
 		{"postgres://skiff@127.0.0.1:1/skiff?password=" + pw + "&connect_timeout=5", ErrUnreachable, "127.0.0.1:1/skiff"},
 		{"postgres://skiff:" + pw + "@127.0.0.1:1/skiff", ErrUnreachable, "postgres 127.0.0.1:1/skiff (user skiff)"},
+		{"postgres://skiff:" + pw + "@127.0.0.1:1/skiff?pool_max_conns=many", ErrBadDSN, "pool_max_conns"},
+		{"postgres://skiff:" + pw + "@127.0.0.1:1/skiff?pool_max_conns=0", ErrBadDSN, "want 1 to 1000"},
+		{"postgres://skiff:" + pw + "@127.0.0.1:1/skiff?pool_max_conns=4", ErrUnreachable, "127.0.0.1:1"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_, err := Open(ctx, tc.dsn)

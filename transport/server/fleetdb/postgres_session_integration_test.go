@@ -7,15 +7,17 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"testing"
 )
 
-// TestIntegrationPostgresStatementTimeout: sessions get
-// PostgresStatementTimeout unless the DSN sets statement_timeout.
-// (fleetdbtest imports this package, so the schema is made here.)
-func TestIntegrationPostgresStatementTimeout(t *testing.T) {
+// TestIntegrationPostgresSessionSettings: sessions get
+// PostgresStatementTimeout and the pool PostgresMaxConns unless the DSN
+// sets statement_timeout or pool_max_conns. (fleetdbtest imports this
+// package, so the schema is made here.)
+func TestIntegrationPostgresSessionSettings(t *testing.T) {
 	base := os.Getenv("SKIFF_POSTGRES")
 	if base == "" {
 		if os.Getenv("CI") != "" {
@@ -39,11 +41,17 @@ func TestIntegrationPostgresStatementTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for set, want := range map[string]string{"": "30s", "5s": "5s"} {
+	for _, tc := range []struct {
+		timeout, want    string
+		conns, wantConns int
+	}{{"", "30s", 0, PostgresMaxConns}, {"5s", "5s", 3, 3}} {
 		q := u.Query()
 		q.Set("search_path", schema)
-		if set != "" {
-			q.Set("statement_timeout", set)
+		if tc.timeout != "" {
+			q.Set("statement_timeout", tc.timeout)
+		}
+		if tc.conns != 0 {
+			q.Set("pool_max_conns", fmt.Sprint(tc.conns))
 		}
 		dsn := *u
 		dsn.RawQuery = q.Encode()
@@ -53,9 +61,13 @@ func TestIntegrationPostgresStatementTimeout(t *testing.T) {
 		}
 		var got string
 		err = s.r.QueryRow(`SHOW statement_timeout`).Scan(&got)
+		conns := s.r.Stats().MaxOpenConnections
 		s.Close()
-		if err != nil || got != want {
-			t.Errorf("statement_timeout=%q in the DSN: %q (%v), want %q", set, got, err, want)
+		if err != nil || got != tc.want {
+			t.Errorf("statement_timeout=%q in the DSN: %q (%v), want %q", tc.timeout, got, err, tc.want)
+		}
+		if conns != tc.wantConns {
+			t.Errorf("pool_max_conns=%d in the DSN: a pool of %d, want %d", tc.conns, conns, tc.wantConns)
 		}
 	}
 }
