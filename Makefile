@@ -49,7 +49,7 @@ infra-down: ## stop what infra-up started
 
 TESTLOG := grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic| )|exact|_test.go'
 
-integration: corpus infra-up ## integration tests against real engines and the corpus: Docker 20.10 + containerd 1.6 (Debian), then Docker 28.5.2 (containerd image store) + containerd 2.4.2
+integration: corpus infra-up ## integration tests against real engines, the corpus and PostgreSQL (SKIFF_POSTGRES from env.sh; the fleet database and its 10,000-device load): Docker 20.10 + containerd 1.6 (Debian), then Docker 28.5.2 (containerd image store) + containerd 2.4.2
 	@echo "== engines: Docker 20.10 (classic store), containerd 1.6 (Debian)"
 	. $(INFRA)/env.sh && SKIFF_CORPUS_IMAGES="$(SKIFF_CORPUS)/images/app/new.tar" \
 	  $(GO) test -count=1 -tags integration -timeout 40m -run Integration -v ./... 2>&1 | \

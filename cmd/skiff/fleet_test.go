@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/tlstest"
 	"github.com/skiff-dev/skiff/transport/api"
 	"github.com/skiff-dev/skiff/transport/server"
+	"github.com/skiff-dev/skiff/transport/server/fleetdb"
 )
 
 const (
@@ -152,16 +155,30 @@ func TestFleetDevicesErrors(t *testing.T) {
 	}
 }
 
-// TestServeBadDB: --db names no known backend: a usage error.
+// TestServeBadDB: --db names no known backend or does not parse: a
+// usage error; a PostgreSQL database that does not answer fails naming
+// its host. The password shows in neither.
 func TestServeBadDB(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("SKIFF_ADMIN_TOKEN", "adm-token-0123456789")
 	t.Setenv("SKIFF_DEVICE_TOKENS", "")
-	for _, db := range []string{"mysql:x", "postgres://db/skiff"} {
-		_, _, err := run(t, "serve", "--state", dir, "--cache", dir, "--addr", "127.0.0.1:0", "--db", db)
+	const pw = "pg-s3cret"
+	for _, db := range []string{"mysql:x", "postgres:db", "postgres://skiff:" + pw + "@db:port/skiff"} {
+		_, stderr, err := run(t, "serve", "--state", dir, "--cache", dir, "--addr", "127.0.0.1:0", "--db", db)
 		if err == nil || !strings.Contains(err.Error(), "--db") || exitCode(err) != 2 {
 			t.Errorf("--db %s: %v (exit %d), want a usage error", db, err, exitCode(err))
 		}
+		if strings.Contains(fmt.Sprint(err)+stderr, pw) {
+			t.Errorf("--db %s: the password shows: %v %s", fleetdb.Redact(db), err, stderr)
+		}
+	}
+	db := "postgres://skiff:" + pw + "@127.0.0.1:1/skiff?connect_timeout=5"
+	_, stderr, err := run(t, "serve", "--state", dir, "--cache", dir, "--addr", "127.0.0.1:0", "--db", db)
+	if !errors.Is(err, fleetdb.ErrUnreachable) || !strings.Contains(err.Error(), "127.0.0.1:1") || exitCode(err) != 1 {
+		t.Errorf("--db of a database that does not answer: %v (exit %d), want ErrUnreachable naming 127.0.0.1:1", err, exitCode(err))
+	}
+	if strings.Contains(fmt.Sprint(err)+stderr, pw) {
+		t.Errorf("the password shows: %v %s", err, stderr)
 	}
 }
 

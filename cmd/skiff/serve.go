@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -64,7 +65,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "longest a client may take to send a whole request, headers and body (slow or stalled senders are cut)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
 	fs.DurationVar(&o.cacheTTL, "cache-ttl", 7*24*time.Hour, "remove a cached delta to a superseded target once nobody fetched it for this long (deltas to current targets stay); 0: never")
-	fs.StringVar(&o.db, "db", "", "database of the device inventory and install reports: sqlite:PATH (default sqlite:STATE/fleet.db; one server only, a PostgreSQL backend for several is not written yet)")
+	fs.StringVar(&o.db, "db", "", "database of the device inventory and install reports: sqlite:PATH (default sqlite:STATE/fleet.db; one server only) or postgres://USER@HOST[:PORT]/DATABASE?sslmode=… (PostgreSQL, which several servers share; the password is best in PGPASSWORD or ~/.pgpass, and is never logged)")
 	fs.DurationVar(&o.rolloutTick, "rollout-tick", 10*time.Second, "how often staged rollouts are judged and advanced besides after each install report (0: only after reports and admin actions)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
 	fs.StringArrayVar(&o.sign, "sign", nil, "sign the computed deltas with this private key file (skiff key generate); repeatable (key rotation); without it deltas are unsigned and devices refuse them by default")
@@ -324,7 +325,11 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	attrs := []any{"addr", ln.Addr().String(), "state", o.stateDir, "cache", o.cacheDir,
+	db := o.db
+	if db == "" {
+		db = "sqlite:" + filepath.Join(o.stateDir, "fleet.db")
+	}
+	attrs := []any{"addr", ln.Addr().String(), "state", o.stateDir, "cache", o.cacheDir, "db", fleetdb.Redact(db),
 		"admin_tokens", len(admin), "device_tokens", len(device), "signing_keys", signerIDs(signers)}
 	errc := make(chan error, 1)
 	if certs != nil {

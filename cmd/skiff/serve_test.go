@@ -180,6 +180,9 @@ func TestServe(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &first); err != nil || first["msg"] != "serving" {
 		t.Errorf("first log line is not a JSON \"serving\" record: %q", line)
 	}
+	if want := "sqlite:" + filepath.Join(o.stateDir, "fleet.db"); first["db"] != want {
+		t.Errorf("serving log: db %v, want %s", first["db"], want)
+	}
 	if !strings.Contains(logs.String(), `"msg":"shutting down"`) {
 		t.Errorf("no shutdown log:\n%s", logs.String())
 	}

@@ -130,10 +130,9 @@
 // 1000) and after (the previous page's next) page. Unknown parameters are
 // 400.
 //
-// Both live in Config.FleetDB (package fleetdb; default
-// sqlite:StateDir/fleet.db), never in state.json. SQLite is for one
-// server: several servers behind a load balancer need a shared database,
-// and the PostgreSQL backend for that is not written yet.
+// Both live in Config.FleetDB (package fleetdb), never in state.json:
+// "sqlite:PATH" (the default is sqlite:StateDir/fleet.db) for one server,
+// or "postgres://…" for a PostgreSQL database several servers share.
 //
 // # Staged rollouts
 //
@@ -182,8 +181,9 @@
 //
 // # Scaling out
 //
-// A server keeps nothing but StateDir and CacheDir, so several can run
-// behind a load balancer:
+// A server keeps nothing but StateDir, CacheDir and its fleet database,
+// so several can run behind a load balancer. Published targets and
+// deltas are shared in one of two ways:
 //
 //   - Shared volume: all instances use the same StateDir and CacheDir. An
 //     instance re-reads state.json when it changes (checked at most once a
@@ -198,6 +198,18 @@
 //     bytes) every instance serves the same digest at the same URL: a
 //     device may resume a download on another instance. Keep DiffOptions
 //     identical on all instances.
+//
+// The inventory and the reports are shared through the database, not the
+// volume: give every instance the same Config.FleetDB "postgres://…"
+// URL. A check-in or report may reach any instance, and GET /v1/devices
+// on any of them lists them all; a re-sent report is stored once
+// whichever instance gets it. SQLite is one server's: instances that
+// each open their own file each list only the devices that reached them,
+// and one SQLite file on a shared network volume is not supported (its
+// locks do not work there). Instances starting at once on an empty or
+// older database migrate it once between them. What the database does
+// not hold: the published targets and their history (state.json), the
+// deltas (CacheDir), and the tokens and keys (each instance's flags).
 //
 // Put a CDN or cache in front of /v1/deltas/ freely (Config.PublicURL):
 // responses are immutable.

@@ -45,8 +45,9 @@ func (s *Server) recordCheckin(ctx context.Context, req *api.CheckRequest) {
 	}
 	// Not cancelled with the request (the answer is sent already), and no
 	// deadline of its own: a cancellable context costs the SQLite driver
-	// a goroutine per statement. SQLite's busy timeout bounds the wait
-	// for another process's lock.
+	// a goroutine per statement. SQLite's busy timeout, PostgreSQL's
+	// statement_timeout (fleetdb.PostgresStatementTimeout) bound the
+	// wait for a lock.
 	err := s.fleet.RecordCheckin(context.WithoutCancel(ctx), fleetdb.Checkin{
 		Device: req.Device, Channel: req.Channel, Image: req.Image, ConfigDigest: req.ConfigDigest,
 		AgentVersion: req.AgentVersion, Platform: req.Platform, Labels: req.Labels, Time: time.Now().UTC(),

@@ -50,8 +50,8 @@ type Config struct {
 	// CacheDir holds the computed deltas and the pair index (required).
 	CacheDir string
 	// FleetDB names the database of the device inventory and install
-	// reports (fleetdb.Open): "sqlite:PATH"; default
-	// "sqlite:StateDir/fleet.db".
+	// reports (fleetdb.Open): "sqlite:PATH" or "postgres://…" (which
+	// several servers share); default "sqlite:StateDir/fleet.db".
 	FleetDB string
 	// AdminTokens may publish (and do what device tokens do);
 	// DeviceTokens may check in and download deltas. A role with no

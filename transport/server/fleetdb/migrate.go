@@ -54,27 +54,64 @@ func migrations(fsys fs.FS) ([]migration, error) {
 	return out, nil
 }
 
-// migrate brings db to the newest embedded schema: every migration newer
-// than the database's version, in order, in one transaction. A database
-// whose version is newer than any embedded migration is refused.
-func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version BIGINT NOT NULL PRIMARY KEY,
 		name    TEXT   NOT NULL,
 		applied BIGINT NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("schema_migrations: %v: %w", err, ErrMigration)
+	)`
+
+// migrationLock makes migrators that start at once (several servers on
+// one database) take turns: setup runs before the migration transaction,
+// lock first inside it. Whoever holds the lock reads the version and
+// applies what is missing; the others wait, then find nothing to do.
+type migrationLock struct{ setup, lock []string }
+
+// sqliteLock: schema_migrations is created first (a no-op when it
+// exists), then a write takes the database's write lock before the
+// version is read: a read first would let two migrators read the same
+// version.
+var sqliteLock = migrationLock{
+	setup: []string{createSchemaMigrations},
+	lock:  []string{`UPDATE schema_migrations SET version = version WHERE 1 = 0`},
+}
+
+// postgresLockKey is the transaction-scoped advisory lock migrations hold
+// on PostgreSQL ("skiff" in ASCII); it is database-wide, so migrations
+// of different schemas in one database take turns too.
+const postgresLockKey int64 = 0x736b696666
+
+// postgresLock: the advisory lock comes before everything, since two
+// concurrent CREATE TABLE IF NOT EXISTS can both fail on PostgreSQL (a
+// unique violation in its catalog); DDL is transactional there, so the
+// table is created inside the transaction. Neither the wait for the lock
+// nor a long migration is cut by the session's statement_timeout.
+var postgresLock = migrationLock{
+	lock: []string{
+		`SET LOCAL statement_timeout = 0`,
+		fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, postgresLockKey),
+		createSchemaMigrations,
+	},
+}
+
+// migrate brings db to the newest embedded schema: every migration newer
+// than the database's version, in order, in one transaction, after lk
+// (see migrationLock). A database whose version is newer than any
+// embedded migration is refused.
+func migrate(ctx context.Context, db *sql.DB, ms []migration, lk migrationLock) error {
+	for _, q := range lk.setup {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("schema_migrations: %v: %w", err, ErrMigration)
+		}
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, ErrMigration)
 	}
 	defer tx.Rollback()
-	// A write first, so the transaction holds the write lock before it
-	// reads the version: two servers starting at once apply each
-	// migration once (the second waits, then finds nothing to do).
-	if _, err := tx.ExecContext(ctx, `UPDATE schema_migrations SET version = version WHERE 1 = 0`); err != nil {
-		return fmt.Errorf("locking schema_migrations: %v: %w", err, ErrMigration)
+	for _, q := range lk.lock {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("locking schema_migrations: %v: %w", err, ErrMigration)
+		}
 	}
 	var have int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {

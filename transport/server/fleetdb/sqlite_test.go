@@ -122,10 +122,10 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(context.Background(), db, ms[:1]); err != nil {
+	if err := migrate(context.Background(), db, ms[:1], sqliteLock); err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(context.Background(), db, ms); !errors.Is(err, ErrMigration) {
+	if err := migrate(context.Background(), db, ms, sqliteLock); !errors.Is(err, ErrMigration) {
 		t.Fatalf("failing migration: %v, want ErrMigration", err)
 	}
 	if got := schemaVersions(t, path); !cmp.Equal(got, []int64{1}) {
@@ -150,7 +150,7 @@ func TestMigrationNumbers(t *testing.T) {
 }
 
 func TestOpenDSN(t *testing.T) {
-	for _, dsn := range []string{"", "fleet.db", "mysql:x", "sqlite:", "postgres://h/db"} {
+	for _, dsn := range []string{"", "fleet.db", "mysql:x", "sqlite:", "postgres:db", "postgres://h:notaport/db"} {
 		if _, err := Open(context.Background(), dsn); !errors.Is(err, ErrBadDSN) {
 			t.Errorf("Open(%q): %v, want ErrBadDSN", dsn, err)
 		}

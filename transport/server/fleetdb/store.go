@@ -17,6 +17,9 @@ var (
 	// ErrSchemaTooNew: the database was migrated by a newer skiff; this
 	// binary does not know its schema and refuses to use it.
 	ErrSchemaTooNew = errors.New("database schema newer than this binary")
+	// ErrUnreachable: no connection to the database server (not running,
+	// wrong host or port, or it refused the login or the database name).
+	ErrUnreachable = errors.New("database unreachable")
 	// ErrMigration: applying a migration failed (the database is left at
 	// the version before it).
 	ErrMigration = errors.New("database migration failed")
@@ -74,16 +77,17 @@ type Store interface {
 }
 
 // Open opens (creating and migrating it if needed) the store dsn names:
-// "sqlite:PATH".
+// "sqlite:PATH" (OpenSQLite) or "postgres://…" / "postgresql://…"
+// (OpenPostgres). Its errors show the DSN as Redact does.
 func Open(ctx context.Context, dsn string) (Store, error) {
 	scheme, rest, ok := strings.Cut(dsn, ":")
 	switch {
 	case ok && scheme == "sqlite" && rest != "":
 		return OpenSQLite(ctx, rest)
-	case ok && (scheme == "postgres" || scheme == "postgresql"):
-		return nil, fmt.Errorf("%q: the PostgreSQL backend is not written yet (use sqlite:PATH): %w", scheme, ErrBadDSN)
+	case ok && (scheme == "postgres" || scheme == "postgresql") && strings.HasPrefix(rest, "//"):
+		return OpenPostgres(ctx, dsn)
 	}
-	return nil, fmt.Errorf("%q: want sqlite:PATH: %w", dsn, ErrBadDSN)
+	return nil, fmt.Errorf("%q: want sqlite:PATH or postgres://[USER@]HOST[:PORT]/DATABASE: %w", Redact(dsn), ErrBadDSN)
 }
 
 func millis(t time.Time) int64 {
