@@ -8,7 +8,7 @@ INFRA        ?= /tmp/skiff-infra
 FUZZTIME     ?= 30s
 export SKIFF_CORPUS INFRA
 
-.PHONY: help build example test integration corpus infra-up infra-down fuzz bench bench-deps clean
+.PHONY: help build device example test integration corpus infra-up infra-down fuzz bench bench-deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -20,6 +20,13 @@ LDFLAGS      := $(if $(filter-out +dirty,$(COMMIT)),-X github.com/skiff-dev/skif
 
 build: ## build bin/skiff
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/skiff
+
+device: ## the device binaries: pure Go, no database drivers (-tags skiff_device), for linux/arm64, arm/v7 and amd64 in bin/
+	for t in arm64: arm:7 amd64:; do \
+	  a=$${t%%:*} v=$${t#*:}; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOARM=$$v $(GO) build -tags skiff_device -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/skiff-linux-$$a$${v:+v$$v} ./cmd/skiff || exit 1; \
+	done
+	@ls -l bin/skiff-linux-*
 
 example: build ## the main job on the built-in example pair: key, signed diff, apply with --trust, verify (no network needed)
 	@rm -rf $(EXAMPLE_DIR)

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 )
 
 // BusyTimeout is how long a statement waits for another process's lock
@@ -28,6 +26,9 @@ var _ Store = (*SQLite)(nil)
 // OpenSQLite opens the database file at path (creating it and its
 // directory), switches it to WAL and migrates it.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if sqliteDriver == "" {
+		return nil, fmt.Errorf("sqlite:%s: this skiff is a device build (-tags skiff_device) without the SQLite driver: %w", path, ErrNoDriver)
+	}
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite path %q: may not hold ? or #: %w", path, ErrBadDSN)
 	}
@@ -35,7 +36,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("database dir: %w", err)
 	}
 	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=1", path, BusyTimeout.Milliseconds())
-	w, err := sql.Open("sqlite", dsn)
+	w, err := sql.Open(sqliteDriver, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +50,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", dsn)
+	r, err := sql.Open(sqliteDriver, dsn)
 	if err != nil {
 		w.Close()
 		return nil, err

@@ -20,6 +20,9 @@ var (
 	// ErrUnreachable: no connection to the database server (not running,
 	// wrong host or port, or it refused the login or the database name).
 	ErrUnreachable = errors.New("database unreachable")
+	// ErrNoDriver: a device build (-tags skiff_device) has no database
+	// drivers; the rollout server needs a build without the tag.
+	ErrNoDriver = errors.New("no database driver in this build")
 	// ErrMigration: applying a migration failed (the database is left at
 	// the version before it).
 	ErrMigration = errors.New("database migration failed")
