@@ -3,14 +3,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,10 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/skiff-dev/skiff/delta"
-	"github.com/skiff-dev/skiff/layerfs"
 	"github.com/skiff-dev/skiff/transport/api"
-	"github.com/skiff-dev/skiff/transport/server"
 )
 
 // rolloutDevice is one device of the rollout test: its agent and engine.
@@ -62,46 +54,9 @@ func TestIntegrationRolloutEngines(t *testing.T) {
 		return h.String()
 	}
 	oldID, sickID, fixedID := idOf(old), idOf(sick), idOf(fixed)
-	layout := filepath.Join(t.TempDir(), "published")
-	for tag, img := range map[string]v1.Image{"v1": old, "v2": sick, "v3": fixed} {
-		if err := layerfs.Write(ctx, "oci:"+layout+":"+tag, img); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	fast := delta.DefaultOptions()
-	fast.Bsdiff, fast.BsdiffX86, fast.BrotliQuality, fast.Level = false, false, 0, 1
-	s, err := server.New(server.Config{
-		DiffOptions: fast, StateDir: t.TempDir(), CacheDir: t.TempDir(),
-		AdminTokens: []string{"admin-token"}, DeviceTokens: []string{"dev-token"},
-		Signers: []crypto.Signer{p.key}, Logger: quietLogger(), RolloutTick: -1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	hs := httptest.NewServer(s)
-	defer hs.Close()
-	admin := func(method, path string, body any, want int, out any) {
-		t.Helper()
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(method, hs.URL+path, bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer admin-token")
-		resp, err := hs.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %s", method, path, resp.Status)
-		}
-		if out != nil {
-			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	admin("PUT", api.PathTargets+"stable/web", api.PublishRequest{Ref: "oci:" + layout + ":v1"}, 200, nil)
+	fs := newFleetServer(t, p, map[string]v1.Image{"v1": old, "v2": sick, "v3": fixed})
+	admin := fs.admin
+	admin("PUT", api.PathTargets+"stable/web", api.PublishRequest{Ref: fs.ref("v1")}, 200, nil)
 
 	// The devices, each running the old image.
 	const ns = "skiff-rollout-test"
@@ -148,7 +103,7 @@ func TestIntegrationRolloutEngines(t *testing.T) {
 			"containerd: {namespace: " + ns + "}\n" +
 			"images:\n  - name: web\n    engine: " + engine + "\n    ref: " + d.ref + "\n    keep: 1\n" +
 			"    hook: 'true'\n" +
-			"    source: {server: " + hs.URL + ", token: dev-token, channel: stable}\n" +
+			"    source: {server: " + fs.URL() + ", token: dev-token, channel: stable}\n" +
 			"    health: " + health + "\n"
 		c, err := ParseConfig([]byte(y))
 		if err != nil {
@@ -200,7 +155,7 @@ func TestIntegrationRolloutEngines(t *testing.T) {
 	}
 
 	var ro api.Rollout
-	admin("POST", api.PathRollouts, api.RolloutRequest{Channel: "stable", Image: "web", Ref: "oci:" + layout + ":v2", Waves: "group=canary,100%",
+	admin("POST", api.PathRollouts, api.RolloutRequest{Channel: "stable", Image: "web", Ref: fs.ref("v2"), Waves: "group=canary,100%",
 		ErrorThreshold: 0.6}, 201, &ro) // one of the two canaries' rollback alone does not pause it: both try
 	for _, d := range devs[:2] {
 		res, err := update(d)
@@ -225,7 +180,7 @@ func TestIntegrationRolloutEngines(t *testing.T) {
 	}
 
 	admin("POST", api.PathRollouts+ro.ID+"/abort", nil, 200, &ro)
-	admin("POST", api.PathRollouts, api.RolloutRequest{Channel: "stable", Image: "web", Ref: "oci:" + layout + ":v3", Waves: "group=canary,100%"}, 201, &ro)
+	admin("POST", api.PathRollouts, api.RolloutRequest{Channel: "stable", Image: "web", Ref: fs.ref("v3"), Waves: "group=canary,100%"}, 201, &ro)
 	for _, d := range devs[:2] {
 		if res, err := update(d); err != nil || !res.Updated {
 			t.Fatalf("%s: the fixed target: %+v, %v", d.name, res, err)

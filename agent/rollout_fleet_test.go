@@ -1,22 +1,13 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/skiff-dev/skiff/delta"
-	"github.com/skiff-dev/skiff/layerfs"
 	"github.com/skiff-dev/skiff/transport/api"
-	"github.com/skiff-dev/skiff/transport/server"
 )
 
 // TestFleetRolloutAbort: an agent labelled group=canary gets the target
@@ -28,50 +19,14 @@ func TestFleetRolloutAbort(t *testing.T) {
 	p := testPair(t)
 	d := newDevice(t, p)
 	ctx := context.Background()
-	layout := filepath.Join(t.TempDir(), "published")
-	for tag, img := range map[string]v1.Image{"v1": p.old, "v2": p.new} {
-		if err := layerfs.Write(ctx, "oci:"+layout+":"+tag, img); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fast := delta.DefaultOptions()
-	fast.Bsdiff, fast.BsdiffX86, fast.BrotliQuality, fast.Level = false, false, 0, 1
-	s, err := server.New(server.Config{
-		DiffOptions: fast, StateDir: t.TempDir(), CacheDir: t.TempDir(),
-		AdminTokens: []string{"admin-token"}, DeviceTokens: []string{"dev-token"},
-		Signers: []crypto.Signer{p.key}, Logger: quietLogger(), RolloutTick: -1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	hs := httptest.NewServer(s)
-	defer hs.Close()
-	do := func(method, path string, body any, want int, out any) {
-		t.Helper()
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(method, hs.URL+path, bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer admin-token")
-		resp, err := hs.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %s", method, path, resp.Status)
-		}
-		if out != nil {
-			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	do("PUT", api.PathTargets+"stable/web", api.PublishRequest{Ref: "oci:" + layout + ":v1"}, 200, nil)
+	fs := newFleetServer(t, p, map[string]v1.Image{"v1": p.old, "v2": p.new})
+	do := fs.admin
+	do("PUT", api.PathTargets+"stable/web", api.PublishRequest{Ref: fs.ref("v1")}, 200, nil)
 	var ro api.Rollout
-	do("POST", api.PathRollouts, api.RolloutRequest{Channel: "stable", Image: "web", Ref: "oci:" + layout + ":v2",
+	do("POST", api.PathRollouts, api.RolloutRequest{Channel: "stable", Image: "web", Ref: fs.ref("v2"),
 		Waves: "group=canary,100%"}, 201, &ro)
 
-	cfg := d.config(t, serverSource(hs.URL), "")
+	cfg := d.config(t, serverSource(fs.URL()), "")
 	cfg.Labels = map[string]string{"group": "canary"}
 	a := newAgent(t, cfg)
 	update := func(want string) {
