@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto"
 	"errors"
@@ -38,6 +39,8 @@ type serveOptions struct {
 	sign                      []string
 
 	cacheTTL time.Duration
+	// reportRetention: how long install reports are kept (0: forever).
+	reportRetention time.Duration
 	// rolloutTick: how often staged rollouts are advanced besides after
 	// reports.
 	rolloutTick time.Duration
@@ -65,6 +68,7 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "longest a client may take to send a whole request, headers and body (slow or stalled senders are cut)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "how long devices wait before asking again while a delta is computed")
 	fs.DurationVar(&o.cacheTTL, "cache-ttl", 7*24*time.Hour, "remove a cached delta to a superseded target once nobody fetched it for this long (deltas to current targets stay); 0: never")
+	fs.DurationVar(&o.reportRetention, "report-retention", 90*24*time.Hour, "delete install reports received longer ago than this, hourly (the inventory keeps each device's last report); 0: keep them forever")
 	fs.StringVar(&o.db, "db", "", "database of the device inventory and install reports: sqlite:PATH (default sqlite:STATE/fleet.db; one server only) or postgres://USER@HOST[:PORT]/DATABASE?sslmode=… (PostgreSQL, which several servers share; the password is best in PGPASSWORD or ~/.pgpass, and is never logged)")
 	fs.DurationVar(&o.rolloutTick, "rollout-tick", 10*time.Second, "how often staged rollouts are judged and advanced besides after each install report (0: only after reports and admin actions)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 15*time.Second, "how long to let requests finish on SIGTERM")
@@ -238,6 +242,7 @@ func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, d
 		Signers:            signers,
 		CacheTTL:           cacheTTL,
 		RolloutTick:        o.rolloutTickConfig(),
+		ReportRetention:    cmp.Or(o.reportRetention, -1), // 0 is the server's default; -1 its "forever"
 		FleetDB:            o.db,
 	}
 }
@@ -258,6 +263,9 @@ func runServe(ctx context.Context, o *serveOptions, g *globalOptions, logOut io.
 	}
 	if o.cacheTTL < 0 {
 		return usageError{fmt.Sprintf("--cache-ttl %v: must be 0 (never) or positive", o.cacheTTL)}
+	}
+	if o.reportRetention < 0 {
+		return usageError{fmt.Sprintf("--report-retention %v: must be 0 (forever) or positive", o.reportRetention)}
 	}
 	if o.maxConns < 0 {
 		return usageError{fmt.Sprintf("--max-connections %d: must be positive (0: the default)", o.maxConns)}

@@ -73,6 +73,7 @@ func TestServeUsage(t *testing.T) {
 		{"bad max-diffs", []string{"serve", "--state", dir, "--cache", dir, "--max-diffs", "0"}, "--max-diffs"},
 		{"bad max-connections", []string{"serve", "--state", dir, "--cache", dir, "--max-connections", "-1"}, "--max-connections -1"},
 		{"bad read-timeout", []string{"serve", "--state", dir, "--cache", dir, "--read-timeout", "10ms"}, "--read-timeout 10ms: must be at least 1s"},
+		{"bad report-retention", []string{"serve", "--state", dir, "--cache", dir, "--report-retention", "-1h"}, "--report-retention -1h0m0s: must be 0 (forever) or positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := run(t, tc.args...)
@@ -266,5 +267,19 @@ func TestScopedTokens(t *testing.T) {
 	}
 	if _, err := loadTokens(good, "SKIFF_TEST_TOKENS"); err == nil || !strings.Contains(err.Error(), "admin tokens have no scopes") {
 		t.Errorf("scopes in an admin token file: %v", err)
+	}
+}
+
+// TestServeReportRetention: the flag reaches the server's config, 0
+// meaning forever (the server's -1) and the default 90 days.
+func TestServeReportRetention(t *testing.T) {
+	for _, tc := range []struct {
+		flag time.Duration
+		want time.Duration
+	}{{90 * 24 * time.Hour, 90 * 24 * time.Hour}, {0, -1}, {time.Hour, time.Hour}} {
+		o := &serveOptions{reportRetention: tc.flag}
+		if got := o.serverConfig(&globalOptions{}, nil, nil, nil, nil, nil, 0).ReportRetention; got != tc.want {
+			t.Errorf("--report-retention %v: config %v, want %v", tc.flag, got, tc.want)
+		}
 	}
 }

@@ -37,6 +37,7 @@ type metrics struct {
 	httpDuration *prometheus.HistogramVec
 	inflight     prometheus.Gauge
 	reports      *prometheus.CounterVec
+	pruned       prometheus.Counter
 
 	rolloutDevices *prometheus.GaugeVec
 	rolloutWave    *prometheus.GaugeVec
@@ -103,6 +104,10 @@ func newMetrics() *metrics {
 			Name: "skiff_server_reports_total",
 			Help: "Install reports stored, by result (installed, rolled_back, failed); a report sent again is counted once.",
 		}, []string{"result"}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "skiff_server_reports_pruned_total",
+			Help: "Install reports deleted for being older than the report retention (the inventory keeps each row's last one).",
+		}),
 	}
 	rl := []string{"channel", "image", "rollout"}
 	m.rolloutDevices = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -123,7 +128,7 @@ func newMetrics() *metrics {
 	}, []string{"event"})
 	m.shown = map[string][]shownRollout{}
 	m.reg.MustRegister(m.rolloutDevices, m.rolloutWave, m.rolloutStatus, m.rolloutEvents)
-	m.reg.MustRegister(m.reports, m.checks, m.computations, m.computeTime, m.deltaBytes, m.servedBytes, m.evicted,
+	m.reg.MustRegister(m.reports, m.pruned, m.checks, m.computations, m.computeTime, m.deltaBytes, m.servedBytes, m.evicted,
 		m.publishes, m.notified, m.httpDuration, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -106,6 +106,11 @@ type Config struct {
 	// served (default 7 days; negative: forever). Deltas to current
 	// targets are always kept. The cache is swept at start and hourly.
 	CacheTTL time.Duration
+	// ReportRetention is how long install reports are kept after the
+	// server received them (default 90 days; negative: forever). The
+	// inventory keeps each device's last report whatever its age; the
+	// reports table is pruned at start and hourly.
+	ReportRetention time.Duration
 	// RolloutTick is how often the server advances the staged rollouts
 	// (and settles finished ones) besides after each install report
 	// (default 10s; negative: only after reports and admin actions).
@@ -208,6 +213,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RolloutTick == 0 {
 		cfg.RolloutTick = 10 * time.Second
 	}
+	if cfg.ReportRetention == 0 {
+		cfg.ReportRetention = defaultReportRetention
+	}
 	if cfg.DiffOptions.Level == 0 {
 		cfg.DiffOptions = delta.DefaultOptions()
 	}
@@ -263,6 +271,9 @@ func New(cfg Config) (*Server, error) {
 	s.routes()
 	if cfg.CacheTTL > 0 {
 		s.goBackground(s.sweep)
+	}
+	if cfg.ReportRetention > 0 {
+		s.goBackground(s.pruneReportsEvery)
 	}
 	if s.rollouts != nil && cfg.RolloutTick > 0 {
 		s.goBackground(s.rolloutTick)

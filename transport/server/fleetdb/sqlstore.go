@@ -50,6 +50,19 @@ WHERE inventory.last_seen <= excluded.last_seen`,
 	return nil
 }
 
+// PruneReports implements Store.
+func (s *sqlStore) PruneReports(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM reports WHERE received < $1`, millis(before))
+	if err != nil {
+		return 0, fmt.Errorf("pruning reports: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("pruning reports: %w", err)
+	}
+	return n, nil
+}
+
 // AddReport implements Store.
 func (s *sqlStore) AddReport(ctx context.Context, r api.Report, received time.Time) (bool, error) {
 	tx, err := s.w.BeginTx(ctx, nil)

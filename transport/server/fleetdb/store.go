@@ -75,6 +75,10 @@ type Store interface {
 	// by ID, each with its matching rows sorted by image; next is the
 	// cursor of the following page ("" on the last).
 	Devices(ctx context.Context, f Filter) (devs []api.Device, next string, err error)
+	// PruneReports deletes the reports received before before and returns
+	// how many it deleted. The inventory keeps each row's last report; a
+	// pruned report sent again is stored again.
+	PruneReports(ctx context.Context, before time.Time) (int64, error)
 	// Close releases the database.
 	Close() error
 }

@@ -20,6 +20,42 @@ func Run(t *testing.T, open func(t *testing.T) fleetdb.Store) {
 	t.Run("ReportIdempotent", func(t *testing.T) { testReportIdempotent(t, open) })
 	t.Run("Inventory", func(t *testing.T) { testInventory(t, open) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, open) })
+	t.Run("PruneReports", func(t *testing.T) { testPruneReports(t, open) })
+}
+
+// testPruneReports: reports received before the cut go, later ones stay
+// (sending one again is still a duplicate), and the inventory keeps the
+// last report of a row whose reports were all pruned.
+func testPruneReports(t *testing.T, open func(*testing.T) fleetdb.Store) {
+	s := open(t)
+	ctx := context.Background()
+	const oldID, newID = "000000000000000000000000000000a1", "000000000000000000000000000000a2"
+	if _, err := s.AddReport(ctx, report(oldID, "dev-1", "web", api.ResultInstalled, t0), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddReport(ctx, report(newID, "dev-2", "web", api.ResultFailed, t0), t0.Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneReports(ctx, t0.Add(24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("PruneReports = %d, %v; want 1 (the report received before the cut)", n, err)
+	}
+	if n, err := s.PruneReports(ctx, t0.Add(24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("PruneReports again = %d, %v; want 0", n, err)
+	}
+	if added, err := s.AddReport(ctx, report(newID, "dev-2", "web", api.ResultFailed, t0), t0.Add(49*time.Hour)); err != nil || added {
+		t.Errorf("the kept report sent again: added %v, %v; want a duplicate", added, err)
+	}
+	devs, _, err := s.Devices(ctx, fleetdb.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 2 || devs[0].ID != "dev-1" || devs[0].Images[0].LastReport == nil || devs[0].Images[0].LastReport.ID != oldID {
+		t.Fatalf("inventory after the prune: %+v; want dev-1 keeping its last report", devs)
+	}
+	if added, err := s.AddReport(ctx, report(oldID, "dev-1", "web", api.ResultInstalled, t0), t0.Add(49*time.Hour)); err != nil || !added {
+		t.Errorf("the pruned report sent again: added %v, %v; want it stored again", added, err)
+	}
 }
 
 // testConcurrent: check-ins and re-sent reports from many goroutines at
