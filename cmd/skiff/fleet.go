@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -209,7 +211,7 @@ func shortText(s string, n int) string {
 // printDevices prints one line per device and image.
 func printDevices(out io.Writer, devs []api.Device, now time.Time) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tIMAGE\tCHANNEL\tRUNNING\tLAST SEEN\tAGENT\tPLATFORM\tLAST RESULT")
+	fmt.Fprintln(tw, "DEVICE\tIMAGE\tCHANNEL\tRUNNING\tLAST SEEN\tAGENT\tPLATFORM\tLABELS\tLAST RESULT")
 	dash := func(s string) string {
 		if s == "" {
 			return "-"
@@ -225,11 +227,20 @@ func printDevices(out io.Writer, devs []api.Device, now time.Time) error {
 					result += ": " + shortText(strings.ReplaceAll(r.Error, "\n", " "), 60)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, im.Image, dash(im.Channel), shortDigest(im.ConfigDigest),
-				ago(now, im.LastSeen), dash(im.AgentVersion), dash(im.Platform), result)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, im.Image, dash(im.Channel), shortDigest(im.ConfigDigest),
+				ago(now, im.LastSeen), dash(im.AgentVersion), dash(im.Platform), dash(labelText(im.Labels)), result)
 		}
 	}
 	return tw.Flush()
+}
+
+// labelText is labels as k=v,k=v in key order ("" for none).
+func labelText(l map[string]string) string {
+	keys := slices.Sorted(maps.Keys(l))
+	for i, k := range keys {
+		keys[i] = k + "=" + l[k]
+	}
+	return strings.Join(keys, ",")
 }
 
 // shortDigest is the first 12 hex digits of a sha256 digest ("-" for none).

@@ -54,7 +54,8 @@ func fleetServer(t *testing.T) *httptest.Server {
 		resp.Body.Close()
 	}
 	// Nothing is published: the check-ins are 404, and still seen.
-	post(api.PathCheck, api.CheckRequest{Device: "kiosk-2", Channel: "stable", Image: "web", AgentVersion: "v1.4.0", Platform: "linux/arm/v7"})
+	post(api.PathCheck, api.CheckRequest{Device: "kiosk-2", Channel: "stable", Image: "web", AgentVersion: "v1.4.0", Platform: "linux/arm/v7",
+		Labels: map[string]string{"site": "berlin", "group": "canary"}})
 	post(api.PathCheck, api.CheckRequest{Device: "kiosk-1", Channel: "beta", Image: "web"})
 	at := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Millisecond)
 	post(api.PathReports, api.Report{ID: strings.Repeat("ab", 16), Device: "kiosk-2", Channel: "stable", Image: "web",
@@ -100,13 +101,13 @@ func TestFleetDevicesTable(t *testing.T) {
 		t.Fatalf("table:\n%s", buf.String())
 	}
 	fields := func(s string) string { return strings.Join(strings.Fields(s), " ") }
-	if got, want := fields(lines[0]), "DEVICE IMAGE CHANNEL RUNNING LAST SEEN AGENT PLATFORM LAST RESULT"; got != want {
+	if got, want := fields(lines[0]), "DEVICE IMAGE CHANNEL RUNNING LAST SEEN AGENT PLATFORM LABELS LAST RESULT"; got != want {
 		t.Errorf("header %q, want %q", got, want)
 	}
-	if got, want := fields(lines[1]), "kiosk-1 web beta - 5m ago - - -"; got != want {
+	if got, want := fields(lines[1]), "kiosk-1 web beta - 5m ago - - - -"; got != want {
 		t.Errorf("kiosk-1: %q, want %q", got, want)
 	}
-	if got, want := fields(lines[2]), "kiosk-2 web stable - 5m ago v1.4.0 linux/arm/v7 rolled_back 222222222222 3h ago: health check failed: exit 3"; got != want {
+	if got, want := fields(lines[2]), "kiosk-2 web stable - 5m ago v1.4.0 linux/arm/v7 group=canary,site=berlin rolled_back 222222222222 3h ago: health check failed: exit 3"; got != want {
 		t.Errorf("kiosk-2: %q, want %q", got, want)
 	}
 

@@ -160,10 +160,12 @@ type DeviceImage struct {
 	// ConfigDigest is what the device ran at its last check-in.
 	ConfigDigest string `json:"config_digest,omitempty"`
 	// LastSeen is the last check-in (zero: none yet, only a report).
-	LastSeen     time.Time   `json:"last_seen,omitzero"`
-	AgentVersion string      `json:"agent_version,omitempty"`
-	Platform     string      `json:"platform,omitempty"`
-	LastReport   *LastReport `json:"last_report,omitempty"`
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+	AgentVersion string    `json:"agent_version,omitempty"`
+	Platform     string    `json:"platform,omitempty"`
+	// Labels are the ones the device sent with its last check-in.
+	Labels     map[string]string `json:"labels,omitempty"`
+	LastReport *LastReport       `json:"last_report,omitempty"`
 }
 
 // LastReport is the newest install report of a device's image.

@@ -136,7 +136,7 @@ func (s *sqlStore) Devices(ctx context.Context, f Filter) ([]api.Device, string,
 	page := append([]any{}, args...)
 	page = append(page, f.After, limit+1)
 	q := fmt.Sprintf(`
-SELECT device, image, channel, config_digest, last_seen, agent_version, platform,
+SELECT device, image, channel, config_digest, last_seen, agent_version, platform, labels,
        report_id, report_result, report_to, report_error, report_time
 FROM inventory
 WHERE %[1]s AND device IN (
@@ -153,11 +153,13 @@ ORDER BY device, image`, where, len(args)+1, len(args)+2)
 		var im api.DeviceImage
 		var seen, rtime int64
 		var rep api.LastReport
-		if err := rows.Scan(&dev, &im.Image, &im.Channel, &im.ConfigDigest, &seen, &im.AgentVersion, &im.Platform,
+		var labels string
+		if err := rows.Scan(&dev, &im.Image, &im.Channel, &im.ConfigDigest, &seen, &im.AgentVersion, &im.Platform, &labels,
 			&rep.ID, &rep.Result, &rep.ToDigest, &rep.Error, &rtime); err != nil {
 			return nil, "", fmt.Errorf("listing devices: %w", err)
 		}
 		im.LastSeen = fromMillis(seen)
+		im.Labels = decodeLabels(labels)
 		if rep.ID != "" {
 			rep.Time = fromMillis(rtime)
 			im.LastReport = &rep

@@ -21,6 +21,34 @@ func Run(t *testing.T, open func(t *testing.T) fleetdb.Store) {
 	t.Run("Inventory", func(t *testing.T) { testInventory(t, open) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, open) })
 	t.Run("PruneReports", func(t *testing.T) { testPruneReports(t, open) })
+	t.Run("Labels", func(t *testing.T) { testLabels(t, open) })
+}
+
+// testLabels: Devices shows the labels of each row's last check-in.
+func testLabels(t *testing.T, open func(*testing.T) fleetdb.Store) {
+	s := open(t)
+	ctx := context.Background()
+	for i, l := range []map[string]string{{"group": "canary"}, {"group": "canary", "site": "berlin"}} {
+		if err := s.RecordCheckin(ctx, fleetdb.Checkin{Device: "a", Channel: "stable", Image: "web", Labels: l, Time: t0.Add(time.Duration(i) * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordCheckin(ctx, fleetdb.Checkin{Device: "b", Channel: "stable", Image: "web", Time: t0}); err != nil {
+		t.Fatal(err)
+	}
+	devs, _, err := s.Devices(ctx, fleetdb.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 2 {
+		t.Fatalf("devices %+v", devs)
+	}
+	if d := cmp.Diff(map[string]string{"group": "canary", "site": "berlin"}, devs[0].Images[0].Labels); d != "" {
+		t.Errorf("a's labels (-want +got):\n%s", d)
+	}
+	if len(devs[1].Images[0].Labels) != 0 {
+		t.Errorf("b sent no labels, has %v", devs[1].Images[0].Labels)
+	}
 }
 
 // testPruneReports: reports received before the cut go, later ones stay
