@@ -243,6 +243,7 @@ func (o *serveOptions) serverConfig(g *globalOptions, log *slog.Logger, admin, d
 		CacheTTL:           cacheTTL,
 		RolloutTick:        o.rolloutTickConfig(),
 		ReportRetention:    cmp.Or(o.reportRetention, -1), // 0 is the server's default; -1 its "forever"
+		DeviceIDFromCert:   o.tls.deviceFromCert,
 		FleetDB:            o.db,
 	}
 }

@@ -14,6 +14,8 @@ import (
 // serveTLSOptions are serve's HTTPS flags.
 type serveTLSOptions struct {
 	certFile, keyFile, clientCA string
+	// deviceFromCert binds device IDs to client certificates.
+	deviceFromCert bool
 	// checkEvery bounds how often a handshake looks for changed files
 	// (0: tlsreload's default; negative: only on SIGHUP; tests).
 	checkEvery time.Duration
@@ -23,6 +25,7 @@ func (o *serveTLSOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.certFile, "tls-cert", "", "serve HTTPS with this certificate file (PEM: the certificate, then any intermediates); with --tls-key; reloaded on SIGHUP and when the files change")
 	fs.StringVar(&o.keyFile, "tls-key", "", "private key file of --tls-cert (PEM); refused when other users may read it (chmod 600)")
 	fs.StringVar(&o.clientCA, "client-ca", "", "require client certificates of devices, issued by a CA of this PEM bundle (needs --tls-cert; reloaded with it)")
+	fs.BoolVar(&o.deviceFromCert, "device-id-from-cert", false, "a check-in or report must name the device its client certificate names (subject common name): one device cannot speak for another (needs --client-ca)")
 }
 
 func (o *serveTLSOptions) enabled() bool { return o.certFile != "" }
@@ -36,6 +39,8 @@ func (o *serveTLSOptions) validate() error {
 		return usageError{"--tls-key without --tls-cert: give both, the certificate and its private key"}
 	case o.clientCA != "" && o.certFile == "":
 		return usageError{"--client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake"}
+	case o.deviceFromCert && o.clientCA == "":
+		return usageError{"--device-id-from-cert needs --client-ca: device IDs are bound to verified client certificates"}
 	}
 	return nil
 }

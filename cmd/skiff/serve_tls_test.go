@@ -270,6 +270,7 @@ func TestServeTLSUsage(t *testing.T) {
 		{"cert without key", []string{"--tls-cert", srv.CertFile}, []string{"--tls-cert without --tls-key"}, true},
 		{"key without cert", []string{"--tls-key", srv.KeyFile}, []string{"--tls-key without --tls-cert"}, true},
 		{"client CA without cert", []string{"--client-ca", ca.CertFile}, []string{"--client-ca needs --tls-cert"}, true},
+		{"device IDs from certs without client CA", []string{"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--device-id-from-cert"}, []string{"--device-id-from-cert needs --client-ca"}, true},
 		{"missing cert file", []string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", srv.KeyFile}, []string{"nope.pem", "no such file"}, false},
 		{"key readable by others", []string{"--tls-cert", srv.CertFile, "--tls-key", openKey}, []string{"open.key", "readable by other users"}, false},
 		{"a certificate as the key", []string{"--tls-cert", srv.CertFile, "--tls-key", certAsKey}, []string{"cert-as.key", "holds no private key"}, false},

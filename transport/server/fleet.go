@@ -114,6 +114,10 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("this device token may not report for channel %q, image %q", rep.Channel, rep.Image))
 		return
 	}
+	if err := s.certAllows(r, rep.Device); err != nil {
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	added, err := s.fleet.AddReport(r.Context(), rep, time.Now().UTC())
 	if err != nil {
 		s.log.Error("inventory: storing a report", "err", err)

@@ -140,6 +140,11 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("this device token may not check channel %q, image %q", req.Channel, req.Image))
 		return
 	}
+	if err := s.certAllows(r, req.Device); err != nil {
+		s.metrics.checks.WithLabelValues(resultForbidden).Inc()
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	resp, result, err := s.check(&req)
 	s.metrics.checks.WithLabelValues(result).Inc()
 	if result != resultBadRequest {

@@ -106,6 +106,12 @@ type Config struct {
 	// served (default 7 days; negative: forever). Deltas to current
 	// targets are always kept. The cache is swept at start and hourly.
 	CacheTTL time.Duration
+	// DeviceIDFromCert: check-ins and reports must come with a TLS client
+	// certificate whose subject common name is the device ID they name
+	// (403 otherwise), so that a device can speak only for itself. For a
+	// server that verifies client certificates (skiff serve --client-ca);
+	// admin requests are not affected.
+	DeviceIDFromCert bool
 	// ReportRetention is how long install reports are kept after the
 	// server received them (default 90 days; negative: forever). The
 	// inventory keeps each device's last report whatever its age; the
