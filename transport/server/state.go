@@ -271,10 +271,13 @@ func (st *state) all() []published {
 	return out
 }
 
-// publish makes rec the target of (channel, image) and persists the state.
-// Publishing the image that is already the target (same config and
-// manifest digest and ref) changes nothing and returns false.
-func (st *state) publish(channel, image string, rec record) (bool, error) {
+// change runs edit on a copy of the state file under the publish lock
+// (an exclusive flock, so servers sharing the directory take turns),
+// after re-reading it from disk whatever its time stamp says (another
+// server's write within the file system's time granularity could have the
+// same mtime and size), and writes the copy back if edit reports a change;
+// a failed edit or write leaves memory as the disk is.
+func (st *state) change(edit func(f *stateFile) (bool, error)) (bool, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	unlock, err := flock.File(context.Background(), st.lock, nil)
@@ -282,50 +285,20 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 		return false, fmt.Errorf("state: %w", err)
 	}
 	defer unlock()
-	// Under the lock, read what is on disk whatever its time stamp says:
-	// another server's write within the file system's time granularity
-	// could have the same mtime and size.
 	st.mod, st.size = time.Time{}, -1
 	if err := st.reload(); err != nil {
 		return false, err
 	}
-	// Change a copy, so a failed write leaves memory as the disk is.
 	var f stateFile
 	if b, err := json.Marshal(st.f); err != nil {
 		return false, err
 	} else if err := json.Unmarshal(b, &f); err != nil {
 		return false, err
 	}
-	imgs := f.Tracks[channel]
-	if imgs == nil {
-		imgs = map[string]*track{}
-		f.Tracks[channel] = imgs
+	changed, err := edit(&f)
+	if err != nil || !changed {
+		return false, err
 	}
-	t := imgs[image]
-	if t == nil {
-		t = &track{}
-		imgs[image] = t
-	}
-	if t.Rollout != "" {
-		// Checked under the lock, so a publish racing a rollout's start on
-		// another server cannot move the target under it.
-		return false, fmt.Errorf("%s/%s: rollout %s governs the track: %w", channel, image, t.Rollout, ErrRolloutActive)
-	}
-	i, ok := t.find(rec.ConfigDigest)
-	if ok {
-		old := t.History[i]
-		if t.Current == rec.ConfigDigest && old.ManifestDigest == rec.ManifestDigest && old.Ref == rec.Ref && old.Pinned == rec.Pinned {
-			return false, nil
-		}
-	}
-	t.Serial++
-	rec.Serial = t.Serial
-	if ok {
-		t.History[i] = rec
-	} else {
-		t.History = append(t.History, rec)
-	}
-	t.Current = rec.ConfigDigest
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return false, err
@@ -339,4 +312,43 @@ func (st *state) publish(channel, image string, rec record) (bool, error) {
 	}
 	st.index()
 	return true, nil
+}
+
+// publish makes rec the target of (channel, image) and persists the state.
+// Publishing the image that is already the target (same config and
+// manifest digest and ref) changes nothing and returns false.
+func (st *state) publish(channel, image string, rec record) (bool, error) {
+	return st.change(func(f *stateFile) (bool, error) {
+		imgs := f.Tracks[channel]
+		if imgs == nil {
+			imgs = map[string]*track{}
+			f.Tracks[channel] = imgs
+		}
+		t := imgs[image]
+		if t == nil {
+			t = &track{}
+			imgs[image] = t
+		}
+		if t.Rollout != "" {
+			// Checked under the lock, so a publish racing a rollout's start
+			// on another server cannot move the target under it.
+			return false, fmt.Errorf("%s/%s: rollout %s governs the track: %w", channel, image, t.Rollout, ErrRolloutActive)
+		}
+		i, ok := t.find(rec.ConfigDigest)
+		if ok {
+			old := t.History[i]
+			if t.Current == rec.ConfigDigest && old.ManifestDigest == rec.ManifestDigest && old.Ref == rec.Ref && old.Pinned == rec.Pinned {
+				return false, nil
+			}
+		}
+		t.Serial++
+		rec.Serial = t.Serial
+		if ok {
+			t.History[i] = rec
+		} else {
+			t.History = append(t.History, rec)
+		}
+		t.Current = rec.ConfigDigest
+		return true, nil
+	})
 }

@@ -1,55 +1,9 @@
 package server
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"time"
-
-	"github.com/skiff-dev/skiff/internal/atomicfile"
-	"github.com/skiff-dev/skiff/internal/flock"
 )
-
-// change runs edit on a copy of the state file under the publish lock,
-// after re-reading it from disk, and writes the copy back if edit reports
-// a change, as publish does.
-func (st *state) change(edit func(f *stateFile) (bool, error)) (bool, error) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	unlock, err := flock.File(context.Background(), st.lock, nil)
-	if err != nil {
-		return false, fmt.Errorf("state: %w", err)
-	}
-	defer unlock()
-	st.mod, st.size = time.Time{}, -1
-	if err := st.reload(); err != nil {
-		return false, err
-	}
-	var f stateFile
-	if b, err := json.Marshal(st.f); err != nil {
-		return false, err
-	} else if err := json.Unmarshal(b, &f); err != nil {
-		return false, err
-	}
-	changed, err := edit(&f)
-	if err != nil || !changed {
-		return false, err
-	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return false, err
-	}
-	if err := atomicfile.WriteFile(st.path, append(b, '\n')); err != nil {
-		return false, fmt.Errorf("state: %w", err)
-	}
-	st.f = f
-	if fi, err := os.Stat(st.path); err == nil {
-		st.mod, st.size = fi.ModTime(), fi.Size()
-	}
-	st.index()
-	return true, nil
-}
 
 // stage puts rec into the history of (channel, image) with the next
 // serial, as a publish does, but leaves the track's target where it is:
