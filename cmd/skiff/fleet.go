@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-dev/skiff/internal/tlsreload"
 	"github.com/skiff-dev/skiff/transport/api"
 )
 
@@ -31,25 +29,18 @@ func newFleetCommand(g *globalOptions) *cobra.Command {
 }
 
 type fleetDevicesOptions struct {
-	server, tokenFile      string
-	caFile, certFile       string
-	keyFile                string
+	adminClientOptions
 	channel, image, digest string
 	result                 string
 	stale                  time.Duration
 	pageSize               int
 	format                 formatOptions
 	now                    func() time.Time // tests
-	client                 *http.Client     // tests
 }
 
 func (o *fleetDevicesOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&o.server, "server", "", "rollout server URL, e.g. https://skiff.example.com")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding an admin token (its first line); also $SKIFF_ADMIN_TOKEN")
-	fs.StringVar(&o.caFile, "ca-file", "", "PEM CA bundle the server's certificate must chain to (default: the system's roots)")
-	fs.StringVar(&o.certFile, "client-cert", "", "PEM client certificate to present (a server started with --client-ca requires one); with --client-key")
-	fs.StringVar(&o.keyFile, "client-key", "", "PEM key of --client-cert")
+	o.adminClientOptions.addFlags(fs)
 	fs.StringVar(&o.channel, "channel", "", "only this channel")
 	fs.StringVar(&o.image, "image", "", "only this logical image")
 	fs.StringVar(&o.digest, "config-digest", "", "only devices running this config digest (sha256:…)")
@@ -81,16 +72,9 @@ Exit codes: 0 listed, 1 the server could not be asked or refused, 2 usage.`,
 }
 
 func runFleetDevices(ctx context.Context, o *fleetDevicesOptions, out io.Writer) error {
-	tokens, err := loadTokens(o.tokenFile, "SKIFF_ADMIN_TOKEN")
+	base, token, client, err := o.connect("GET /v1/devices", time.Minute)
 	if err != nil {
 		return err
-	}
-	if len(tokens) == 0 {
-		return usageError{"no token: give --token-file or $SKIFF_ADMIN_TOKEN (GET /v1/devices needs an admin token)"}
-	}
-	base, err := url.Parse(strings.TrimSuffix(o.server, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return usageError{fmt.Sprintf("--server %q: want http(s)://HOST[:PORT]", o.server)}
 	}
 	if o.pageSize < 1 || o.pageSize > 1000 {
 		return usageError{fmt.Sprintf("--page-size %d: want 1 to 1000", o.pageSize)}
@@ -108,15 +92,9 @@ func runFleetDevices(ctx context.Context, o *fleetDevicesOptions, out io.Writer)
 		q.Set("stale", o.stale.String())
 	}
 	q.Set("limit", fmt.Sprint(o.pageSize))
-	client := o.client
-	if client == nil {
-		if client, err = o.httpClient(); err != nil {
-			return err
-		}
-	}
 	var devs []api.Device
 	for {
-		page, err := getDevices(ctx, client, base.String()+api.PathDevices+"?"+q.Encode(), tokens[0])
+		page, err := getDevices(ctx, client, base+api.PathDevices+"?"+q.Encode(), token)
 		if err != nil {
 			return err
 		}
@@ -139,36 +117,6 @@ func runFleetDevices(ctx context.Context, o *fleetDevicesOptions, out io.Writer)
 		now = o.now
 	}
 	return printDevices(out, devs, now())
-}
-
-// httpClient is a client with the --ca-file and --client-cert settings.
-func (o *fleetDevicesOptions) httpClient() (*http.Client, error) {
-	if (o.certFile == "") != (o.keyFile == "") {
-		return nil, usageError{"--client-cert and --client-key go together"}
-	}
-	c := &http.Client{Timeout: time.Minute}
-	if o.caFile == "" && o.certFile == "" {
-		return c, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.caFile != "" {
-		pool, err := tlsreload.LoadCertPool(o.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		cfg.RootCAs = pool
-	}
-	if o.certFile != "" {
-		pair, err := tlsreload.LoadKeyPair(o.certFile, o.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--client-cert: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{*pair}
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = cfg
-	c.Transport = t
-	return c, nil
 }
 
 func getDevices(ctx context.Context, c *http.Client, u, token string) (*api.DevicesResponse, error) {

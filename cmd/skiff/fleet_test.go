@@ -65,7 +65,7 @@ func fleetServer(t *testing.T) *httptest.Server {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var buf bytes.Buffer
-		o := &fleetDevicesOptions{server: hs.URL, pageSize: 500, format: formatOptions{format: formatJSON}}
+		o := &fleetDevicesOptions{adminClientOptions: adminClientOptions{server: hs.URL}, pageSize: 500, format: formatOptions{format: formatJSON}}
 		t.Setenv("SKIFF_ADMIN_TOKEN", fleetAdmin)
 		if err := runFleetDevices(context.Background(), o, &buf); err != nil {
 			t.Fatal(err)
@@ -92,7 +92,7 @@ func TestFleetDevicesTable(t *testing.T) {
 	t.Setenv("SKIFF_ADMIN_TOKEN", "")
 	now := time.Now().Add(5 * time.Minute)
 	var buf bytes.Buffer
-	o := &fleetDevicesOptions{server: hs.URL + "/", tokenFile: tok, pageSize: 1, now: func() time.Time { return now }}
+	o := &fleetDevicesOptions{adminClientOptions: adminClientOptions{server: hs.URL + "/", tokenFile: tok}, pageSize: 1, now: func() time.Time { return now }}
 	if err := runFleetDevices(context.Background(), o, &buf); err != nil {
 		t.Fatal(err)
 	}

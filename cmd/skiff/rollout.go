@@ -19,16 +19,14 @@ import (
 
 // rolloutOptions are the flags every `skiff rollout` command shares.
 type rolloutOptions struct {
-	server, tokenFile string
-	format            formatOptions
-	now               func() time.Time // tests
-	client            *http.Client     // tests
+	adminClientOptions
+	format formatOptions
+	now    func() time.Time // tests
 }
 
 func (o *rolloutOptions) AddFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&o.server, "server", "", "rollout server URL, e.g. https://skiff.example.com")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding an admin token (its first line); also $SKIFF_ADMIN_TOKEN")
+	o.adminClientOptions.addFlags(fs)
 	o.format.AddFlags(cmd, legacyNone)
 	_ = cmd.MarkFlagRequired("server")
 }
@@ -273,16 +271,9 @@ func pinPath(id, device string) string {
 // call sends one request with the admin token and decodes the answer
 // into v.
 func (o *rolloutOptions) call(ctx context.Context, method, path string, body, v any) error {
-	tokens, err := loadTokens(o.tokenFile, "SKIFF_ADMIN_TOKEN")
+	base, token, client, err := o.connect("rollouts", 5*time.Minute) // a start opens and publishes an image
 	if err != nil {
 		return err
-	}
-	if len(tokens) == 0 {
-		return usageError{"no token: give --token-file or $SKIFF_ADMIN_TOKEN (rollouts need an admin token)"}
-	}
-	base, err := url.Parse(strings.TrimSuffix(o.server, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return usageError{fmt.Sprintf("--server %q: want http(s)://HOST[:PORT]", o.server)}
 	}
 	var r io.Reader
 	if body != nil {
@@ -292,18 +283,14 @@ func (o *rolloutOptions) call(ctx context.Context, method, path string, body, v 
 		}
 		r = bytes.NewReader(b)
 	}
-	u := base.String() + path
+	u := base + path
 	req, err := http.NewRequestWithContext(ctx, method, u, r)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+tokens[0])
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
-	}
-	client := o.client
-	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Minute} // a start opens and publishes an image
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -96,7 +96,7 @@ func TestRolloutCLI(t *testing.T) {
 	hs, ref := rolloutServer(t)
 	t.Setenv("SKIFF_ADMIN_TOKEN", fleetAdmin)
 	ctx := context.Background()
-	opts := rolloutOptions{server: hs.URL, format: formatOptions{format: formatJSON}}
+	opts := rolloutOptions{adminClientOptions: adminClientOptions{server: hs.URL}, format: formatOptions{format: formatJSON}}
 
 	var buf bytes.Buffer
 	start := &rolloutStartOptions{rolloutOptions: opts, waves: "10%,100%", errors: 0.1, soak: 10 * time.Minute}
@@ -131,7 +131,7 @@ func TestRolloutCLI(t *testing.T) {
 	}
 
 	// The table, with the times relative to a fixed now.
-	status := &rolloutStatusOptions{rolloutOptions: rolloutOptions{server: hs.URL, format: formatOptions{format: formatTable},
+	status := &rolloutStatusOptions{rolloutOptions: rolloutOptions{adminClientOptions: adminClientOptions{server: hs.URL}, format: formatOptions{format: formatTable},
 		now: func() time.Time { return created.Add(90 * time.Second) }}}
 	buf.Reset()
 	if err := runRolloutStatus(ctx, status, []string{ro.ID}, &buf); err != nil {
