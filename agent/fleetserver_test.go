@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -78,5 +79,34 @@ func (f *fleetServer) admin(method, path string, body any, want int, out any) {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			f.t.Fatal(err)
 		}
+	}
+}
+
+// updateAnswered runs a.Update for image until the server's answer is not
+// "pending" (the delta is computed on demand), within two minutes.
+func updateAnswered(t *testing.T, a *Agent, image string) (*UpdateResult, error) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		res, err := a.Update(context.Background(), image)
+		if err != nil || res.Updated || res.RolledBack || res.Check == nil || !res.Check.Pending {
+			return res, err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the delta stays pending", image)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// updateTo is updateAnswered that wants an installed update.
+func updateTo(t *testing.T, a *Agent, image string) {
+	t.Helper()
+	res, err := updateAnswered(t, a, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Updated {
+		t.Fatalf("no update: %+v", res.Check)
 	}
 }

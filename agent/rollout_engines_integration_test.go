@@ -111,21 +111,7 @@ func TestIntegrationRolloutEngines(t *testing.T) {
 		}
 		d.agent = newAgent(t, c, WithEngine("web", d.engine))
 	}
-	// update checks until the device got an answer that is not pending.
-	update := func(d *rolloutDevice) (*UpdateResult, error) {
-		t.Helper()
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			res, err := d.agent.Update(ctx, "web")
-			if err != nil || res.Updated || res.RolledBack || res.Check == nil || !res.Check.Pending {
-				return res, err
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the delta stays pending", d.name)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	update := func(d *rolloutDevice) (*UpdateResult, error) { t.Helper(); return updateAnswered(t, d.agent, "web") }
 	runs := func(d *rolloutDevice, want string) {
 		t.Helper()
 		info, err := d.engine.Inspect(ctx, d.ref)

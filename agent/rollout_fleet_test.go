@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -18,7 +16,6 @@ import (
 func TestFleetRolloutAbort(t *testing.T) {
 	p := testPair(t)
 	d := newDevice(t, p)
-	ctx := context.Background()
 	fs := newFleetServer(t, p, map[string]v1.Image{"v1": p.old, "v2": p.new})
 	do := fs.admin
 	do("PUT", api.PathTargets+"stable/web", api.PublishRequest{Ref: fs.ref("v1")}, 200, nil)
@@ -31,20 +28,7 @@ func TestFleetRolloutAbort(t *testing.T) {
 	a := newAgent(t, cfg)
 	update := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			res, err := a.Update(ctx, "web")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Updated {
-				break
-			}
-			if !res.Check.Pending || time.Now().After(deadline) {
-				t.Fatalf("no update: %+v", res.Check)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		updateTo(t, a, "web")
 		if got := d.running(t).ID; got != want {
 			t.Fatalf("the device runs %s, want %s", got, want)
 		}
